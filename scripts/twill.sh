@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One entry point for every npm script: set the machine up, then run the step
+# on the project's pinned Node 24 (node_modules/.bin/node), never the system's.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+bash scripts/setup.sh
+export PATH="$root/node_modules/.bin:$PATH"
+
+step=${1:?usage: twill.sh build|test|typecheck|lab|demo|bench NAME}
+shift
+case "$step" in
+  build) bash scripts/build.sh "$@" ;;
+  typecheck) tsc -p tsconfig.json ;;
+  test)
+    bash scripts/build.sh
+    tsc -p tsconfig.json
+    vitest run "$@"
+    ;;
+  lab) bash scripts/build.sh && exec node lab/main.ts "$@" ;;
+  demo) bash scripts/build.sh && exec node scripts/demo.ts "$@" ;;
+  bench) bash scripts/build.sh && name=${1:?bench name}; shift; exec node "bench/$name.ts" "$@" ;;
+  *) echo "unknown step: $step" >&2; exit 2 ;;
+esac

@@ -1,0 +1,14 @@
+import { defineConfig } from "vitest/config";
+
+// Integration tests create network namespaces and run real executables; they
+// share the kernel, so files run in parallel but each names what it creates
+// uniquely. No test has a timing threshold; the timeouts only bound a hang.
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    testTimeout: 120_000,
+    hookTimeout: 600_000,
+    pool: "forks",
+    reporters: ["default"],
+  },
+});
