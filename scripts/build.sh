@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the CNI executables into dist/cni/: a self-contained binary (Bun's
 # --compile embeds the runtime, so the host needs no Node.js). Bun was chosen
-# over a Node single-executable by measurement: see docs/cni.md. Skipped when
+# over a Node single-executable by measurement (docs/cni.md); --bytecode ships
+# precompiled bytecode, halving start-up. Skipped when
 # the sources have not changed since the last build.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,7 +15,7 @@ if [ -x "$out/twill" ] && [ "$(cat "$out/.build-hash" 2>/dev/null)" = "$hash" ];
 fi
 mkdir -p "$out"
 echo "[build] dist/cni/twill (bun --compile)" >&2
-"$bun" build --compile --minify --target=bun-linux-x64 cni/main.ts --outfile "$out/twill.tmp" >/dev/null
+"$bun" build --compile --minify --bytecode --format=cjs --target=bun-linux-x64 cni/main.ts --outfile "$out/twill.tmp" >/dev/null
 mv -f "$out/twill.tmp" "$out/twill"
 # One binary, two names: invoked as twill-ipam it is the IPAM plugin alone.
 ln -f "$out/twill" "$out/twill-ipam"

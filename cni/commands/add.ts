@@ -1,0 +1,52 @@
+import { attach } from "../attach/veth.ts";
+import { POD_GATEWAY_V4, POD_GATEWAY_V6 } from "../config.ts";
+import type { Result } from "../spec.ts";
+import { bareIp, ipamFor, podMtu, readNodeFileQuietly, requireNetns, type Invocation } from "./context.ts";
+
+export async function cmdAdd(inv: Invocation): Promise<Result> {
+  const { env, conf, log } = inv;
+  requireNetns(env.netns);
+  const t0 = performance.now();
+  const ipam = ipamFor(inv);
+  const lease = await ipam.add();
+  const t1 = performance.now();
+  const ips = lease.ips.map((ip) => bareIp(ip.address));
+  const mtu = podMtu(conf, readNodeFileQuietly(conf.nodeFile));
+  let veth;
+  try {
+    veth = await attach({
+      network: conf.name,
+      containerId: env.containerId,
+      ifname: env.ifname,
+      netns: env.netns,
+      mtu,
+      ips,
+      routes: lease.routes.map((r) => ({ dst: r.dst, ...(r.gw ? { gw: r.gw } : {}) })),
+    });
+  } catch (err) {
+    // Nothing of a failed ADD may stay allocated.
+    await ipam.del().catch((e: unknown) => log.error({ err: e }, "releasing the address after a failed ADD failed"));
+    throw err;
+  }
+  const t2 = performance.now();
+  log.info(
+    { cmd: "ADD", containerId: env.containerId, ips, hostIf: veth.hostIfname, ipamMs: +(t1 - t0).toFixed(2), kernelMs: +(t2 - t1).toFixed(2) },
+    "pod attached",
+  );
+  const gw = (ip: string) => (ip.includes(":") ? POD_GATEWAY_V6 : POD_GATEWAY_V4);
+  return {
+    interfaces: [
+      { name: veth.hostIfname, mac: veth.hostMac },
+      { name: env.ifname, mac: veth.podMac, mtu, sandbox: env.netns },
+    ],
+    ips: ips.map((ip) => ({ address: `${ip}/${ip.includes(":") ? 128 : 32}`, gateway: gw(ip), interface: 1 })),
+    routes:
+      lease.routes.length > 0
+        ? lease.routes.map((r) => ({ dst: r.dst, gw: r.gw ?? gw(r.dst) }))
+        : [
+            ...(ips.some((ip) => !ip.includes(":")) ? [{ dst: "0.0.0.0/0", gw: POD_GATEWAY_V4 }] : []),
+            ...(ips.some((ip) => ip.includes(":")) ? [{ dst: "::/0", gw: POD_GATEWAY_V6 }] : []),
+          ],
+    dns: lease.dns,
+  };
+}

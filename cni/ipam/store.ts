@@ -1,0 +1,219 @@
+import { createHash } from "node:crypto";
+import {
+  closeSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync,
+  statSync, symlinkSync, unlinkSync, writeSync,
+} from "node:fs";
+import { join } from "node:path";
+
+// One directory per network; one file per allocated address, named by the
+// address and holding "containerID\nifname" (host-local's on-disk format, so
+// an existing host-local directory can be adopted).
+//
+// Claiming needs no lock: the record is written completely to a private temp
+// file and then hard-linked to the address's name. link(2) fails with EEXIST
+// when another process holds the address, and a process killed at any point
+// leaves either a complete record or none (plus, at worst, a temp file that
+// the next allocation or GC removes). An owner symlink per attachment makes
+// the lookup by container cheap; it is only an index, rebuilt from the records
+// when missing.
+
+export interface Allocation {
+  ip: string;
+  containerId: string;
+  ifname: string;
+}
+
+const TMP_PREFIX = ".tmp.";
+const OWNER_PREFIX = ".owner.";
+const LAST_PREFIX = "last_reserved_ip.";
+
+export class IpamStore {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = dir;
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+  }
+
+  /** Claims `ip` for the attachment; false when someone else holds it. */
+  claim(ip: string, containerId: string, ifname: string): boolean {
+    const tmp = join(this.dir, `${TMP_PREFIX}${process.pid}.${Math.random().toString(36).slice(2)}`);
+    const fd = openSync(tmp, "wx", 0o644);
+    try {
+      // No fsync: a process killed after write(2) leaves the data in the page
+      // cache. After a power loss every pod is gone anyway and the runtime's
+      // GC frees records, even empty ones.
+      writeSync(fd, `${containerId}\n${ifname}`);
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      linkSync(tmp, join(this.dir, ip));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
+      throw err;
+    } finally {
+      unlinkSync(tmp);
+    }
+    this.writeOwner(containerId, ifname, ip);
+    return true;
+  }
+
+  /** The addresses held by an attachment (fast path through the owner index). */
+  findByOwner(containerId: string, ifname: string): string[] {
+    const indexed = this.readOwner(containerId, ifname).filter((ip) => {
+      const owner = this.ownerOf(ip);
+      return owner?.containerId === containerId && owner.ifname === ifname;
+    });
+    if (indexed.length > 0) return indexed;
+    return this.list()
+      .filter((a) => a.containerId === containerId && a.ifname === ifname)
+      .map((a) => a.ip);
+  }
+
+  /** Frees every address of the attachment; returns what was freed. Idempotent. */
+  release(containerId: string, ifname: string): string[] {
+    const ips = this.findByOwner(containerId, ifname);
+    for (const ip of ips) this.remove(ip);
+    this.removeOwner(containerId, ifname);
+    return ips;
+  }
+
+  ownerOf(ip: string): { containerId: string; ifname: string } | undefined {
+    let text: string;
+    try {
+      text = readFileSync(join(this.dir, ip), "utf8");
+    } catch {
+      return undefined;
+    }
+    const [containerId = "", ifname = ""] = text.split(/\r?\n/);
+    return { containerId: containerId.trim(), ifname: ifname.trim() };
+  }
+
+  list(): Allocation[] {
+    const out: Allocation[] = [];
+    for (const name of readdirSync(this.dir)) {
+      if (name.startsWith(".") || name.startsWith(LAST_PREFIX)) continue;
+      const owner = this.ownerOf(name);
+      if (owner) out.push({ ip: name, ...owner });
+    }
+    return out;
+  }
+
+  remove(ip: string): void {
+    try {
+      unlinkSync(join(this.dir, ip));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
+  }
+
+  lastReserved(setIndex: number): string | undefined {
+    try {
+      return readFileSync(join(this.dir, `${LAST_PREFIX}${setIndex}`), "utf8").trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** A hint only: concurrent writers may overwrite each other harmlessly. */
+  setLastReserved(setIndex: number, ip: string): void {
+    const path = join(this.dir, `${LAST_PREFIX}${setIndex}`);
+    const tmp = `${path}${TMP_PREFIX}${process.pid}`;
+    try {
+      const fd = openSync(tmp, "w", 0o644);
+      writeSync(fd, ip);
+      closeSync(fd);
+      renameSync(tmp, path);
+    } catch {
+      // losing the hint only changes where the next search starts
+    }
+  }
+
+  /** Removes temp files and owner links left by killed processes; returns how many. */
+  sweep(maxAgeMs = 0): number {
+    let removed = 0;
+    const now = Date.now();
+    for (const name of readdirSync(this.dir)) {
+      const path = join(this.dir, name);
+      if (name.startsWith(TMP_PREFIX) || name.includes(TMP_PREFIX)) {
+        const pid = Number(name.slice(name.indexOf(TMP_PREFIX) + TMP_PREFIX.length).split(".")[0]);
+        if (pidAlive(pid) && pid !== process.pid) continue;
+        if (maxAgeMs > 0 && ageMs(path, now) < maxAgeMs) continue;
+        removed += tryUnlink(path);
+      } else if (name.startsWith(OWNER_PREFIX)) {
+        let target: string;
+        try {
+          target = readlinkSync(path);
+        } catch {
+          continue;
+        }
+        if (!this.ownerOf(target)) removed += tryUnlink(path);
+      }
+    }
+    return removed;
+  }
+
+  private ownerPath(containerId: string, ifname: string): string {
+    const h = createHash("sha256").update(`${containerId}/${ifname}`).digest("hex").slice(0, 32);
+    return join(this.dir, `${OWNER_PREFIX}${h}`);
+  }
+
+  private writeOwner(containerId: string, ifname: string, ip: string): void {
+    // One link per address family: suffix with the family so dual-stack pods keep both.
+    const path = `${this.ownerPath(containerId, ifname)}.${ip.includes(":") ? 6 : 4}`;
+    try {
+      symlinkSync(ip, path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      unlinkSync(path);
+      symlinkSync(ip, path);
+    }
+  }
+
+  private readOwner(containerId: string, ifname: string): string[] {
+    const base = this.ownerPath(containerId, ifname);
+    const out: string[] = [];
+    for (const fam of [4, 6]) {
+      try {
+        out.push(readlinkSync(`${base}.${fam}`));
+      } catch {
+        // no index entry for this family
+      }
+    }
+    return out;
+  }
+
+  private removeOwner(containerId: string, ifname: string): void {
+    const base = this.ownerPath(containerId, ifname);
+    tryUnlink(`${base}.4`);
+    tryUnlink(`${base}.6`);
+  }
+}
+
+function tryUnlink(path: string): number {
+  try {
+    unlinkSync(path);
+    return 1;
+  } catch {
+    return 0;
+  }
+}
+
+function ageMs(path: string, now: number): number {
+  try {
+    return now - statSync(path).mtimeMs;
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

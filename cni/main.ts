@@ -1,0 +1,104 @@
+import { readFileSync } from "node:fs";
+import { basename } from "node:path";
+import { TwillError } from "../lib/errors.ts";
+import { createLogger, type Logger } from "../lib/log.ts";
+import { cmdAdd } from "./commands/add.ts";
+import { cmdCheck } from "./commands/check.ts";
+import { type Invocation } from "./commands/context.ts";
+import { cmdDel } from "./commands/del.ts";
+import { cmdGc } from "./commands/gc.ts";
+import { cmdStatus } from "./commands/status.ts";
+import { decodeJson, parseNetConf } from "./config.ts";
+import { readCommand, readEnv } from "./env.ts";
+import { runIpamPlugin } from "./ipam/plugin.ts";
+import { CniError, ErrorCode, formatResult, isSupportedVersion, SPEC_VERSION, SUPPORTED_VERSIONS, type Result } from "./spec.ts";
+
+// Entry point of the CNI executable. One binary serves two names: `twill`
+// (the plugin) and `twill-ipam` (the IPAM plugin alone). stdout carries only
+// the spec's result or error object; logs go to stderr or the configured file.
+
+const IPAM_ONLY = basename(process.execPath) === "twill-ipam";
+
+// Kernel and IPAM errors raised below the CNI layer, mapped to spec codes.
+function toCniError(err: unknown): CniError {
+  if (err instanceof CniError) return err;
+  if (err instanceof TwillError) {
+    if (err.code === "NODE_FILE_MISSING") return new CniError(ErrorCode.TryAgainLater, err.message, err.details);
+    if (err.code === "IPAM_EXHAUSTED") return new CniError(ErrorCode.RangeExhausted, err.message, err.details);
+    if (err.code.endsWith("_INVALID")) return new CniError(ErrorCode.InvalidConfig, err.message, err.details);
+    return new CniError(ErrorCode.KernelFailure, err.message, err.details);
+  }
+  const e = err as NodeJS.ErrnoException;
+  if (e?.code && typeof e.syscall === "string") return new CniError(ErrorCode.IOFailure, `${e.syscall} failed: ${e.code}`, String(e.message));
+  return new CniError(ErrorCode.IOFailure, "unexpected internal error", err instanceof Error ? (err.stack ?? err.message) : String(err));
+}
+
+function readStdin(): string {
+  try {
+    return readFileSync(0, "utf8");
+  } catch {
+    return "";
+  }
+}
+
+function write(obj: unknown): void {
+  process.stdout.write(JSON.stringify(obj) + "\n");
+}
+
+async function dispatch(inv: Invocation): Promise<Result | undefined> {
+  if (IPAM_ONLY) return runIpamPlugin(inv);
+  switch (inv.env.command) {
+    case "ADD":
+      return cmdAdd(inv);
+    case "DEL":
+      await cmdDel(inv);
+      return undefined;
+    case "CHECK":
+      await cmdCheck(inv);
+      return undefined;
+    case "STATUS":
+      await cmdStatus(inv);
+      return undefined;
+    case "GC":
+      await cmdGc(inv);
+      return undefined;
+    default:
+      return undefined;
+  }
+}
+
+async function main(): Promise<number> {
+  let cniVersion = SPEC_VERSION;
+  let log: Logger | undefined;
+  try {
+    const command = readCommand(process.env);
+    const stdin = readStdin();
+    if (command === "VERSION") {
+      let asked: unknown;
+      try {
+        asked = (JSON.parse(stdin) as { cniVersion?: unknown }).cniVersion;
+      } catch {
+        asked = undefined;
+      }
+      write({ cniVersion: typeof asked === "string" && isSupportedVersion(asked) ? asked : SPEC_VERSION, supportedVersions: SUPPORTED_VERSIONS });
+      return 0;
+    }
+    const raw = decodeJson(stdin);
+    if (typeof raw.cniVersion === "string" && isSupportedVersion(raw.cniVersion)) cniVersion = raw.cniVersion;
+    const env = readEnv(process.env);
+    const conf = parseNetConf(raw);
+    log = createLogger({ name: IPAM_ONLY ? "twill-ipam" : "twill-cni", level: conf.logLevel, ...(conf.logFile ? { file: conf.logFile } : {}) });
+    const result = await dispatch({ env, conf, stdin, log });
+    if (result) write(formatResult(result, conf.cniVersion));
+    return 0;
+  } catch (err) {
+    const e = toCniError(err);
+    log?.error({ code: e.code, msg: e.message, details: e.details }, "CNI command failed");
+    write(e.toJSON(cniVersion));
+    return 1;
+  }
+}
+
+void main().then((code) => {
+  process.exitCode = code;
+});

@@ -1,0 +1,6 @@
+// Route protocol numbers Twill stamps on the routes it installs, so that each
+// part of Twill recognises its own routes and never touches anyone else's
+// (see /etc/iproute2/rt_protos for the numbers others use).
+
+/** Routes to the pod /32s on this node, installed by the CNI plugin. */
+export const RTPROT_TWILL_POD = 212;
