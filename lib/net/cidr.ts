@@ -16,7 +16,7 @@ export interface Cidr {
 const bits = (f: Family): number => (f === 4 ? 32 : 128);
 
 export function parseIp(text: string): { family: Family; value: bigint } {
-  if (!ipaddr.isValid(text)) throw new TwillError("INVALID_IP", `"${text}" is not an IP address`);
+  if (!ipaddr.isValid(text)) throw new TwillError("IP_INVALID", `"${text}" is not an IP address`);
   const addr = ipaddr.parse(text);
   const family: Family = addr.kind() === "ipv4" ? 4 : 6;
   let value = 0n;
@@ -37,12 +37,12 @@ export function formatIp(family: Family, value: bigint): string {
 /** Parses "10.244.1.0/24"; host bits set in the text are cleared. */
 export function parseCidr(text: string): Cidr {
   const slash = text.indexOf("/");
-  if (slash < 0) throw new TwillError("INVALID_CIDR", `"${text}" is not a CIDR (expected address/prefix)`);
+  if (slash < 0) throw new TwillError("CIDR_INVALID", `"${text}" is not a CIDR (expected address/prefix)`);
   const { family, value } = parseIp(text.slice(0, slash));
   const prefixText = text.slice(slash + 1);
   const prefix = Number(prefixText);
   if (!/^\d+$/.test(prefixText) || prefix > bits(family)) {
-    throw new TwillError("INVALID_CIDR", `"${text}" has an invalid prefix length`);
+    throw new TwillError("CIDR_INVALID", `"${text}" has an invalid prefix length`);
   }
   return { family, network: value & mask(family, prefix), prefix };
 }

@@ -1,0 +1,82 @@
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { execIn } from "../../lib/kernel/netns.ts";
+import { NodeFixture, runCni } from "../support/cni.ts";
+import { twillConf, writeNode } from "./fixtures.ts";
+
+const node = new NodeFixture("tst");
+beforeAll(async () => {
+  await node.start();
+  writeNode(node, ["10.97.0.0/23"]);
+});
+afterAll(() => node.stop());
+
+async function twillLinks(): Promise<string[]> {
+  const out = (await execIn(node.ns, ["ip", "-o", "link", "show", "type", "veth"])).stdout;
+  return out.split("\n").map((l) => l.split(": ")[1]?.split("@")[0] ?? "").filter((n) => n.startsWith("twl"));
+}
+
+function ipamEntries(): string[] {
+  try {
+    return readdirSync(join(node.dir, "ipam/twill")).filter((f) => !f.startsWith("last_reserved"));
+  } catch {
+    return [];
+  }
+}
+
+describe("concurrency", () => {
+  it("100 parallel ADDs get 100 distinct addresses and working interfaces; parallel DELs free them all", async () => {
+    const conf = twillConf(node);
+    const pods = await Promise.all(Array.from({ length: 100 }, () => node.pod()));
+    const results = await Promise.all(
+      pods.map((p, i) => runCni(node.ns, { command: "ADD", containerId: `par${i}`, netns: p.path, ifname: "eth0", stdin: conf })),
+    );
+    for (const r of results) expect(r.code, r.stdout + r.stderr).toBe(0);
+    const ips = results.map((r) => r.json.ips[0].address);
+    expect(new Set(ips).size).toBe(100);
+    expect(await twillLinks()).toHaveLength(100);
+    // Every pod answers at its address.
+    const fping = await execIn(node.ns, ["sh", "-c", `for ip in ${ips.map((a) => a.split("/")[0]).join(" ")}; do ping -c1 -W2 $ip >/dev/null || echo "unreachable $ip"; done`]);
+    expect(fping.stdout).toBe("");
+
+    const dels = await Promise.all(pods.map((p, i) => runCni(node.ns, { command: "DEL", containerId: `par${i}`, netns: p.path, ifname: "eth0", stdin: conf })));
+    for (const d of dels) expect(d.code, d.stdout).toBe(0);
+    expect(await twillLinks()).toEqual([]);
+    expect(ipamEntries()).toEqual([]);
+    await Promise.all(pods.map((p) => node.removePod(p.name)));
+  });
+});
+
+describe("crash safety", () => {
+  it("ADDs killed with SIGKILL at random points leave nothing once GC runs", async () => {
+    const conf = twillConf(node);
+    const kills = 24;
+    let killed = 0;
+    for (let i = 0; i < kills; i++) {
+      const pod = await node.pod();
+      // Spread the kill over the whole ADD (start-up, IPAM, both ip batches).
+      const delayMs = (i * 60) / kills;
+      const run = runCni(node.ns, { command: "ADD", containerId: `kill${i}`, netns: pod.path, ifname: "eth0", stdin: conf }, (pid) => {
+        setTimeout(() => {
+          try {
+            process.kill(pid, "SIGKILL");
+            killed += 1;
+          } catch {
+            // it already finished
+          }
+        }, delayMs);
+      });
+      await run;
+    }
+    expect(killed).toBeGreaterThan(0);
+    // The kills must have left half-done work behind, or the test proves nothing.
+    const before = (await twillLinks()).length + ipamEntries().length;
+    expect(before).toBeGreaterThan(0);
+    const gc = await runCni(node.ns, { command: "GC", stdin: { ...conf, "cni.dev/valid-attachments": [] } });
+    expect(gc.code, gc.stdout).toBe(0);
+    expect(await twillLinks()).toEqual([]);
+    expect(ipamEntries()).toEqual([]);
+    expect((await execIn(node.ns, ["ip", "route", "show", "proto", "212"])).stdout.trim()).toBe("");
+  });
+});
