@@ -15,7 +15,12 @@ case "$step" in
   test)
     bash scripts/build.sh
     tsc -p tsconfig.json
-    vitest run "$@"
+    report=$(mktemp)
+    rc=0
+    vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || rc=$?
+    [ -s "$report" ] && node scripts/test-summary.ts "$report"
+    rm -f "$report"
+    exit $rc
     ;;
   lab) bash scripts/build.sh && exec node lab/main.ts "$@" ;;
   demo) bash scripts/build.sh && exec node scripts/demo.ts "$@" ;;

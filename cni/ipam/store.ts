@@ -59,21 +59,26 @@ export class IpamStore {
     return true;
   }
 
-  /** The addresses held by an attachment (fast path through the owner index). */
-  findByOwner(containerId: string, ifname: string): string[] {
-    const indexed = this.readOwner(containerId, ifname).filter((ip) => {
+  /**
+   * The addresses held by an attachment. The owner index answers the ADD
+   * path; `thorough` also scans every record, which DEL and CHECK use so that
+   * a record whose index entry a killed process never wrote is still found.
+   */
+  findByOwner(containerId: string, ifname: string, thorough = false): string[] {
+    const owned = (ip: string) => {
       const owner = this.ownerOf(ip);
       return owner?.containerId === containerId && owner.ifname === ifname;
-    });
-    if (indexed.length > 0) return indexed;
-    return this.list()
-      .filter((a) => a.containerId === containerId && a.ifname === ifname)
-      .map((a) => a.ip);
+    };
+    const found = new Set(this.readOwner(containerId, ifname).filter(owned));
+    if (thorough) {
+      for (const a of this.list()) if (a.containerId === containerId && a.ifname === ifname) found.add(a.ip);
+    }
+    return [...found];
   }
 
   /** Frees every address of the attachment; returns what was freed. Idempotent. */
   release(containerId: string, ifname: string): string[] {
-    const ips = this.findByOwner(containerId, ifname);
+    const ips = this.findByOwner(containerId, ifname, true);
     for (const ip of ips) this.remove(ip);
     this.removeOwner(containerId, ifname);
     return ips;

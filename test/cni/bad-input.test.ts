@@ -138,6 +138,19 @@ describe("bad input", () => {
     expect(await leftovers()).toEqual({ links: [], routes: "", allocations: [] });
   });
 
+  it("ADD before the daemon has written the node file: code 11 (try again later)", async () => {
+    const other = new NodeFixture("tbk");
+    await other.start();
+    try {
+      const pod = await other.pod();
+      const r = await runCni(other.ns, { command: "ADD", containerId: "early", netns: pod.path, ifname: "eth0", stdin: twillConf(other) });
+      expectSpecError(r, 11);
+      expect((await execIn(other.ns, ["ip", "-o", "link"])).stdout).not.toContain("twl");
+    } finally {
+      await other.stop();
+    }
+  });
+
   it("a corrupt node file is reported, not crashed on", async () => {
     const other = new NodeFixture("tbj");
     await other.start();
