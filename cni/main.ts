@@ -1,7 +1,6 @@
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
 import { TwillError } from "../lib/errors.ts";
-import { createLogger, type Logger } from "../lib/log.ts";
 import { cmdAdd } from "./commands/add.ts";
 import { cmdCheck } from "./commands/check.ts";
 import { type Invocation } from "./commands/context.ts";
@@ -11,6 +10,7 @@ import { cmdStatus } from "./commands/status.ts";
 import { decodeJson, parseNetConf } from "./config.ts";
 import { readCommand, readEnv } from "./env.ts";
 import { runIpamPlugin } from "./ipam/plugin.ts";
+import { createCniLogger, type CniLogger } from "./log.ts";
 import { CniError, ErrorCode, formatResult, isSupportedVersion, SPEC_VERSION, SUPPORTED_VERSIONS, type Result } from "./spec.ts";
 
 // Entry point of the CNI executable. One binary serves two names: `twill`
@@ -69,7 +69,7 @@ async function dispatch(inv: Invocation): Promise<Result | undefined> {
 
 async function main(): Promise<number> {
   let cniVersion = SPEC_VERSION;
-  let log: Logger | undefined;
+  let log: CniLogger | undefined;
   try {
     const command = readCommand(process.env);
     const stdin = readStdin();
@@ -87,7 +87,7 @@ async function main(): Promise<number> {
     if (typeof raw.cniVersion === "string" && isSupportedVersion(raw.cniVersion)) cniVersion = raw.cniVersion;
     const env = readEnv(process.env);
     const conf = parseNetConf(raw);
-    log = createLogger({ name: IPAM_ONLY ? "twill-ipam" : "twill-cni", level: conf.logLevel, ...(conf.logFile ? { file: conf.logFile } : {}) });
+    log = createCniLogger(IPAM_ONLY ? "twill-ipam" : "twill-cni", conf.logLevel, conf.logFile);
     const result = await dispatch({ env, conf, stdin, log });
     if (result) write(formatResult(result, conf.cniVersion));
     return 0;

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { sha256Hex } from "../../lib/hash.ts";
 
 // Host-side names and MACs are derived from the attachment (container ID +
 // interface), so a retried ADD, a DEL or a GC finds them without any record.
@@ -7,7 +7,7 @@ export const HOST_VETH_PREFIX = "twl";
 export const ALIAS_PREFIX = "twill:";
 
 function digest(containerId: string, ifname: string): Buffer {
-  return createHash("sha256").update(`${containerId}/${ifname}`).digest();
+  return Buffer.from(sha256Hex(`${containerId}/${ifname}`), "hex");
 }
 
 export function hostVethName(containerId: string, ifname: string): string {

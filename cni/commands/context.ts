@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { readNodeFile, type NodeFile } from "../../lib/node-file.ts";
-import type { Logger } from "../../lib/log.ts";
+import type { CniLogger } from "../log.ts";
 import type { NetConf } from "../config.ts";
 import type { CniEnv } from "../env.ts";
 import { DelegatedIpam } from "../ipam/delegate.ts";
@@ -14,7 +14,7 @@ export interface Invocation {
   env: CniEnv;
   conf: NetConf;
   stdin: string;
-  log: Logger;
+  log: CniLogger;
 }
 
 export function ipamFor(inv: Invocation): IpamDriver {

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { sha256Hex } from "../../lib/hash.ts";
 import {
   closeSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync,
   statSync, symlinkSync, unlinkSync, writeSync,
@@ -160,7 +160,7 @@ export class IpamStore {
   }
 
   private ownerPath(containerId: string, ifname: string): string {
-    const h = createHash("sha256").update(`${containerId}/${ifname}`).digest("hex").slice(0, 32);
+    const h = sha256Hex(`${containerId}/${ifname}`).slice(0, 32);
     return join(this.dir, `${OWNER_PREFIX}${h}`);
   }
 
