@@ -1,7 +1,7 @@
 // npm run bench:cni — CNI ADD/DEL latency of Twill against Debian's Go
 // reference plugins (ptp + host-local) on the same kind of config, in the same
-// run, plus the Node single-executable build of the same plugin, which Twill
-// does not ship: it is measured here to justify that choice.
+// run. (Why the plugin is a Bun binary and not a Node single-executable:
+// docs/cni.md, measured when the choice was made.)
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,7 +10,6 @@ import { exec } from "../lib/kernel/exec.ts";
 import { addNetns, deleteNetns, execIn, netnsPath } from "../lib/kernel/netns.ts";
 import { mean, percentile, round } from "./support/stats.ts";
 import { barChart, REPO, updateDocSection, writeResults, type Figure } from "./support/report.ts";
-import { buildNodeSea } from "./support/node-sea.ts";
 
 const SEQUENTIAL = Number(process.env.BENCH_CNI_PODS ?? 200);
 const PARALLEL = Number(process.env.BENCH_CNI_PARALLEL ?? 100);
@@ -127,21 +126,15 @@ async function main(): Promise<void> {
   await execIn(nodeNs, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
   writeFileSync(join(work, "node.json"), JSON.stringify({ version: 1, nodeName: "bench", podCIDRs: ["10.210.0.0/22"], mtu: 1450, clusterCIDRs: ["10.210.0.0/16"] }));
   try {
-    console.log("building the Node single-executable variant for comparison…");
-    const seaBin = await buildNodeSea(join(work, "sea"));
-    const seaVariant: Variant = { name: "twill-node-sea", bin: seaBin, conf: { ...twillConf("ipam-sea"), logFile: join(work, "sea.log") } };
-
     const seq = await sequential(variants, SEQUENTIAL);
     // Phases from the sequential run only, before parallel runs contend for the CPU.
     const phases = twillPhases(join(work, "ipam-twill.log"));
-    const seaSeq = await sequential([seaVariant], Math.min(SEQUENTIAL, 50));
     const par = new Map<string, { perPod: number[]; wallMs: number }>();
     for (const v of variants) par.set(v.name, await parallel(v, PARALLEL));
-    const start = { twill: await startupMs(variants[0]!.bin), go: await startupMs(variants[1]!.bin), sea: await startupMs(seaBin) };
+    const start = { twill: await startupMs(variants[0]!.bin), go: await startupMs(variants[1]!.bin) };
 
     const t = seq.get("twill")!;
     const g = seq.get("go-ptp")!;
-    const s = seaSeq.get("twill-node-sea")!;
     const tp = par.get("twill")!;
     const gp = par.get("go-ptp")!;
     const fig: Record<string, Figure> = {
@@ -165,9 +158,6 @@ async function main(): Promise<void> {
       parallel_p99_ratio_vs_go: { value: round(percentile(tp.perPod, 99) / percentile(gp.perPod, 99)), unit: "ratio" },
       startup_p50_ms: { value: round(start.twill), unit: "ms" },
       go_startup_p50_ms: { value: round(start.go), unit: "ms" },
-      node_sea_startup_p50_ms: { value: round(start.sea), unit: "ms" },
-      node_sea_add_p50_ms: { value: round(percentile(s.add, 50)), unit: "ms" },
-      node_sea_add_p50_ratio_vs_twill: { value: round(percentile(s.add, 50) / percentile(t.add, 50)), unit: "ratio" },
       add_ipam_p50_ms: { value: round(phases.ipam), unit: "ms" },
       add_kernel_p50_ms: { value: round(phases.kernel), unit: "ms" },
     };
@@ -180,10 +170,8 @@ async function main(): Promise<void> {
     ];
     const table = ["| figure | Twill | Go ptp + host-local | ratio |", "|---|---|---|---|", ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
     console.log(`\n${table}\n`);
-    const breakdown = `Where Twill's ADD time goes (p50): process start ${fig.startup_p50_ms!.value} ms (Bun runtime, bytecode), IPAM ${fig.add_ipam_p50_ms!.value} ms, kernel work ${fig.add_kernel_p50_ms!.value} ms (two \`ip -batch\` runs), the rest (config, exit) ${round(fig.add_p50_ms!.value - fig.startup_p50_ms!.value - fig.add_ipam_p50_ms!.value - fig.add_kernel_p50_ms!.value)} ms.`;
-    const seaLine = `The same plugin as a Node 24 single-executable application: start ${fig.node_sea_startup_p50_ms!.value} ms, ADD p50 ${fig.node_sea_add_p50_ms!.value} ms (${fig.node_sea_add_p50_ratio_vs_twill!.value}× Twill's Bun build).`;
+    const breakdown = `Where Twill's ADD time goes (p50): process start ${fig.startup_p50_ms!.value} ms (Bun runtime, bytecode), IPAM ${fig.add_ipam_p50_ms!.value} ms, kernel work ${fig.add_kernel_p50_ms!.value} ms (rtnetlink, in-process), the rest (config, exit) ${round(fig.add_p50_ms!.value - fig.startup_p50_ms!.value - fig.add_ipam_p50_ms!.value - fig.add_kernel_p50_ms!.value)} ms.`;
     console.log(breakdown);
-    console.log(seaLine);
     const resultsPath = writeResults("cni", fig, { sequentialPods: SEQUENTIAL, parallelPods: PARALLEL, cpus: (await exec(["nproc"])).stdout.trim() });
     const md = [
       "## CNI plugin (`npm run bench:cni`)",
@@ -194,12 +182,9 @@ async function main(): Promise<void> {
       "",
       breakdown,
       "",
-      seaLine,
-      "",
       barChart("CNI ADD latency p50 (ms)", "ms", [
         { label: "Twill", value: fig.add_p50_ms!.value },
         { label: "Go ptp+host-local", value: fig.go_add_p50_ms!.value },
-        { label: "Twill as Node SEA", value: fig.node_sea_add_p50_ms!.value },
       ]),
       "",
       barChart(`Per-pod ADD latency at ${PARALLEL} parallel, p99 (ms)`, "ms", [
@@ -210,7 +195,7 @@ async function main(): Promise<void> {
     updateDocSection("cni", md);
     console.log(`results: ${resultsPath}, docs/benchmarks.md`);
   } finally {
-    for (const v of [...variants.map((x) => x.name), "twill-node-sea"]) {
+    for (const v of variants.map((x) => x.name)) {
       for (let i = 0; i < Math.max(SEQUENTIAL, PARALLEL); i++) await deleteNetns(podName(v, i));
     }
     await deleteNetns(nodeNs);

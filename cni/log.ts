@@ -1,4 +1,4 @@
-import { appendFileSync, mkdirSync } from "node:fs";
+import { appendFileSync, mkdirSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 
 // The plugin's structured logger: JSON lines to stderr or a file, written
@@ -30,7 +30,7 @@ export function createCniLogger(name: string, level: string, file?: string): Cni
     entry.msg = msg;
     const line = JSON.stringify(entry) + "\n";
     if (file) appendFileSync(file, line);
-    else process.stderr.write(line);
+    else writeSync(2, line);
   };
   return {
     debug: (f, m) => write("debug", f, m),

@@ -1,4 +1,4 @@
-import { execSync as exec } from "../../lib/kernel/exec.ts";
+import { execSync as exec } from "../../lib/kernel/exec-sync.ts";
 import { RTPROT_TWILL_POD } from "../../lib/kernel/protocols.ts";
 import { CniError, ErrorCode } from "../spec.ts";
 import { HOST_VETH_PREFIX, hostVethName, parseAttachmentAlias, type AttachmentId } from "./names.ts";

@@ -1,6 +1,6 @@
 import { accessSync, constants } from "node:fs";
 import { join } from "node:path";
-import { execSync as exec } from "../../lib/kernel/exec.ts";
+import { execSync as exec } from "../../lib/kernel/exec-sync.ts";
 import { CniError, compareVersions, ErrorCode, parseResult, type Result } from "../spec.ts";
 import type { Command } from "../env.ts";
 import type { IpamContext, IpamDriver } from "./driver.ts";

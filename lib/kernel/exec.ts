@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { TwillError } from "../errors.ts";
 
 export interface ExecResult {
@@ -45,19 +45,3 @@ export function exec(argv: readonly string[], opts: ExecOptions = {}): Promise<E
   });
 }
 
-/**
- * The blocking variant, for short sequential programs (the CNI plugin): in
- * Bun's compiled binaries a synchronous spawn costs ~3 ms against ~11 ms for
- * the asynchronous one with pipes (measured, docs/cni.md).
- */
-export function execSync(argv: readonly string[], opts: ExecOptions = {}): ExecResult {
-  const [file, ...args] = argv;
-  if (!file) throw new TwillError("EXEC_EMPTY", "no program given to run");
-  const r = spawnSync(file, args, { input: opts.input ?? "", env: opts.env ?? process.env, encoding: "utf8" });
-  if (r.error) throw new TwillError("EXEC_START", `could not start ${file}: is it installed?`, r.error.message);
-  const result = { stdout: r.stdout ?? "", stderr: r.stderr ?? "", code: r.status ?? 128 };
-  if (result.code !== 0 && !opts.allowFailure) {
-    throw new TwillError("EXEC_FAILED", `${argv.join(" ")} failed (${r.signal ?? `exit ${r.status}`})`, result.stderr.trim() || result.stdout.trim());
-  }
-  return result;
-}

@@ -1,0 +1,208 @@
+import { parseIp } from "../net/cidr.ts";
+
+// rtnetlink requests, built as bytes (RFC 3549; include/uapi/linux/
+// {netlink,rtnetlink,if_link,if_addr,neighbour,veth}.h). Pure: no socket
+// here, so it is tested anywhere; the CNI binary sends them (cni/attach/).
+
+export const RTM = {
+  NEWLINK: 16,
+  DELLINK: 17,
+  GETLINK: 18,
+  NEWADDR: 20,
+  NEWROUTE: 24,
+  NEWNEIGH: 28,
+} as const;
+export const NLMSG_ERROR = 2;
+export const NLM_F = { REQUEST: 0x1, ACK: 0x4, REPLACE: 0x100, EXCL: 0x200, CREATE: 0x400 } as const;
+const IFLA = { ADDRESS: 1, IFNAME: 3, MTU: 4, LINKINFO: 18, IFALIAS: 20, NET_NS_FD: 28 } as const;
+const IFLA_INFO = { KIND: 1, DATA: 2 } as const;
+const VETH_INFO_PEER = 1;
+const NLA_F_NESTED = 0x8000;
+const IFA = { ADDRESS: 1, LOCAL: 2, FLAGS: 8 } as const;
+const IFA_F_NODAD = 0x02;
+const RTA = { DST: 1, OIF: 4, GATEWAY: 5 } as const;
+const NDA = { DST: 1, LLADDR: 2 } as const;
+export const IFF_UP = 0x1;
+export const NUD_PERMANENT = 0x80;
+export const RT_TABLE_MAIN = 254;
+export const RT_SCOPE = { UNIVERSE: 0, LINK: 253 } as const;
+export const RTN_UNICAST = 1;
+/** What `ip route add` stamps when no protocol is given. */
+export const RTPROT_BOOT = 3;
+export const AF = { INET: 2, INET6: 10 } as const;
+
+type Bytes = Uint8Array;
+
+function concat(parts: Bytes[]): Bytes {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+const align4 = (n: number) => (n + 3) & ~3;
+
+function attr(type: number, payload: Bytes): Bytes {
+  const len = 4 + payload.length;
+  const out = new Uint8Array(align4(len));
+  const dv = new DataView(out.buffer);
+  dv.setUint16(0, len, true);
+  dv.setUint16(2, type, true);
+  out.set(payload, 4);
+  return out;
+}
+
+const nested = (type: number, ...children: Bytes[]) => attr(type | NLA_F_NESTED, concat(children));
+const cstr = (s: string) => concat([new TextEncoder().encode(s), new Uint8Array(1)]);
+
+function u32(v: number): Bytes {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, v >>> 0, true);
+  return b;
+}
+
+export function macBytes(mac: string): Bytes {
+  return Uint8Array.from(mac.split(":").map((h) => parseInt(h, 16)));
+}
+
+export function ipBytes(ip: string): { family: number; bytes: Bytes } {
+  const { family, value } = parseIp(ip);
+  const n = family === 4 ? 4 : 16;
+  const bytes = new Uint8Array(n);
+  let v = value;
+  for (let i = n - 1; i >= 0; i--) {
+    bytes[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  return { family: family === 4 ? AF.INET : AF.INET6, bytes };
+}
+
+function ifinfomsg(o: { index?: number; flags?: number; change?: number } = {}): Bytes {
+  const b = new Uint8Array(16);
+  const dv = new DataView(b.buffer);
+  dv.setInt32(4, o.index ?? 0, true);
+  dv.setUint32(8, o.flags ?? 0, true);
+  dv.setUint32(12, o.change ?? 0, true);
+  return b;
+}
+
+/** Wraps a payload in an nlmsghdr. */
+export function message(type: number, flags: number, seq: number, payload: Bytes): Bytes {
+  const out = new Uint8Array(16 + payload.length);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, out.length, true);
+  dv.setUint16(4, type, true);
+  dv.setUint16(6, flags, true);
+  dv.setUint32(8, seq, true);
+  out.set(payload, 16);
+  return out;
+}
+
+const CREATE_EXCL = NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.EXCL;
+const CREATE_REPLACE = NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.REPLACE;
+
+export interface VethSpec {
+  name: string;
+  mac: string;
+  mtu: number;
+  peerName: string;
+  peerMac: string;
+  /** An open fd of the namespace the peer end is created in. */
+  peerNetnsFd: number;
+}
+
+/** `ip link add NAME mtu M address MAC type veth peer name P mtu M address PMAC netns FD` */
+export function newVeth(seq: number, v: VethSpec): Bytes {
+  const peer = concat([
+    ifinfomsg(),
+    attr(IFLA.IFNAME, cstr(v.peerName)),
+    attr(IFLA.MTU, u32(v.mtu)),
+    attr(IFLA.ADDRESS, macBytes(v.peerMac)),
+    attr(IFLA.NET_NS_FD, u32(v.peerNetnsFd)),
+  ]);
+  const linkinfo = nested(IFLA.LINKINFO, attr(IFLA_INFO.KIND, cstr("veth")), nested(IFLA_INFO.DATA, attr(VETH_INFO_PEER, peer)));
+  const body = concat([ifinfomsg(), attr(IFLA.IFNAME, cstr(v.name)), attr(IFLA.MTU, u32(v.mtu)), attr(IFLA.ADDRESS, macBytes(v.mac)), linkinfo]);
+  return message(RTM.NEWLINK, CREATE_EXCL, seq, body);
+}
+
+/** Sets a link up (and its alias). */
+export function setLinkUp(seq: number, index: number, alias?: string): Bytes {
+  const body = concat([ifinfomsg({ index, flags: IFF_UP, change: IFF_UP }), ...(alias ? [attr(IFLA.IFALIAS, cstr(alias))] : [])]);
+  return message(RTM.NEWLINK, NLM_F.REQUEST | NLM_F.ACK, seq, body);
+}
+
+export function getLinkByName(seq: number, name: string): Bytes {
+  return message(RTM.GETLINK, NLM_F.REQUEST, seq, concat([ifinfomsg(), attr(IFLA.IFNAME, cstr(name))]));
+}
+
+export function delLinkByName(seq: number, name: string): Bytes {
+  return message(RTM.DELLINK, NLM_F.REQUEST | NLM_F.ACK, seq, concat([ifinfomsg(), attr(IFLA.IFNAME, cstr(name))]));
+}
+
+/** `ip addr add IP/PLEN dev INDEX [nodad]` */
+export function newAddr(seq: number, index: number, ip: string, prefixLen: number): Bytes {
+  const { family, bytes } = ipBytes(ip);
+  const hdr = new Uint8Array(8);
+  const dv = new DataView(hdr.buffer);
+  hdr[0] = family;
+  hdr[1] = prefixLen;
+  dv.setUint32(4, index, true);
+  const attrs = [attr(IFA.LOCAL, bytes), attr(IFA.ADDRESS, bytes)];
+  // IPv6: no duplicate address detection, or the address is unusable for a second.
+  if (family === AF.INET6) attrs.push(attr(IFA.FLAGS, u32(IFA_F_NODAD)));
+  return message(RTM.NEWADDR, CREATE_EXCL, seq, concat([hdr, ...attrs]));
+}
+
+export interface RouteSpec {
+  /** CIDR, e.g. "10.1.2.3/32" or "0.0.0.0/0". */
+  dst: string;
+  gateway?: string;
+  oif: number;
+  protocol: number;
+  scope: number;
+}
+
+/** `ip route add DST [via GW] dev OIF proto P scope S` (fails with EEXIST when present). */
+export function newRoute(seq: number, r: RouteSpec): Bytes {
+  const [addr = "", plen = "0"] = r.dst.split("/");
+  const { family, bytes } = ipBytes(addr);
+  const hdr = new Uint8Array(12);
+  hdr[0] = family;
+  hdr[1] = Number(plen);
+  hdr[4] = RT_TABLE_MAIN;
+  hdr[5] = r.protocol;
+  hdr[6] = r.scope;
+  hdr[7] = RTN_UNICAST;
+  const attrs = [...(Number(plen) > 0 ? [attr(RTA.DST, bytes)] : []), attr(RTA.OIF, u32(r.oif))];
+  if (r.gateway) attrs.push(attr(RTA.GATEWAY, ipBytes(r.gateway).bytes));
+  return message(RTM.NEWROUTE, CREATE_EXCL, seq, concat([hdr, ...attrs]));
+}
+
+/** `ip neigh replace IP lladdr MAC dev INDEX nud permanent` */
+export function replaceNeigh(seq: number, index: number, ip: string, mac: string): Bytes {
+  const { family, bytes } = ipBytes(ip);
+  const hdr = new Uint8Array(12);
+  const dv = new DataView(hdr.buffer);
+  hdr[0] = family;
+  dv.setInt32(4, index, true);
+  dv.setUint16(8, NUD_PERMANENT, true);
+  return message(RTM.NEWNEIGH, CREATE_REPLACE, seq, concat([hdr, attr(NDA.DST, bytes), attr(NDA.LLADDR, macBytes(mac))]));
+}
+
+export type Reply = { kind: "ack" } | { kind: "error"; errno: number } | { kind: "link"; index: number } | { kind: "other"; type: number };
+
+/** Reads the first message of a reply buffer. */
+export function parseReply(buf: Bytes, length: number): Reply {
+  if (length < 16) return { kind: "error", errno: 71 /* EPROTO */ };
+  const dv = new DataView(buf.buffer, buf.byteOffset, length);
+  const type = dv.getUint16(4, true);
+  if (type === NLMSG_ERROR) {
+    const err = dv.getInt32(16, true);
+    return err === 0 ? { kind: "ack" } : { kind: "error", errno: -err };
+  }
+  if (type === RTM.NEWLINK && length >= 32) return { kind: "link", index: dv.getInt32(20, true) };
+  return { kind: "other", type };
+}
