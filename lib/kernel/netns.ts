@@ -19,9 +19,21 @@ export async function addNetns(name: string): Promise<void> {
   await exec(["ip", "-n", name, "link", "set", "lo", "up"]);
 }
 
-/** Removes a namespace; succeeds when it is already gone. */
+/**
+ * Removes a namespace and ends every process still running in it (a process
+ * would otherwise keep the namespace, its links and addresses alive after the
+ * name is gone). Succeeds when the namespace is already gone.
+ */
 export async function deleteNetns(name: string): Promise<void> {
   if (!netnsExists(name)) return;
+  const { stdout } = await exec(["ip", "netns", "pids", name], { allowFailure: true });
+  for (const pid of stdout.split(/\s+/).filter(Boolean).map(Number)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
   await exec(["ip", "netns", "delete", name], { allowFailure: true });
 }
 
