@@ -9,6 +9,7 @@ import { cmdGc } from "./commands/gc.ts";
 import { cmdStatus } from "./commands/status.ts";
 import { decodeJson, parseNetConf } from "./config.ts";
 import { readCommand, readEnv } from "./env.ts";
+import { runInstallCli } from "./install.ts";
 import { runIpamPlugin } from "./ipam/plugin.ts";
 import { createCniLogger, type CniLogger } from "./log.ts";
 import { CniError, ErrorCode, formatResult, isSupportedVersion, SPEC_VERSION, SUPPORTED_VERSIONS, type Result } from "./spec.ts";
@@ -70,6 +71,15 @@ async function dispatch(inv: Invocation): Promise<Result | undefined> {
 }
 
 async function main(): Promise<number> {
+  // Run by a person or an init container (no CNI_COMMAND): the install step.
+  if (!process.env.CNI_COMMAND && process.argv.length > 2) {
+    try {
+      return runInstallCli(process.argv.slice(2), process.execPath);
+    } catch (err) {
+      console.error(JSON.stringify({ msg: "install failed", code: (err as TwillError).code ?? "INSTALL_FAILED", error: String((err as Error).message), details: (err as TwillError).details }));
+      return 1;
+    }
+  }
   let cniVersion = SPEC_VERSION;
   let log: CniLogger | undefined;
   try {
