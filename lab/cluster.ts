@@ -1,0 +1,153 @@
+import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Node, type V1Pod } from "@kubernetes/client-node";
+import { mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { exec } from "../lib/kernel/exec.ts";
+import { addNetns, netnsPath } from "../lib/kernel/netns.ts";
+import { TwillError } from "../lib/errors.ts";
+import { writeNodeFile } from "../lib/node-file.ts";
+import { CLUSTER_CIDR, nodeDir, nodeIp, nodeName, nodeNs, podNs } from "./names.ts";
+
+// Cluster objects as a kubelet would make them: Nodes registered with their
+// underlay InternalIP, Pods bound to a node whose network Twill's CNI plugin
+// sets up exactly as a runtime calls it, and whose IPs are written back to
+// status.
+
+const REPO = resolve(import.meta.dirname, "..");
+const merge = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+
+export interface LabNode {
+  name: string;
+  ns: string;
+  ip: string;
+  podCIDR: string;
+  nodeFile: string;
+  ipamDir: string;
+  /** This node's own files (node file, IPAM, CNI log). */
+  dir: string;
+}
+
+export interface LabPod {
+  name: string;
+  namespace: string;
+  node: string;
+  ns: string;
+  ip: string;
+  containerId: string;
+}
+
+export async function registerNode(kc: KubeConfig, i: number): Promise<{ name: string; ip: string }> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const name = nodeName(i);
+  const ip = nodeIp(i);
+  const node: V1Node = {
+    metadata: { name, labels: { "kubernetes.io/hostname": name, "kubernetes.io/os": "linux" } },
+    spec: {},
+  };
+  await core.createNode({ body: node });
+  await core.patchNodeStatus(
+    { name, body: { status: { addresses: [{ type: "InternalIP", address: ip }, { type: "Hostname", address: name }] } } },
+    merge,
+  );
+  return { name, ip };
+}
+
+/** Waits for kube-controller-manager to give the node its pod CIDR. */
+export async function waitPodCidr(kc: KubeConfig, name: string, timeoutMs = 60_000): Promise<string> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const n = await core.readNode({ name });
+    if (n.spec?.podCIDR) return n.spec.podCIDR;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new TwillError("LAB_NODE_CIDR", `node ${name} got no spec.podCIDR from kube-controller-manager within ${timeoutMs / 1000} s`);
+}
+
+/** Until the daemon writes it, the lab writes each node's node file itself. */
+export function writeLabNodeFile(lab: string, name: string, podCIDR: string, mtu = 1500): { nodeFile: string; ipamDir: string } {
+  const dir = nodeDir(lab, name);
+  mkdirSync(dir, { recursive: true });
+  const nodeFile = join(dir, "node.json");
+  writeNodeFile({ version: 1, nodeName: name, podCIDRs: [podCIDR], mtu, clusterCIDRs: [CLUSTER_CIDR] }, nodeFile);
+  return { nodeFile, ipamDir: join(dir, "ipam") };
+}
+
+export function cniConfig(node: LabNode): Record<string, unknown> {
+  return {
+    cniVersion: "1.1.0",
+    name: "twill",
+    type: "twill",
+    nodeFile: node.nodeFile,
+    logFile: join(node.dir, "cni.log"),
+    ipam: { type: "twill-ipam", dataDir: node.ipamDir },
+  };
+}
+
+async function cni(node: LabNode, command: string, containerId: string, netns: string): Promise<string> {
+  const r = await exec(["nsenter", `--net=${netnsPath(node.ns)}`, join(REPO, "dist/cni/twill")], {
+    input: JSON.stringify(cniConfig(node)),
+    env: { PATH: process.env.PATH, CNI_COMMAND: command, CNI_CONTAINERID: containerId, CNI_NETNS: netns, CNI_IFNAME: "eth0", CNI_PATH: `${join(REPO, "dist/cni")}:/usr/lib/cni` },
+    allowFailure: true,
+  });
+  if (r.code !== 0) throw new TwillError("LAB_CNI", `CNI ${command} for ${containerId} on ${node.name} failed`, r.stdout + r.stderr);
+  return r.stdout;
+}
+
+export async function createPod(kc: KubeConfig, lab: string, node: LabNode, name: string, labels: Record<string, string> = {}, namespace = "default"): Promise<LabPod> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const pod: V1Pod = {
+    metadata: { name, namespace, labels: { app: name, ...labels } },
+    spec: { nodeName: node.name, automountServiceAccountToken: false, containers: [{ name: "app", image: "twill-lab/netns" }] },
+  };
+  const created = await core.createNamespacedPod({ namespace, body: pod });
+  const ns = podNs(lab, name);
+  await addNetns(ns);
+  const containerId = created.metadata?.uid ?? name;
+  const result = JSON.parse(await cni(node, "ADD", containerId, netnsPath(ns))) as { ips: { address: string }[] };
+  const ips = result.ips.map((i) => i.address.split("/")[0]!);
+  await core.patchNamespacedPodStatus(
+    {
+      name,
+      namespace,
+      body: {
+        status: {
+          phase: "Running",
+          hostIP: node.ip,
+          podIP: ips[0],
+          podIPs: ips.map((ip) => ({ ip })),
+          conditions: [{ type: "Ready", status: "True" }],
+        },
+      },
+    },
+    merge,
+  );
+  return { name, namespace, node: node.name, ns, ip: ips[0]!, containerId };
+}
+
+export async function deletePodNetwork(node: LabNode, pod: LabPod): Promise<void> {
+  await cni(node, "DEL", pod.containerId, netnsPath(pod.ns));
+}
+
+/** Waits until the namespace's default ServiceAccount exists (Pod admission needs it). */
+export async function waitDefaultServiceAccount(kc: KubeConfig, namespace = "default", timeoutMs = 60_000): Promise<void> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      await core.readNamespacedServiceAccount({ name: "default", namespace });
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  throw new TwillError("LAB_SERVICE_ACCOUNT", `the default ServiceAccount of ${namespace} did not appear`);
+}
+
+export const labNodeFor = (lab: string, i: number, podCIDR: string, files: { nodeFile: string; ipamDir: string }): LabNode => ({
+  name: nodeName(i),
+  ns: nodeNs(lab, nodeName(i)),
+  ip: nodeIp(i),
+  podCIDR,
+  dir: nodeDir(lab, nodeName(i)),
+  ...files,
+});

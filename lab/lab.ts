@@ -1,0 +1,162 @@
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { KubeConfig } from "@kubernetes/client-node";
+import { exec } from "../lib/kernel/exec.ts";
+import { deleteNetns, listNetns } from "../lib/kernel/netns.ts";
+import { createPod, labNodeFor, registerNode, waitDefaultServiceAccount, waitPodCidr, writeLabNodeFile, type LabNode, type LabPod } from "./cluster.ts";
+import { startControlPlane } from "./controlplane.ts";
+import { kubeConfig, startForwarder, type Credentials, type Forwarder } from "./kube.ts";
+import { LAB_PREFIX, LAB_ROOT, labDir, newLabName } from "./names.ts";
+import { createCa } from "./pki.ts";
+import { createControlPlaneHost, createNodeHost, createUnderlay } from "./topology.ts";
+
+// A whole lab: control plane + N nodes + pods, described by a state file in
+// its directory so that tests in other processes can attach to it and a
+// later run can clean it up if its owner died.
+
+const REPO = resolve(import.meta.dirname, "..");
+
+export type Backend = "vxlan" | "host-gw" | "bgp";
+
+export interface LabOptions {
+  nodes: number;
+  podsPerNode: number;
+  backend: Backend;
+  log?: (msg: string) => void;
+}
+
+export interface LabState {
+  name: string;
+  ownerPid: number;
+  dir: string;
+  backend: Backend;
+  socket: string;
+  admin: Credentials;
+  nodes: LabNode[];
+  pods: LabPod[];
+}
+
+export const stateFile = (lab: string) => join(labDir(lab), "state.json");
+
+export function readState(lab: string): LabState {
+  return JSON.parse(readFileSync(stateFile(lab), "utf8")) as LabState;
+}
+
+function saveState(s: LabState): void {
+  writeFileSync(stateFile(s.name), JSON.stringify(s, null, 2));
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Removes a lab: every process in its namespaces, the namespaces, its files. */
+export async function destroyLab(lab: string): Promise<void> {
+  const namespaces = await listNetns(`${lab}-`);
+  // Pods and nodes first, the underlay last.
+  for (const ns of namespaces.sort((a, b) => Number(a.endsWith("-ul")) - Number(b.endsWith("-ul")))) await deleteNetns(ns);
+  rmSync(labDir(lab), { recursive: true, force: true });
+}
+
+/** Labs left behind by a run that was killed (their owner process is gone). */
+export async function staleLabs(): Promise<string[]> {
+  const names = new Set<string>();
+  if (existsSync(LAB_ROOT)) for (const d of readdirSync(LAB_ROOT)) names.add(d);
+  for (const ns of await listNetns(LAB_PREFIX)) names.add(ns.split("-")[0]!);
+  const stale: string[] = [];
+  for (const lab of names) {
+    let owner = 0;
+    try {
+      owner = readState(lab).ownerPid;
+    } catch {
+      owner = 0;
+    }
+    if (!owner || !alive(owner)) stale.push(lab);
+  }
+  return stale;
+}
+
+export interface RunningLab {
+  state: LabState;
+  kc: KubeConfig;
+  forwarder: Forwarder;
+  close(): Promise<void>;
+}
+
+export async function controlPlaneBinaries(log: (m: string) => void): Promise<string> {
+  const r = await exec(["bash", join(REPO, "scripts/build-controlplane.sh")], { allowFailure: true });
+  for (const line of r.stderr.trim().split("\n").filter(Boolean)) log(line.replace(/^\[lab\] /, ""));
+  if (r.code !== 0) throw new Error(`building the control plane failed:\n${r.stderr}`);
+  return r.stdout.trim();
+}
+
+export async function startLab(opts: LabOptions): Promise<RunningLab> {
+  const log = opts.log ?? (() => {});
+  for (const lab of await staleLabs()) {
+    log(`removing lab ${lab} left behind by a killed run`);
+    await destroyLab(lab);
+  }
+  const bin = await controlPlaneBinaries(log);
+  const name = newLabName();
+  const dir = labDir(name);
+  mkdirSync(join(dir, "pki"), { recursive: true });
+  const state: LabState = { name, ownerPid: process.pid, dir, backend: opts.backend, socket: "", admin: { ca: "" }, nodes: [], pods: [] };
+  saveState(state);
+  try {
+    const t0 = performance.now();
+    await createUnderlay(name);
+    await createControlPlaneHost(name);
+    const pki = await createCa(join(dir, "pki"));
+    log(`starting etcd, kube-apiserver, kube-controller-manager in namespace ${name}-cp`);
+    const cp = await startControlPlane(name, dir, bin, pki);
+    state.socket = cp.socket;
+    state.admin = { ca: pki.ca, cert: cp.admin.cert, key: cp.admin.key };
+    saveState(state);
+    log(`apiserver ready after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    const kc = kubeConfig(cp.forwarder.port, state.admin);
+    for (let i = 1; i <= opts.nodes; i++) {
+      await createNodeHost(name, i);
+      await registerNode(kc, i);
+    }
+    for (let i = 1; i <= opts.nodes; i++) {
+      const podCIDR = await waitPodCidr(kc, `node${i}`);
+      state.nodes.push(labNodeFor(name, i, podCIDR, writeLabNodeFile(name, `node${i}`, podCIDR)));
+    }
+    saveState(state);
+    log(`nodes: ${state.nodes.map((n) => `${n.name} ${n.ip} podCIDR ${n.podCIDR}`).join(", ")}`);
+    await waitDefaultServiceAccount(kc);
+    for (const node of state.nodes) {
+      for (let j = 1; j <= opts.podsPerNode; j++) {
+        state.pods.push(await createPod(kc, name, node, `${node.name}-pod${j}`));
+      }
+    }
+    saveState(state);
+    return { state, kc, forwarder: cp.forwarder, close: () => closeLab(state, cp.forwarder) };
+  } catch (err) {
+    // Keep the logs of a lab that failed to come up; everything else goes.
+    const kept = join(tmpdir(), `twill-lab-${name}-logs`);
+    cpSync(join(dir, "logs"), kept, { recursive: true, force: true });
+    log(`lab failed to come up; its logs are in ${kept}`);
+    await destroyLab(name);
+    throw err;
+  }
+}
+
+async function closeLab(state: LabState, forwarder: Forwarder): Promise<void> {
+  await forwarder.close();
+  await destroyLab(state.name);
+}
+
+/** Attaches to a running lab from another process (a test file). */
+export async function attachLab(lab: string): Promise<RunningLab> {
+  const state = readState(lab);
+  const forwarder = await startForwarder(state.socket);
+  const kc = kubeConfig(forwarder.port, state.admin);
+  return { state, kc, forwarder, close: () => forwarder.close() };
+}

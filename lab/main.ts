@@ -1,0 +1,81 @@
+// npm run lab [-- --check] [--nodes N] [--pods N] [--backend vxlan|host-gw|bgp]
+// npm run lab -- down
+// The lab: a real Kubernetes control plane and Twill nodes and pods, all as
+// network namespaces on this machine. See docs/lab.md.
+import { parseArgs } from "node:util";
+import { destroyLab, staleLabs, startLab, type Backend, type RunningLab } from "./lab.ts";
+import { matrixPasses, probeMatrix, renderMatrix, sameNodeOnly } from "./matrix.ts";
+
+const say = (m: string) => console.log(`[lab] ${m}`);
+
+async function down(): Promise<number> {
+  const labs = await staleLabs();
+  for (const lab of labs) {
+    say(`removing ${lab}`);
+    await destroyLab(lab);
+  }
+  if (labs.length === 0) say("no lab left behind");
+  return 0;
+}
+
+async function main(): Promise<number> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      check: { type: "boolean", default: false },
+      nodes: { type: "string", default: "3" },
+      pods: { type: "string", default: "2" },
+      backend: { type: "string", default: "vxlan" },
+    },
+  });
+  if (positionals[0] === "down") return down();
+  const backend = values.backend as Backend;
+  if (!["vxlan", "host-gw", "bgp"].includes(backend)) {
+    console.error(`unknown backend "${values.backend}": use vxlan, host-gw or bgp`);
+    return 2;
+  }
+  const nodes = Number(values.nodes);
+  const pods = Number(values.pods);
+  if (!Number.isInteger(nodes) || nodes < 1 || nodes > 50 || !Number.isInteger(pods) || pods < 1 || pods > 50) {
+    console.error("--nodes and --pods take a whole number from 1 to 50");
+    return 2;
+  }
+  let lab: RunningLab | undefined;
+  const stopOnSignal = async () => {
+    say("stopping: tearing the lab down");
+    await lab?.close();
+    process.exit(130);
+  };
+  process.once("SIGINT", stopOnSignal);
+  process.once("SIGTERM", stopOnSignal);
+  try {
+    lab = await startLab({ nodes, podsPerNode: pods, backend, log: say });
+    const s = lab.state;
+    say(`lab ${s.name} is up: ${s.nodes.length} nodes, ${s.pods.length} pods (backend ${backend}: recorded for the node daemon)`);
+    const t0 = performance.now();
+    const probes = await probeMatrix(s.pods, sameNodeOnly);
+    console.log(`\npod ↔ pod (ping; "· (n/a)" = not expected until the node daemon connects nodes), ${((performance.now() - t0) / 1000).toFixed(1)} s:\n`);
+    console.log(renderMatrix(s.pods, probes));
+    const ok = matrixPasses(probes);
+    console.log(`\n${ok ? "every expected pair is reachable" : "SOME EXPECTED PAIRS ARE UNREACHABLE"}`);
+    if (values.check) {
+      await lab.close();
+      return ok ? 0 : 1;
+    }
+    console.log(`
+Enter a node:        ip netns exec ${s.nodes[0]!.ns} bash
+Enter a pod:         ip netns exec ${s.pods[0]!.ns} sh
+API as admin:        lab state in ${s.dir}/state.json (client cert ${s.admin.cert}); logs in ${s.dir}/logs
+Press Ctrl-C to tear everything down.`);
+    await new Promise(() => {});
+    return 0;
+  } catch (err) {
+    console.error(`[lab] failed: ${(err as Error).message}`);
+    const details = (err as { details?: string }).details;
+    if (details) console.error(details);
+    await lab?.close();
+    return 1;
+  }
+}
+
+process.exit(await main());

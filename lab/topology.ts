@@ -1,0 +1,35 @@
+import { addNetns, execIn } from "../lib/kernel/netns.ts";
+import { CONTROL_PLANE_IP, controlPlaneNs, nodeIp, nodeName, nodeNs, underlayNs } from "./names.ts";
+
+// Hosts are network namespaces on one underlay: a bridge that lives in the
+// lab's own underlay namespace (never in the machine's namespace). Each host
+// has eth0 on that bridge.
+
+async function plug(lab: string, hostNs: string, port: string, address: string): Promise<void> {
+  const ul = underlayNs(lab);
+  await execIn(ul, ["ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", hostNs]);
+  await execIn(ul, ["ip", "link", "set", port, "master", "br0", "up"]);
+  await execIn(hostNs, ["ip", "addr", "add", `${address}/24`, "dev", "eth0"]);
+  await execIn(hostNs, ["ip", "link", "set", "eth0", "up"]);
+}
+
+export async function createUnderlay(lab: string): Promise<void> {
+  const ul = underlayNs(lab);
+  await addNetns(ul);
+  await execIn(ul, ["ip", "link", "add", "br0", "type", "bridge"]);
+  await execIn(ul, ["ip", "link", "set", "br0", "up"]);
+}
+
+export async function createControlPlaneHost(lab: string): Promise<void> {
+  const ns = controlPlaneNs(lab);
+  await addNetns(ns);
+  await plug(lab, ns, "cp", CONTROL_PLANE_IP);
+}
+
+export async function createNodeHost(lab: string, i: number): Promise<string> {
+  const ns = nodeNs(lab, nodeName(i));
+  await addNetns(ns);
+  await plug(lab, ns, `n${i}`, nodeIp(i));
+  await execIn(ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+  return ns;
+}
