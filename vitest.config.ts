@@ -6,6 +6,9 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // One real cluster (etcd, kube-apiserver, kube-controller-manager, nodes
+    // and pods as namespaces) for the whole run.
+    globalSetup: ["test/lab/global-setup.ts"],
     testTimeout: 120_000,
     hookTimeout: 600_000,
     pool: "forks",
