@@ -63,13 +63,15 @@ export async function waitPodCidr(kc: KubeConfig, name: string, timeoutMs = 60_0
   throw new TwillError("LAB_NODE_CIDR", `node ${name} got no spec.podCIDR from kube-controller-manager within ${timeoutMs / 1000} s`);
 }
 
-/** Until the daemon writes it, the lab writes each node's node file itself. */
-export function writeLabNodeFile(lab: string, name: string, podCIDR: string, mtu = 1500): { nodeFile: string; ipamDir: string } {
+export function nodeFiles(lab: string, name: string): { nodeFile: string; ipamDir: string } {
   const dir = nodeDir(lab, name);
   mkdirSync(dir, { recursive: true });
-  const nodeFile = join(dir, "node.json");
-  writeNodeFile({ version: 1, nodeName: name, podCIDRs: [podCIDR], mtu, clusterCIDRs: [CLUSTER_CIDR] }, nodeFile);
-  return { nodeFile, ipamDir: join(dir, "ipam") };
+  return { nodeFile: join(dir, "node.json"), ipamDir: join(dir, "ipam") };
+}
+
+/** Without the daemon (--no-daemon), the lab writes each node's node file itself. */
+export function writeLabNodeFile(node: LabNode, mtu = 1500): void {
+  writeNodeFile({ version: 1, nodeName: node.name, podCIDRs: [node.podCIDR], mtu, clusterCIDRs: [CLUSTER_CIDR] }, node.nodeFile);
 }
 
 export function cniConfig(node: LabNode): Record<string, unknown> {

@@ -4,7 +4,9 @@ import { join, resolve } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { exec } from "../lib/kernel/exec.ts";
 import { deleteNetns, listNetns } from "../lib/kernel/netns.ts";
-import { createPod, labNodeFor, registerNode, waitDefaultServiceAccount, waitPodCidr, writeLabNodeFile, type LabNode, type LabPod } from "./cluster.ts";
+import { createPod, labNodeFor, nodeFiles, registerNode, waitDefaultServiceAccount, waitPodCidr, writeLabNodeFile, type LabNode, type LabPod } from "./cluster.ts";
+import { startDaemon, waitDaemonReady, writeDaemonFiles } from "./daemons.ts";
+import { applyManifests, serviceAccountToken } from "./install.ts";
 import { startControlPlane } from "./controlplane.ts";
 import { kubeConfig, startForwarder, type Credentials, type Forwarder } from "./kube.ts";
 import { LAB_PREFIX, LAB_ROOT, labDir, newLabName } from "./names.ts";
@@ -23,6 +25,9 @@ export interface LabOptions {
   nodes: number;
   podsPerNode: number;
   backend: Backend;
+  /** Run Twill's node daemon on every node (default); without it pods reach only their own node. */
+  daemon?: boolean;
+  directRouting?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -33,6 +38,9 @@ export interface LabState {
   backend: Backend;
   socket: string;
   admin: Credentials;
+  daemon: boolean;
+  /** What a (re)started daemon needs. */
+  daemonFiles?: { config: string; kubeconfig: string };
   nodes: LabNode[];
   pods: LabPod[];
 }
@@ -106,7 +114,8 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
   const name = newLabName();
   const dir = labDir(name);
   mkdirSync(join(dir, "pki"), { recursive: true });
-  const state: LabState = { name, ownerPid: process.pid, dir, backend: opts.backend, socket: "", admin: { ca: "" }, nodes: [], pods: [] };
+  const daemon = opts.daemon ?? true;
+  const state: LabState = { name, ownerPid: process.pid, dir, backend: opts.backend, socket: "", admin: { ca: "" }, daemon, nodes: [], pods: [] };
   saveState(state);
   try {
     const t0 = performance.now();
@@ -126,10 +135,21 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     }
     for (let i = 1; i <= opts.nodes; i++) {
       const podCIDR = await waitPodCidr(kc, `node${i}`);
-      state.nodes.push(labNodeFor(name, i, podCIDR, writeLabNodeFile(name, `node${i}`, podCIDR)));
+      state.nodes.push(labNodeFor(name, i, podCIDR, nodeFiles(name, `node${i}`)));
     }
     saveState(state);
     log(`nodes: ${state.nodes.map((n) => `${n.name} ${n.ip} podCIDR ${n.podCIDR}`).join(", ")}`);
+    if (daemon) {
+      await applyManifests(kc);
+      const token = await serviceAccountToken(kc);
+      state.daemonFiles = writeDaemonFiles(dir, pki.ca, token, { backend: opts.backend, ...(opts.directRouting ? { directRouting: true } : {}) });
+      saveState(state);
+      const procs = state.nodes.map((n) => startDaemon(n, state.daemonFiles!));
+      await Promise.all(state.nodes.map((n, k) => waitDaemonReady(n, procs[k]!)));
+      log(`twill daemon (${opts.backend}${opts.directRouting ? ", directRouting" : ""}) ready on every node, as ServiceAccount twill-system/twill`);
+    } else {
+      for (const n of state.nodes) writeLabNodeFile(n);
+    }
     await waitDefaultServiceAccount(kc);
     for (const node of state.nodes) {
       for (let j = 1; j <= opts.podsPerNode; j++) {

@@ -1,10 +1,10 @@
-// npm run lab [-- --check] [--nodes N] [--pods N] [--backend vxlan|host-gw|bgp]
+// npm run lab [-- --check] [--nodes N] [--pods N] [--backend vxlan|host-gw] [--direct-routing] [--no-daemon]
 // npm run lab -- down
 // The lab: a real Kubernetes control plane and Twill nodes and pods, all as
 // network namespaces on this machine. See docs/lab.md.
 import { parseArgs } from "node:util";
 import { destroyLab, staleLabs, startLab, type Backend, type RunningLab } from "./lab.ts";
-import { matrixPasses, probeMatrix, renderMatrix, sameNodeOnly } from "./matrix.ts";
+import { allPairs, matrixPasses, probeMatrix, renderMatrix, sameNodeOnly } from "./matrix.ts";
 
 const say = (m: string) => console.log(`[lab] ${m}`);
 
@@ -26,6 +26,8 @@ async function main(): Promise<number> {
       nodes: { type: "string", default: "3" },
       pods: { type: "string", default: "2" },
       backend: { type: "string", default: "vxlan" },
+      "direct-routing": { type: "boolean", default: false },
+      "no-daemon": { type: "boolean", default: false },
     },
   });
   if (positionals[0] === "down") return down();
@@ -49,12 +51,12 @@ async function main(): Promise<number> {
   process.once("SIGINT", stopOnSignal);
   process.once("SIGTERM", stopOnSignal);
   try {
-    lab = await startLab({ nodes, podsPerNode: pods, backend, log: say });
+    lab = await startLab({ nodes, podsPerNode: pods, backend, daemon: !values["no-daemon"], directRouting: values["direct-routing"], log: say });
     const s = lab.state;
-    say(`lab ${s.name} is up: ${s.nodes.length} nodes, ${s.pods.length} pods (backend ${backend}: recorded for the node daemon)`);
+    say(`lab ${s.name} is up: ${s.nodes.length} nodes, ${s.pods.length} pods, backend ${backend}${s.daemon ? "" : " (no daemon: pods reach only their own node)"}`);
     const t0 = performance.now();
-    const probes = await probeMatrix(s.pods, sameNodeOnly);
-    console.log(`\npod ↔ pod (ping; "· (n/a)" = not expected until the node daemon connects nodes), ${((performance.now() - t0) / 1000).toFixed(1)} s:\n`);
+    const probes = await probeMatrix(s.pods, s.daemon ? allPairs : sameNodeOnly);
+    console.log(`\npod ↔ pod (ping rtt; "· (n/a)" = not expected without the daemon), ${((performance.now() - t0) / 1000).toFixed(1)} s:\n`);
     console.log(renderMatrix(s.pods, probes));
     const ok = matrixPasses(probes);
     console.log(`\n${ok ? "every expected pair is reachable" : "SOME EXPECTED PAIRS ARE UNREACHABLE"}`);

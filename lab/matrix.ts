@@ -16,6 +16,7 @@ export interface Probe {
 export type Expectation = (from: LabPod, to: LabPod) => boolean;
 
 export const sameNodeOnly: Expectation = (a, b) => a.node === b.node;
+export const allPairs: Expectation = () => true;
 
 async function ping(from: LabPod, to: LabPod): Promise<{ ok: boolean; rttMs: number | undefined }> {
   const r = await execIn(from.ns, ["ping", "-c1", "-W2", to.ip], { allowFailure: true });

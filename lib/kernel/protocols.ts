@@ -4,3 +4,6 @@
 
 /** Routes to the pod /32s on this node, installed by the CNI plugin. */
 export const RTPROT_TWILL_POD = 212;
+
+/** Routes the node daemon installs to other nodes' pod CIDRs (overlay and BGP). */
+export const RTPROT_TWILL = 211;

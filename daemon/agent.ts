@@ -1,0 +1,138 @@
+import { writeFileSync } from "node:fs";
+import type { KubeConfig } from "@kubernetes/client-node";
+import type { Logger } from "../lib/log.ts";
+import { readNodeFile, writeNodeFile, type NodeFile } from "../lib/node-file.ts";
+import type { Backend, LocalNode } from "./backends/backend.ts";
+import { publishAnnotations } from "./cluster/self.ts";
+import { buildView } from "./cluster/view.ts";
+import type { NodeWatch } from "./cluster/watch.ts";
+import type { DaemonConfig, NodeSettings } from "./config.ts";
+import type { Metrics } from "./health/metrics.ts";
+import { reconcileMasquerade } from "./kernel/masquerade.ts";
+import { reconcile, totalChanges } from "./kernel/reconcile.ts";
+import { findUnderlay } from "./kernel/underlay.ts";
+
+// The node daemon's loop: cluster view → desired state (the backend) → the
+// kernel (reconcile), on every change and every resync period. It never names
+// a backend. The node file the CNI plugin reads is written only once the
+// dataplane is programmed, so the plugin never starts pods on a node that
+// cannot reach the others.
+
+export interface AgentDeps {
+  cfg: DaemonConfig;
+  node: NodeSettings;
+  kc: KubeConfig;
+  backend: Backend;
+  watch: NodeWatch;
+  log: Logger;
+  metrics: Metrics;
+}
+
+export class Agent {
+  private readonly d: AgentDeps;
+  private running = false;
+  private again = false;
+  private timer: NodeJS.Timeout | undefined;
+  private lastTick = Date.now();
+  private lastOk = 0;
+  private nodeFileWritten = false;
+  private prepared = false;
+  private lastError = "";
+
+  constructor(deps: AgentDeps) {
+    this.d = deps;
+  }
+
+  start(): void {
+    this.d.watch.onChange(() => this.kick());
+    this.timer = setInterval(() => this.kick(), this.d.node.resyncSeconds * 1000);
+    this.kick();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.d.watch.stop();
+  }
+
+  live(): boolean {
+    return Date.now() - this.lastTick < Math.max(60_000, this.d.node.resyncSeconds * 3000);
+  }
+
+  ready(): boolean {
+    return this.nodeFileWritten && Date.now() - this.lastOk < Math.max(60_000, this.d.node.resyncSeconds * 3000);
+  }
+
+  /** Runs a reconcile now, or right after the one in progress. */
+  kick(): void {
+    this.lastTick = Date.now();
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    void this.reconcileOnce()
+      .catch((err: unknown) => {
+        this.d.metrics.reconcileErrors.inc();
+        const msg = (err as Error).message;
+        const details = (err as { details?: string }).details;
+        // Log a failure once, not every resync.
+        if (msg !== this.lastError) this.d.log.error({ code: (err as { code?: string }).code, details }, msg);
+        this.lastError = msg;
+      })
+      .finally(() => {
+        this.running = false;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  private async reconcileOnce(): Promise<void> {
+    const { cfg, node, backend, log, metrics } = this.d;
+    if (!this.d.watch.synced()) return;
+    const t0 = performance.now();
+    const view = buildView(this.d.watch.list());
+    metrics.nodesSkipped.set(view.skipped.size);
+    const self = view.nodes.get(node.nodeName);
+    if (!self) {
+      const why = view.skipped.get(node.nodeName) ?? `node ${node.nodeName} is not registered`;
+      throw Object.assign(new Error(`waiting for this node: ${why}`), { code: "NODE_NOT_READY" });
+    }
+    const local: LocalNode = { info: self, underlay: await findUnderlay(self.ip) };
+    if (!this.prepared) {
+      const annotations = await backend.prepare(local);
+      if (await publishAnnotations(this.d.kc, self, annotations)) log.info({ annotations }, "published this node's annotations");
+      this.prepared = true;
+    }
+    const podMtu = cfg.mtu || local.underlay.mtu - backend.overhead;
+    const desired = backend.desired(view, local, podMtu);
+    const changes = await reconcile(desired);
+    const masq = await reconcileMasquerade(cfg.masquerade, [cfg.clusterCIDR]);
+    writeFileSync("/proc/sys/net/ipv4/ip_forward", "1");
+    for (const [kind, n] of Object.entries(changes)) if (n) metrics.kernelChanges.inc({ kind }, n);
+    if (masq) metrics.kernelChanges.inc({ kind: "nft" }, masq);
+    metrics.programmed.set({ kind: "routes" }, desired.routes.length);
+    metrics.programmed.set({ kind: "neighbours" }, desired.neighbours.length);
+    metrics.programmed.set({ kind: "fdb" }, desired.fdb.length);
+    this.writeNodeFile({ version: 1, nodeName: self.name, podCIDRs: self.podCIDRs, mtu: podMtu, clusterCIDRs: [cfg.clusterCIDR] });
+    const seconds = (performance.now() - t0) / 1000;
+    metrics.reconcileDuration.observe(seconds);
+    metrics.lastSync.set(Date.now() / 1000);
+    this.lastOk = Date.now();
+    if (this.lastError) log.info({}, "reconcile succeeded again");
+    this.lastError = "";
+    if (totalChanges(changes) + masq > 0) {
+      log.info({ changes, masquerade: masq, peers: view.nodes.size - 1, ms: Math.round(seconds * 1000) }, "dataplane reconciled");
+    }
+  }
+
+  private writeNodeFile(want: NodeFile): void {
+    const have = readNodeFile(this.d.node.nodeFile);
+    if (!have || JSON.stringify(have) !== JSON.stringify(want)) {
+      writeNodeFile(want, this.d.node.nodeFile);
+      this.d.log.info({ path: this.d.node.nodeFile, mtu: want.mtu, podCIDRs: want.podCIDRs }, "node file written");
+    }
+    this.nodeFileWritten = true;
+  }
+}

@@ -1,0 +1,29 @@
+import type { DaemonConfig } from "../config.ts";
+import type { ClusterView, NodeInfo } from "../cluster/view.ts";
+import type { DesiredState } from "../kernel/desired.ts";
+
+/** What a backend knows about the node it runs on. */
+export interface LocalNode {
+  info: NodeInfo;
+  /** The underlay device holding the node's address, and its CIDR there. */
+  underlay: { dev: string; address: string; prefix: number; mtu: number };
+}
+
+/**
+ * One interface for every way of connecting nodes (STYLE.md §1). The daemon's
+ * loop calls these and never names a backend.
+ */
+export interface Backend {
+  readonly name: string;
+  /** Bytes the encapsulation adds to each packet (pod MTU = underlay MTU - overhead). */
+  readonly overhead: number;
+  /**
+   * Checks what the backend needs of this node and returns the annotations
+   * peers need from it (published on the node's own Node object).
+   */
+  prepare(local: LocalNode): Promise<Record<string, string>>;
+  /** The kernel state for this cluster view (pure). Throws when the topology cannot work. */
+  desired(view: ClusterView, local: LocalNode, podMtu: number): DesiredState;
+}
+
+export type BackendFactory = (cfg: DaemonConfig) => Backend;

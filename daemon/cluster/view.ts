@@ -1,0 +1,64 @@
+import type { V1Node } from "@kubernetes/client-node";
+import { TwillError } from "../../lib/errors.ts";
+import { parseCidr, parseIp } from "../../lib/net/cidr.ts";
+
+// The daemon's picture of the cluster's nodes, parsed from Node objects once.
+// A node whose data is broken (no pod CIDR yet, a malformed annotation) is
+// left out with a reason; it never stops the others.
+
+export const ANNOTATION = {
+  backend: "twill.dev/backend",
+  vtepMac: "twill.dev/vtep-mac",
+  publicIp: "twill.dev/public-ip",
+} as const;
+
+export interface NodeInfo {
+  name: string;
+  podCIDRs: string[];
+  /** The underlay address peers send to: the public-ip annotation, else InternalIP. */
+  ip: string;
+  annotations: Record<string, string>;
+}
+
+export interface ClusterView {
+  nodes: Map<string, NodeInfo>;
+  /** Nodes left out, with the reason (for logs and metrics). */
+  skipped: Map<string, string>;
+}
+
+const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
+
+export function parseNode(n: V1Node): NodeInfo {
+  const name = n.metadata?.name ?? "";
+  const annotations = n.metadata?.annotations ?? {};
+  const podCIDRs = n.spec?.podCIDRs?.length ? n.spec.podCIDRs : n.spec?.podCIDR ? [n.spec.podCIDR] : [];
+  if (podCIDRs.length === 0) throw new TwillError("NODE_NO_POD_CIDR", `node ${name} has no spec.podCIDR yet`);
+  for (const c of podCIDRs) parseCidr(c);
+  const override = annotations[ANNOTATION.publicIp];
+  const internal = n.status?.addresses?.find((a) => a.type === "InternalIP")?.address;
+  const ip = override ?? internal;
+  if (!ip) throw new TwillError("NODE_NO_ADDRESS", `node ${name} has no InternalIP and no ${ANNOTATION.publicIp} annotation`);
+  try {
+    parseIp(ip);
+  } catch {
+    throw new TwillError("NODE_BAD_ANNOTATION", `node ${name}: "${ip}" is not an IP address (${override ? ANNOTATION.publicIp : "InternalIP"})`);
+  }
+  const mac = annotations[ANNOTATION.vtepMac];
+  if (mac !== undefined && !MAC.test(mac)) {
+    throw new TwillError("NODE_BAD_ANNOTATION", `node ${name}: ${ANNOTATION.vtepMac} "${mac}" is not a MAC address`);
+  }
+  return { name, podCIDRs, ip, annotations };
+}
+
+export function buildView(nodes: Iterable<V1Node>): ClusterView {
+  const view: ClusterView = { nodes: new Map(), skipped: new Map() };
+  for (const n of nodes) {
+    const name = n.metadata?.name ?? "?";
+    try {
+      view.nodes.set(name, parseNode(n));
+    } catch (err) {
+      view.skipped.set(name, (err as Error).message);
+    }
+  }
+  return view;
+}

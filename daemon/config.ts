@@ -1,0 +1,99 @@
+import { readFileSync } from "node:fs";
+import { parse } from "yaml";
+import { TwillError } from "../lib/errors.ts";
+import { parseCidr } from "../lib/net/cidr.ts";
+import { DEFAULT_NODE_FILE } from "../lib/node-file.ts";
+
+// The daemon's configuration: the ConfigMap's config.yaml (manifests/) plus
+// per-node settings from flags and environment. Parsed once, strictly: an
+// unknown backend or a malformed file stops the daemon before it touches
+// anything, with one clear line.
+
+export interface VxlanConfig {
+  vni: number;
+  port: number;
+  directRouting: boolean;
+}
+
+export interface DaemonConfig {
+  clusterCIDR: string;
+  backend: string;
+  /** 0 = detect from the underlay. */
+  mtu: number;
+  masquerade: boolean;
+  policy: boolean;
+  vxlan: VxlanConfig;
+}
+
+function bad(msg: string, details?: string): TwillError {
+  return new TwillError("CONFIG_INVALID", msg, details);
+}
+
+export function parseConfig(text: string, source = "config.yaml"): DaemonConfig {
+  let raw: unknown;
+  try {
+    raw = parse(text);
+  } catch (err) {
+    throw bad(`${source} is not valid YAML`, String(err));
+  }
+  const o = (raw ?? {}) as Record<string, unknown>;
+  if (typeof o !== "object" || Array.isArray(o)) throw bad(`${source} must be a mapping`);
+  if (typeof o.clusterCIDR !== "string") throw bad(`${source}: clusterCIDR is required (e.g. 10.244.0.0/16)`);
+  parseCidr(o.clusterCIDR);
+  const backend = o.backend ?? "vxlan";
+  if (typeof backend !== "string") throw bad(`${source}: backend must be a name`);
+  const mtu = o.mtu ?? 0;
+  if (typeof mtu !== "number" || !Number.isInteger(mtu) || (mtu !== 0 && (mtu < 576 || mtu > 65535))) {
+    throw bad(`${source}: mtu must be 0 (detect) or between 576 and 65535`);
+  }
+  const v = (o.vxlan ?? {}) as Record<string, unknown>;
+  const vxlan: VxlanConfig = {
+    vni: typeof v.vni === "number" ? v.vni : 1,
+    port: typeof v.port === "number" ? v.port : 8472,
+    directRouting: v.directRouting === true,
+  };
+  if (!Number.isInteger(vxlan.vni) || vxlan.vni < 1 || vxlan.vni > 16_777_215) throw bad(`${source}: vxlan.vni must be 1..16777215`);
+  for (const key of ["masquerade", "policy"]) {
+    if (o[key] !== undefined && typeof o[key] !== "boolean") throw bad(`${source}: ${key} must be true or false`);
+  }
+  return {
+    clusterCIDR: o.clusterCIDR,
+    backend,
+    mtu,
+    masquerade: o.masquerade !== false,
+    policy: o.policy !== false,
+    vxlan,
+  };
+}
+
+export function loadConfig(path: string): DaemonConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw bad(`cannot read ${path}`, String(err));
+  }
+  return parseConfig(text, path);
+}
+
+export interface NodeSettings {
+  nodeName: string;
+  kubeconfig: string | undefined;
+  nodeFile: string;
+  healthAddress: string;
+  healthPort: number;
+  resyncSeconds: number;
+}
+
+export function nodeSettings(values: Record<string, string | undefined>, env: NodeJS.ProcessEnv): NodeSettings {
+  const nodeName = values["node-name"] ?? env.NODE_NAME;
+  if (!nodeName) throw bad("the node's name is unknown: set NODE_NAME (the DaemonSet does, from spec.nodeName) or --node-name");
+  return {
+    nodeName,
+    kubeconfig: values.kubeconfig ?? env.KUBECONFIG,
+    nodeFile: values["node-file"] ?? DEFAULT_NODE_FILE,
+    healthAddress: values["health-address"] ?? "127.0.0.1",
+    healthPort: Number(values["health-port"] ?? 9099),
+    resyncSeconds: Number(values["resync-seconds"] ?? 10),
+  };
+}

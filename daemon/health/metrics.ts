@@ -1,0 +1,17 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+export function createMetrics() {
+  const registry = new Registry();
+  return {
+    registry,
+    reconcileDuration: new Histogram({ name: "twill_reconcile_duration_seconds", help: "Time of one reconcile of the node's dataplane", buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),
+    reconcileErrors: new Counter({ name: "twill_reconcile_errors_total", help: "Reconciles that failed", registers: [registry] }),
+    kernelChanges: new Counter({ name: "twill_kernel_changes_total", help: "Kernel objects written by reconciles", labelNames: ["kind"], registers: [registry] }),
+    programmed: new Gauge({ name: "twill_programmed_objects", help: "Kernel objects Twill has programmed, by kind", labelNames: ["kind"], registers: [registry] }),
+    watchErrors: new Counter({ name: "twill_apiserver_watch_errors_total", help: "Errors of the apiserver watch", registers: [registry] }),
+    lastSync: new Gauge({ name: "twill_last_successful_sync_timestamp_seconds", help: "When the dataplane last matched the cluster view", registers: [registry] }),
+    nodesSkipped: new Gauge({ name: "twill_nodes_skipped", help: "Nodes left out of the view (no pod CIDR yet, broken annotations)", registers: [registry] }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

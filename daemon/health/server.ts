@@ -1,0 +1,28 @@
+import { createServer, type Server } from "node:http";
+import type { Metrics } from "./metrics.ts";
+
+export interface HealthState {
+  live(): boolean;
+  ready(): boolean;
+}
+
+/** /healthz, /readyz and /metrics (Prometheus text) on one small HTTP server. */
+export function startHealthServer(address: string, port: number, state: HealthState, metrics: Metrics): Promise<Server> {
+  const server = createServer((req, res) => {
+    const reply = (code: number, body: string, type = "text/plain") => {
+      res.writeHead(code, { "content-type": type });
+      res.end(body);
+    };
+    if (req.url === "/healthz") return reply(state.live() ? 200 : 500, state.live() ? "ok\n" : "reconcile loop stalled\n");
+    if (req.url === "/readyz") return reply(state.ready() ? 200 : 503, state.ready() ? "ready\n" : "dataplane not programmed yet\n");
+    if (req.url === "/metrics") {
+      void metrics.registry.metrics().then((text) => reply(200, text, metrics.registry.contentType));
+      return;
+    }
+    reply(404, "not found\n");
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, address, () => resolve(server));
+  });
+}

@@ -1,0 +1,40 @@
+import { createHash } from "node:crypto";
+import { exec } from "../../lib/kernel/exec.ts";
+import { TwillError } from "../../lib/errors.ts";
+
+// Egress masquerade in Twill's own nftables table: pod → outside the cluster
+// CIDR leaves with the node's address; pod ↔ pod (any node) is never NATed.
+// The table carries a hash of its content in its comment, so a reconcile that
+// finds it current changes nothing, and a change replaces it in one atomic
+// transaction.
+
+export const NAT_TABLE = "twill-nat";
+
+export function masqueradeRuleset(clusterCIDRs: string[]): string {
+  const set = clusterCIDRs.join(", ");
+  const body = `  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr { ${set} } ip daddr != { ${set} } masquerade
+  }`;
+  const hash = createHash("sha256").update(body).digest("hex").slice(0, 16);
+  return `table ip ${NAT_TABLE} {\n  comment "twill:${hash}"\n${body}\n}\n`;
+}
+
+/** Returns 1 when the table was (re)written or removed, 0 when it was already right. */
+export async function reconcileMasquerade(enabled: boolean, clusterCIDRs: string[]): Promise<number> {
+  const current = await exec(["nft", "list", "table", "ip", NAT_TABLE], { allowFailure: true });
+  const exists = current.code === 0;
+  if (!enabled) {
+    if (!exists) return 0;
+    await exec(["nft", "delete", "table", "ip", NAT_TABLE]);
+    return 1;
+  }
+  const want = masqueradeRuleset(clusterCIDRs);
+  const hash = /comment "(twill:[0-9a-f]+)"/.exec(want)![1]!;
+  if (exists && current.stdout.includes(hash)) return 0;
+  // Create-if-missing, delete, re-create: one transaction, never a moment without the rule.
+  const tx = `table ip ${NAT_TABLE}\ndelete table ip ${NAT_TABLE}\n${want}`;
+  const r = await exec(["nft", "-f", "-"], { input: tx, allowFailure: true });
+  if (r.code !== 0) throw new TwillError("KERNEL_WRITE", "programming the masquerade table failed", r.stderr.trim());
+  return 1;
+}

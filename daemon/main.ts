@@ -1,0 +1,55 @@
+// The Twill node daemon: one per node. Wiring only; see agent.ts.
+//   node daemon/main.ts --config /etc/twill/config.yaml [--node-name N] [--kubeconfig F] [--node-file F]
+import { KubeConfig } from "@kubernetes/client-node";
+import { parseArgs } from "node:util";
+import { TwillError } from "../lib/errors.ts";
+import { createLogger } from "../lib/log.ts";
+import { Agent } from "./agent.ts";
+import { createBackend } from "./backends/registry.ts";
+import { watchNodes } from "./cluster/watch.ts";
+import { loadConfig, nodeSettings } from "./config.ts";
+import { createMetrics } from "./health/metrics.ts";
+import { startHealthServer } from "./health/server.ts";
+
+const { values } = parseArgs({
+  options: {
+    config: { type: "string", default: "/etc/twill/config.yaml" },
+    "node-name": { type: "string" },
+    kubeconfig: { type: "string" },
+    "node-file": { type: "string" },
+    "health-address": { type: "string" },
+    "health-port": { type: "string" },
+    "resync-seconds": { type: "string" },
+    "log-file": { type: "string" },
+    "log-level": { type: "string", default: "info" },
+  },
+});
+const log = createLogger({ name: "twill-daemon", level: values["log-level"], ...(values["log-file"] ? { file: values["log-file"] } : {}) });
+
+try {
+  const cfg = loadConfig(values.config);
+  const node = nodeSettings(values, process.env);
+  const backend = createBackend(cfg);
+  const kc = new KubeConfig();
+  if (node.kubeconfig) kc.loadFromFile(node.kubeconfig);
+  else kc.loadFromCluster();
+  const metrics = createMetrics();
+  const watch = watchNodes(kc, log, () => metrics.watchErrors.inc());
+  const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics });
+  await startHealthServer(node.healthAddress, node.healthPort, agent, metrics);
+  agent.start();
+  log.info({ node: node.nodeName, backend: backend.name, clusterCIDR: cfg.clusterCIDR }, "twill daemon started");
+  const shutdown = () => {
+    // Leave the dataplane as it is: pods keep working while the daemon is away.
+    agent.stop();
+    log.info({}, "twill daemon stopped; dataplane left in place");
+    process.exit(0);
+  };
+  process.on("SIGTERM", shutdown);
+  process.on("SIGINT", shutdown);
+} catch (err) {
+  // A configuration error stops the daemon before it touches anything, with one line.
+  const e = err as TwillError;
+  log.fatal({ code: e.code ?? "STARTUP_FAILED", details: e.details }, e.message);
+  process.exit(1);
+}

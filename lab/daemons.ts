@@ -1,0 +1,76 @@
+import { existsSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { TwillError } from "../lib/errors.ts";
+import type { LabNode } from "./cluster.ts";
+import { CLUSTER_CIDR, CONTROL_PLANE_IP } from "./names.ts";
+import { startIn, tail, type LabProcess } from "./process.ts";
+
+// Twill's node daemon, one per lab node, running inside the node's namespace
+// as the DaemonSet's container would, reaching the apiserver over the underlay.
+
+const REPO = resolve(import.meta.dirname, "..");
+
+export interface DaemonOptions {
+  backend: string;
+  directRouting?: boolean;
+}
+
+export function daemonConfig(opts: DaemonOptions): string {
+  return `clusterCIDR: ${CLUSTER_CIDR}
+backend: ${opts.backend}
+mtu: 0
+masquerade: true
+policy: true
+vxlan:
+  vni: 1
+  port: 8472
+  directRouting: ${opts.directRouting ? "true" : "false"}
+`;
+}
+
+export function writeDaemonFiles(labDir: string, ca: string, token: string, opts: DaemonOptions): { config: string; kubeconfig: string } {
+  const config = join(labDir, "twill-config.yaml");
+  writeFileSync(config, daemonConfig(opts));
+  const kubeconfig = join(labDir, "twill-daemon.kubeconfig");
+  writeFileSync(
+    kubeconfig,
+    `apiVersion: v1
+kind: Config
+clusters:
+- name: lab
+  cluster: {server: "https://${CONTROL_PLANE_IP}:6443", certificate-authority: "${ca}"}
+users:
+- name: twill
+  user: {token: "${token}"}
+contexts:
+- name: lab
+  context: {cluster: lab, user: twill}
+current-context: lab
+`,
+    { mode: 0o600 },
+  );
+  return { config, kubeconfig };
+}
+
+export function startDaemon(node: LabNode, files: { config: string; kubeconfig: string }): LabProcess {
+  return startIn(node.ns, `twill-daemon on ${node.name}`, [
+    process.execPath,
+    join(REPO, "daemon/main.ts"),
+    "--config", files.config,
+    "--kubeconfig", files.kubeconfig,
+    "--node-name", node.name,
+    "--node-file", node.nodeFile,
+    "--resync-seconds", "5",
+  ], join(node.dir, "daemon.log"));
+}
+
+/** The daemon writes the node file once the dataplane is programmed: that is readiness. */
+export async function waitDaemonReady(node: LabNode, proc: LabProcess, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (existsSync(node.nodeFile)) return;
+    if (proc.exited()) throw new TwillError("LAB_DAEMON", `the daemon on ${node.name} exited`, tail(proc.log));
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new TwillError("LAB_DAEMON", `the daemon on ${node.name} did not program its node within ${timeoutMs / 1000} s`, tail(proc.log));
+}
