@@ -180,3 +180,34 @@ export async function attachLab(lab: string): Promise<RunningLab> {
   const kc = kubeConfig(forwarder.port, state.admin);
   return { state, kc, forwarder, close: () => forwarder.close() };
 }
+
+/** Adds node `i` to a running lab (namespace, Node object, daemon) and returns it once programmed. */
+export async function addNode(lab: RunningLab, i: number): Promise<LabNode> {
+  const s = lab.state;
+  await createNodeHost(s.name, i);
+  await registerNode(lab.kc, i);
+  const podCIDR = await waitPodCidr(lab.kc, `node${i}`);
+  const node = labNodeFor(s.name, i, podCIDR, nodeFiles(s.name, `node${i}`));
+  if (s.daemonFiles) await waitDaemonReady(node, startDaemon(node, s.daemonFiles));
+  else writeLabNodeFile(node);
+  return node;
+}
+
+/** Pids of processes in a namespace whose command line contains `match`. */
+export async function pidsIn(ns: string, match: string): Promise<number[]> {
+  const { stdout } = await exec(["ip", "netns", "pids", ns], { allowFailure: true });
+  const out: number[] = [];
+  for (const pid of stdout.split(/\s+/).filter(Boolean).map(Number)) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(match)) out.push(pid);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
+/** The command line of a running process, to start it again the same way. */
+export function commandLine(pid: number): string[] {
+  return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+}
