@@ -1,0 +1,70 @@
+import type { V1Node } from "@kubernetes/client-node";
+import { describe, expect, it } from "vitest";
+import { hostGwBackend } from "../../daemon/backends/hostgw/hostgw.ts";
+import { vxlanBackend } from "../../daemon/backends/vxlan/vxlan.ts";
+import { buildView } from "../../daemon/cluster/view.ts";
+import { parseConfig } from "../../daemon/config.ts";
+import { masqueradeRuleset } from "../../daemon/kernel/masquerade.ts";
+
+const cfg = parseConfig("clusterCIDR: 10.244.0.0/16\n");
+const node = (name: string, ip: string, podCIDR: string | undefined, annotations: Record<string, string> = {}): V1Node => ({
+  metadata: { name, annotations },
+  spec: podCIDR ? { podCIDR } : {},
+  status: { addresses: [{ type: "InternalIP", address: ip }] },
+});
+const view = buildView([
+  node("a", "172.30.0.11", "10.244.1.0/24", { "twill.dev/vtep-mac": "02:00:00:00:00:0a" }),
+  node("b", "172.30.0.12", "10.244.2.0/24", { "twill.dev/vtep-mac": "02:00:00:00:00:0b" }),
+  node("c", "172.30.9.13", "10.244.3.0/24", { "twill.dev/vtep-mac": "02:00:00:00:00:0c" }),
+  node("fresh", "172.30.0.14", undefined),
+  node("broken", "172.30.0.15", "10.244.5.0/24", { "twill.dev/vtep-mac": "not-a-mac" }),
+]);
+const local = { info: view.nodes.get("a")!, underlay: { dev: "eth0", address: "172.30.0.11", prefix: 24, mtu: 1500 } };
+
+describe("cluster view", () => {
+  it("leaves out nodes without a pod CIDR or with broken annotations, with the reason, and keeps the rest", () => {
+    expect([...view.nodes.keys()]).toEqual(["a", "b", "c"]);
+    expect(view.skipped.get("fresh")).toContain("no spec.podCIDR");
+    expect(view.skipped.get("broken")).toContain("not a MAC");
+  });
+  it("prefers the public-ip annotation over InternalIP", () => {
+    const v = buildView([node("x", "10.0.0.1", "10.244.9.0/24", { "twill.dev/public-ip": "192.0.2.9" })]);
+    expect(v.nodes.get("x")!.ip).toBe("192.0.2.9");
+  });
+});
+
+describe("vxlan desired state", () => {
+  it("per peer: neighbour, FDB entry and onlink route through the tunnel; the device holds the pod CIDR's network address", async () => {
+    const b = vxlanBackend(cfg);
+    const s = b.desired(view, local, 1450);
+    expect(s.links).toEqual([expect.objectContaining({ name: "twill.vxlan", vni: 1, port: 8472, local: "172.30.0.11", dev: "eth0", mtu: 1450, addresses: ["10.244.1.0/32"] })]);
+    expect(s.neighbours).toContainEqual({ ip: "10.244.2.0", mac: "02:00:00:00:00:0b", dev: "twill.vxlan" });
+    expect(s.fdb).toContainEqual({ mac: "02:00:00:00:00:0b", dev: "twill.vxlan", dst: "172.30.0.12" });
+    expect(s.routes).toContainEqual({ dst: "10.244.2.0/24", via: "10.244.2.0", dev: "twill.vxlan", onlink: true });
+    expect(s.routes.map((r) => r.dst).sort()).toEqual(["10.244.2.0/24", "10.244.3.0/24"]);
+  });
+  it("with directRouting, only peers on the same L2 subnet bypass the tunnel", () => {
+    const s = vxlanBackend({ ...cfg, vxlan: { ...cfg.vxlan, directRouting: true } }).desired(view, local, 1450);
+    expect(s.routes).toContainEqual({ dst: "10.244.2.0/24", via: "172.30.0.12", dev: "eth0", onlink: false });
+    expect(s.routes).toContainEqual({ dst: "10.244.3.0/24", via: "10.244.3.0", dev: "twill.vxlan", onlink: true });
+  });
+});
+
+describe("host-gw desired state", () => {
+  it("refuses a peer outside the local L2 subnet, naming it", () => {
+    expect(() => hostGwBackend(cfg).desired(view, local, 1500)).toThrow(/node c \(172\.30\.9\.13\)/);
+  });
+  it("routes each peer's pod CIDR via its underlay address", () => {
+    const l2 = buildView([node("a", "172.30.0.11", "10.244.1.0/24"), node("b", "172.30.0.12", "10.244.2.0/24")]);
+    expect(hostGwBackend(cfg).desired(l2, { ...local, info: l2.nodes.get("a")! }, 1500).routes).toEqual([{ dst: "10.244.2.0/24", via: "172.30.0.12", dev: "eth0", onlink: false }]);
+  });
+});
+
+describe("masquerade ruleset", () => {
+  it("masquerades the cluster CIDR's traffic to anything outside it, and carries a content hash", () => {
+    const r = masqueradeRuleset(["10.244.0.0/16"]);
+    expect(r).toContain("ip saddr { 10.244.0.0/16 } ip daddr != { 10.244.0.0/16 } masquerade");
+    expect(r).toMatch(/comment "twill:[0-9a-f]{16}"/);
+    expect(masqueradeRuleset(["10.245.0.0/16"])).not.toBe(r);
+  });
+});
