@@ -1,6 +1,8 @@
 import { writeFileSync } from "node:fs";
 import type { KubeConfig } from "@kubernetes/client-node";
+import { TwillError } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
+import { cidrWithin, parseCidr } from "../lib/net/cidr.ts";
 import { readNodeFile, writeNodeFile, type NodeFile } from "../lib/node-file.ts";
 import type { Backend, LocalNode } from "./backends/backend.ts";
 import { publishAnnotations } from "./cluster/self.ts";
@@ -17,6 +19,17 @@ import { findUnderlay } from "./kernel/underlay.ts";
 // a backend. The node file the CNI plugin reads is written only once the
 // dataplane is programmed, so the plugin never starts pods on a node that
 // cannot reach the others.
+
+/** A node whose pod CIDR lies outside the configured cluster CIDR means the config is wrong: touch nothing. */
+function checkPodCidrs(clusterCIDR: string, podCIDRs: string[]): void {
+  const cluster = parseCidr(clusterCIDR);
+  for (const c of podCIDRs) {
+    const pod = parseCidr(c);
+    if (pod.family === cluster.family && !cidrWithin(pod, cluster)) {
+      throw new TwillError("CONFIG_INVALID", `clusterCIDR ${clusterCIDR} does not contain this node's pod CIDR ${c}: fix clusterCIDR in the twill-config ConfigMap (it must match kube-controller-manager's --cluster-cidr)`);
+    }
+  }
+}
 
 export interface AgentDeps {
   cfg: DaemonConfig;
@@ -99,6 +112,7 @@ export class Agent {
       const why = view.skipped.get(node.nodeName) ?? `node ${node.nodeName} is not registered`;
       throw Object.assign(new Error(`waiting for this node: ${why}`), { code: "NODE_NOT_READY" });
     }
+    checkPodCidrs(cfg.clusterCIDR, self.podCIDRs);
     const local: LocalNode = { info: self, underlay: await findUnderlay(self.ip) };
     if (!this.prepared) {
       const annotations = await backend.prepare(local);

@@ -70,7 +70,7 @@ export interface RawResponse {
 }
 
 /** A plain HTTPS request to the apiserver, for what the typed client hides (status codes, /readyz). */
-export function rawRequest(port: number, creds: Credentials, method: string, path: string, body?: unknown): Promise<RawResponse> {
+export function rawRequest(port: number, creds: Credentials, method: string, path: string, body?: unknown, contentType = "application/json"): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
@@ -82,7 +82,7 @@ export function rawRequest(port: number, creds: Credentials, method: string, pat
         ...(creds.cert && creds.key ? { cert: readFileSync(creds.cert), key: readFileSync(creds.key) } : {}),
         headers: {
           ...(creds.token ? { authorization: `Bearer ${creds.token}` } : {}),
-          ...(body !== undefined ? { "content-type": "application/json" } : {}),
+          ...(body !== undefined ? { "content-type": contentType } : {}),
         },
         timeout: 10_000,
       },

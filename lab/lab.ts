@@ -140,7 +140,7 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     saveState(state);
     log(`nodes: ${state.nodes.map((n) => `${n.name} ${n.ip} podCIDR ${n.podCIDR}`).join(", ")}`);
     if (daemon) {
-      await applyManifests(kc);
+      await applyManifests(cp.forwarder.port, state.admin);
       const token = await serviceAccountToken(kc);
       state.daemonFiles = writeDaemonFiles(dir, pki.ca, token, { backend: opts.backend, ...(opts.directRouting ? { directRouting: true } : {}) });
       saveState(state);

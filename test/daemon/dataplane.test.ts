@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { addNetns, deleteNetns, execIn } from "../../lib/kernel/netns.ts";
@@ -155,3 +155,45 @@ async function waitApiserver(l: RunningLab): Promise<void> {
   await eventually(async () => (await rawRequest(l.forwarder.port, l.state.admin, "GET", "/readyz")).status === 200, "the apiserver to be ready again", 60_000);
 }
 
+
+describe("configuration that contradicts the cluster", () => {
+  it("a cluster CIDR that does not contain the node's pod CIDR: one clear log line, not ready, nothing touched", async () => {
+    const n = node(1);
+    const before = await kernelView(n.ns);
+    const cfgPath = join(lab.state.dir, "wrong-cidr.yaml");
+    writeFileSync(cfgPath, "clusterCIDR: 10.99.0.0/16\nbackend: host-gw\n");
+    const nodeFile = join(lab.state.dir, "wrong-cidr-node.json");
+    const log = join(lab.state.dir, "wrong-cidr.log");
+    const p = startIn(n.ns, "misconfigured daemon", [process.execPath, join(import.meta.dirname, "../../daemon/main.ts"), "--config", cfgPath, "--kubeconfig", lab.state.daemonFiles!.kubeconfig, "--node-name", n.name, "--node-file", nodeFile, "--health-port", "9199", "--resync-seconds", "1"], log);
+    try {
+      await eventually(async () => readFileSync(log, "utf8").includes("CONFIG_INVALID"), "the configuration error to be logged");
+      await new Promise((r) => setTimeout(r, 2500));
+      const lines = readFileSync(log, "utf8").trim().split("\n").filter((l) => l.includes("CONFIG_INVALID"));
+      expect(lines).toHaveLength(1);
+      expect(JSON.parse(lines[0]!).msg).toContain(`does not contain this node's pod CIDR ${n.podCIDR}`);
+      const ready = await execIn(n.ns, [process.execPath, "--input-type=module", "-e", "console.log((await fetch('http://127.0.0.1:9199/readyz')).status)"]);
+      expect(ready.stdout.trim()).toBe("503");
+      expect(existsSync(nodeFile)).toBe(false);
+      expect(await kernelView(n.ns)).toBe(before);
+    } finally {
+      process.kill(p.pid, "SIGKILL");
+    }
+  });
+});
+
+describe("cleanup", () => {
+  it("removes everything Twill put on a node: device, routes, veths, nft tables, files", async () => {
+    const n = node(3);
+    const { execIn: run } = await import("../../lib/kernel/netns.ts");
+    for (const pid of await pidsIn(n.ns, "daemon/main.ts")) process.kill(pid, "SIGKILL");
+    const r = await run(n.ns, [process.execPath, join(import.meta.dirname, "../../daemon/cleanup.ts"), "--node-file", n.nodeFile, "--ipam-dir", n.ipamDir, "--cni-bin-dir", join(n.dir, "bin"), "--cni-conf-dir", join(n.dir, "conf")]);
+    expect(r.stderr).toContain("removed Twill from this node");
+    const links = (await run(n.ns, ["ip", "-o", "link"])).stdout;
+    expect(links).not.toMatch(/twill\.vxlan|twl[0-9a-f]{11}/);
+    expect((await run(n.ns, ["ip", "route", "show", "proto", "211"])).stdout).toBe("");
+    expect((await run(n.ns, ["ip", "route", "show", "proto", "212"])).stdout).toBe("");
+    expect((await run(n.ns, ["nft", "list", "tables"])).stdout).not.toContain("twill");
+    expect(existsSync(n.nodeFile)).toBe(false);
+    expect(existsSync(n.ipamDir)).toBe(false);
+  });
+});
