@@ -53,7 +53,7 @@ async function waitReady(cp: { forwarder: Forwarder; admin: Issued }, pki: Pki, 
   throw new TwillError("LAB_CONTROL_PLANE", "kube-apiserver did not become ready within 2 minutes", last);
 }
 
-export async function startControlPlane(lab: string, dir: string, bin: string, pki: Pki): Promise<ControlPlane> {
+export async function startControlPlane(lab: string, dir: string, bin: string, pki: Pki, clusterCIDR = CLUSTER_CIDR, nodeMaskSize = 24): Promise<ControlPlane> {
   const ns = controlPlaneNs(lab);
   const logs = join(dir, "logs");
   mkdirSync(logs, { recursive: true });
@@ -95,7 +95,7 @@ export async function startControlPlane(lab: string, dir: string, bin: string, p
     ], join(logs, "kube-apiserver.log")),
   );
   const socket = join(dir, "apiserver.sock");
-  processes.push(startIn(ns, "socat", ["socat", `UNIX-LISTEN:${socket},fork,unlink-early,mode=600`, "TCP:127.0.0.1:6443"], join(logs, "socat.log")));
+  processes.push(startIn(ns, "socat", ["socat", `UNIX-LISTEN:${socket},fork,unlink-early,mode=600,backlog=256`, "TCP:127.0.0.1:6443"], join(logs, "socat.log")));
   const forwarder = await startForwarder(socket);
   await waitReady({ forwarder, admin }, pki, processes);
 
@@ -106,8 +106,8 @@ export async function startControlPlane(lab: string, dir: string, bin: string, p
       `--authentication-kubeconfig=${kcmConfig}`,
       `--authorization-kubeconfig=${kcmConfig}`,
       "--allocate-node-cidrs=true",
-      `--cluster-cidr=${CLUSTER_CIDR}`,
-      "--node-cidr-mask-size=24",
+      `--cluster-cidr=${clusterCIDR}`,
+      `--node-cidr-mask-size=${nodeMaskSize}`,
       `--service-cluster-ip-range=${SERVICE_CIDR}`,
       "--controllers=node-ipam-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller,garbage-collector-controller,root-ca-certificate-publisher-controller",
       `--service-account-private-key-file=${pki.saKey}`,

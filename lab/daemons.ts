@@ -12,11 +12,12 @@ const REPO = resolve(import.meta.dirname, "..");
 
 export interface DaemonOptions {
   backend: string;
+  clusterCIDR?: string;
   directRouting?: boolean;
 }
 
 export function daemonConfig(opts: DaemonOptions): string {
-  return `clusterCIDR: ${CLUSTER_CIDR}
+  return `clusterCIDR: ${opts.clusterCIDR ?? CLUSTER_CIDR}
 backend: ${opts.backend}
 mtu: 0
 masquerade: true

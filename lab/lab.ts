@@ -28,6 +28,8 @@ export interface LabOptions {
   /** Run Twill's node daemon on every node (default); without it pods reach only their own node. */
   daemon?: boolean;
   directRouting?: boolean;
+  /** The cluster's pod CIDR (kube-controller-manager's --cluster-cidr); default 10.244.0.0/16. */
+  clusterCIDR?: string;
   log?: (msg: string) => void;
 }
 
@@ -123,7 +125,7 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     await createControlPlaneHost(name);
     const pki = await createCa(join(dir, "pki"));
     log(`starting etcd, kube-apiserver, kube-controller-manager in namespace ${name}-cp`);
-    const cp = await startControlPlane(name, dir, bin, pki);
+    const cp = await startControlPlane(name, dir, bin, pki, opts.clusterCIDR);
     state.socket = cp.socket;
     state.admin = { ca: pki.ca, cert: cp.admin.cert, key: cp.admin.key };
     saveState(state);
@@ -142,7 +144,7 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     if (daemon) {
       await applyManifests(cp.forwarder.port, state.admin);
       const token = await serviceAccountToken(kc);
-      state.daemonFiles = writeDaemonFiles(dir, pki.ca, token, { backend: opts.backend, ...(opts.directRouting ? { directRouting: true } : {}) });
+      state.daemonFiles = writeDaemonFiles(dir, pki.ca, token, { backend: opts.backend, ...(opts.clusterCIDR ? { clusterCIDR: opts.clusterCIDR } : {}), ...(opts.directRouting ? { directRouting: true } : {}) });
       saveState(state);
       const procs = state.nodes.map((n) => startDaemon(n, state.daemonFiles!));
       await Promise.all(state.nodes.map((n, k) => waitDaemonReady(n, procs[k]!)));

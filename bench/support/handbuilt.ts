@@ -1,0 +1,81 @@
+import { addNetns, deleteNetns, execIn } from "../../lib/kernel/netns.ts";
+
+// Reference topologies built by hand with `ip`, shaped like the lab's path
+// (pod veth → node → underlay bridge → node → pod veth), so Twill's dataplane
+// can be compared with the same kernel doing the same work without Twill.
+
+export type Reference = "veth" | "routes" | "vxlan";
+
+export interface RefTopology {
+  client: string;
+  server: string;
+  serverIp: string;
+  destroy(): Promise<void>;
+}
+
+export async function buildReference(kind: Reference, tag: string): Promise<RefTopology> {
+  const ns = (n: string) => `${tag}-${n}`;
+  const made: string[] = [];
+  const add = async (n: string) => {
+    await addNetns(ns(n));
+    made.push(ns(n));
+  };
+  const destroy = async () => {
+    for (const n of made.reverse()) await deleteNetns(n);
+  };
+  try {
+    if (kind === "veth") {
+      await add("a");
+      await add("b");
+      await execIn(ns("a"), ["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", ns("b")]);
+      await execIn(ns("a"), ["ip", "addr", "add", "10.250.0.1/24", "dev", "eth0"]);
+      await execIn(ns("b"), ["ip", "addr", "add", "10.250.0.2/24", "dev", "eth0"]);
+      await execIn(ns("a"), ["ip", "link", "set", "eth0", "up"]);
+      await execIn(ns("b"), ["ip", "link", "set", "eth0", "up"]);
+      return { client: ns("a"), server: ns("b"), serverIp: "10.250.0.2", destroy };
+    }
+    await add("ul");
+    await execIn(ns("ul"), ["ip", "link", "add", "br0", "type", "bridge"]);
+    await execIn(ns("ul"), ["ip", "link", "set", "br0", "up"]);
+    for (const i of [1, 2]) {
+      const node = `n${i}`;
+      const pod = `p${i}`;
+      await add(node);
+      await add(pod);
+      await execIn(ns("ul"), ["ip", "link", "add", node, "type", "veth", "peer", "name", "eth0", "netns", ns(node)]);
+      await execIn(ns("ul"), ["ip", "link", "set", node, "master", "br0", "up"]);
+      await execIn(ns(node), ["ip", "addr", "add", `172.31.0.${i}/24`, "dev", "eth0"]);
+      await execIn(ns(node), ["ip", "link", "set", "eth0", "up"]);
+      await execIn(ns(node), ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+      await execIn(ns(node), ["ip", "link", "add", "hv", "type", "veth", "peer", "name", "eth0", "netns", ns(pod)]);
+      await execIn(ns(node), ["ip", "link", "set", "hv", "up"]);
+      await execIn(ns(pod), ["ip", "addr", "add", `10.251.${i}.2/32`, "dev", "eth0"]);
+      await execIn(ns(pod), ["ip", "link", "set", "eth0", "up"]);
+      await execIn(ns(pod), ["ip", "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link"]);
+      await execIn(ns(pod), ["ip", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"]);
+      const hostMac = (await execIn(ns(node), ["cat", "/sys/class/net/hv/address"])).stdout.trim();
+      await execIn(ns(pod), ["ip", "neigh", "replace", "169.254.1.1", "lladdr", hostMac, "dev", "eth0", "nud", "permanent"]);
+      await execIn(ns(node), ["ip", "route", "add", `10.251.${i}.2/32`, "dev", "hv"]);
+    }
+    if (kind === "routes") {
+      await execIn(ns("n1"), ["ip", "route", "add", "10.251.2.0/24", "via", "172.31.0.2"]);
+      await execIn(ns("n2"), ["ip", "route", "add", "10.251.1.0/24", "via", "172.31.0.1"]);
+    } else {
+      for (const [i, j] of [[1, 2], [2, 1]] as const) {
+        const n = ns(`n${i}`);
+        await execIn(n, ["ip", "link", "add", "vx", "address", `02:00:00:00:00:0${i}`, "mtu", "1450", "type", "vxlan", "id", "1", "local", `172.31.0.${i}`, "dev", "eth0", "dstport", "8472", "nolearning"]);
+        await execIn(n, ["ip", "link", "set", "vx", "up"]);
+        await execIn(n, ["ip", "addr", "add", `10.251.${i}.0/32`, "dev", "vx"]);
+        await execIn(n, ["ip", "neigh", "replace", `10.251.${j}.0`, "lladdr", `02:00:00:00:00:0${j}`, "dev", "vx", "nud", "permanent"]);
+        await execIn(n, ["bridge", "fdb", "append", `02:00:00:00:00:0${j}`, "dev", "vx", "dst", `172.31.0.${j}`, "self", "permanent"]);
+        await execIn(n, ["ip", "route", "add", `10.251.${j}.0/24`, "via", `10.251.${j}.0`, "dev", "vx", "onlink"]);
+        // Pods use the tunnel's MTU, as Twill's pods do.
+        await execIn(ns(`p${i}`), ["ip", "link", "set", "eth0", "mtu", "1450"]);
+      }
+    }
+    return { client: ns("p1"), server: ns("p2"), serverIp: "10.251.2.2", destroy };
+  } catch (err) {
+    await destroy();
+    throw err;
+  }
+}
