@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -99,11 +100,20 @@ export interface RunningLab {
   close(): Promise<void>;
 }
 
-export async function controlPlaneBinaries(log: (m: string) => void): Promise<string> {
-  const r = await exec(["bash", join(REPO, "scripts/build-controlplane.sh")], { allowFailure: true });
-  for (const line of r.stderr.trim().split("\n").filter(Boolean)) log(line.replace(/^\[lab\] /, ""));
-  if (r.code !== 0) throw new Error(`building the control plane failed:\n${r.stderr}`);
-  return r.stdout.trim();
+/** Builds (first run) or finds the control-plane binaries; build progress streams as it happens. */
+export function controlPlaneBinaries(log: (m: string) => void): Promise<string> {
+  return new Promise((resolvePath, reject) => {
+    const child = spawn("bash", [join(REPO, "scripts/build-controlplane.sh")], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => {
+      err += d;
+      for (const line of d.split("\n").filter(Boolean)) log(line.replace(/^\[lab\] /, ""));
+    });
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolvePath(out.trim()) : reject(new Error(`building the control plane failed:\n${err}`))));
+  });
 }
 
 export async function startLab(opts: LabOptions): Promise<RunningLab> {

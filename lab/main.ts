@@ -54,6 +54,11 @@ async function main(): Promise<number> {
     lab = await startLab({ nodes, podsPerNode: pods, backend, daemon: !values["no-daemon"], directRouting: values["direct-routing"], log: say });
     const s = lab.state;
     say(`lab ${s.name} is up: ${s.nodes.length} nodes, ${s.pods.length} pods, backend ${backend}${s.daemon ? "" : " (no daemon: pods reach only their own node)"}`);
+    console.log(`  control plane  namespace ${s.name}-cp: etcd, kube-apiserver (https://172.30.0.2:6443), kube-controller-manager`);
+    for (const n of s.nodes) {
+      const pods = s.pods.filter((p) => p.node === n.name).map((p) => `${p.name} ${p.ip}`).join(", ");
+      console.log(`  ${n.name.padEnd(13)}  namespace ${n.ns}: ${n.ip}, pod CIDR ${n.podCIDR}${s.daemon ? ", twill daemon" : ""}; pods: ${pods}`);
+    }
     const t0 = performance.now();
     const probes = await probeMatrix(s.pods, s.daemon ? allPairs : sameNodeOnly);
     console.log(`\npod ↔ pod (ping rtt; "· (n/a)" = not expected without the daemon), ${((performance.now() - t0) / 1000).toFixed(1)} s:\n`);
