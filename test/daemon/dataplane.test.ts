@@ -55,6 +55,20 @@ describe("vxlan backend", () => {
   });
 });
 
+describe("MTU", () => {
+  it("follows the underlay: a smaller underlay MTU lowers the node file's pod MTU and the device's", async () => {
+    const n = node(2);
+    await execIn(n.ns, ["ip", "link", "set", "eth0", "mtu", "1400"]);
+    try {
+      await eventually(async () => JSON.parse(readFileSync(n.nodeFile, "utf8")).mtu === 1350, "the node file to say 1350");
+      expect((await execIn(n.ns, ["cat", "/sys/class/net/twill.vxlan/mtu"])).stdout.trim()).toBe("1350");
+    } finally {
+      await execIn(n.ns, ["ip", "link", "set", "eth0", "mtu", "1500"]);
+    }
+    await eventually(async () => JSON.parse(readFileSync(n.nodeFile, "utf8")).mtu === 1450, "the node file to return to 1450");
+  });
+});
+
 describe("healing", () => {
   it("restores a route deleted by hand and a deleted VXLAN device", async () => {
     const ns = node(1).ns;
