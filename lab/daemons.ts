@@ -11,10 +11,14 @@ import { startIn, tail, type LabProcess } from "./process.ts";
 const REPO = resolve(import.meta.dirname, "..");
 
 /**
- * V8 flags the daemon runs with (also in manifests/twill.yaml): a 1 MiB young
- * generation cut its RSS at 1,000 nodes from 212 to 148 MiB (bench:convergence).
+ * V8 flags the daemon runs with (also in manifests/twill.yaml and the
+ * Containerfile). A 1 MiB young generation cut RSS at 1,000 nodes from 212 to
+ * 148 MiB; capping the old generation at 128 MiB makes V8 collect the garbage
+ * of large reconciles instead of growing (5,000 nodes: 323 → 179 MiB), which
+ * is safe because the node cache is slim and the Node list is paged
+ * (bench:convergence, docs/benchmarks.md).
  */
-export const DAEMON_NODE_FLAGS = ["--max-semi-space-size=1"];
+export const DAEMON_NODE_FLAGS = ["--max-semi-space-size=1", "--max-old-space-size=128"];
 
 export interface DaemonOptions {
   backend: string;
