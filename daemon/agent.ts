@@ -122,7 +122,7 @@ export class Agent {
     const podMtu = cfg.mtu || local.underlay.mtu - backend.overhead;
     const desired = backend.desired(view, local, podMtu);
     const changes = await reconcile(desired);
-    const masq = await reconcileMasquerade(cfg.masquerade, [cfg.clusterCIDR]);
+    const masq = await reconcileMasquerade(cfg.masquerade, [cfg.clusterCIDR], desired.links.map((l) => l.port));
     writeFileSync("/proc/sys/net/ipv4/ip_forward", "1");
     for (const [kind, n] of Object.entries(changes)) if (n) metrics.kernelChanges.inc({ kind }, n);
     if (masq) metrics.kernelChanges.inc({ kind: "nft" }, masq);

@@ -4,24 +4,39 @@ import { TwillError } from "../../lib/errors.ts";
 
 // Egress masquerade in Twill's own nftables table: pod → outside the cluster
 // CIDR leaves with the node's address; pod ↔ pod (any node) is never NATed.
+// The same table exempts the overlay's own UDP packets from connection
+// tracking (the NAT hook turns conntrack on, and tracking every outer VXLAN
+// packet as well as the inner one costs throughput for nothing).
 // The table carries a hash of its content in its comment, so a reconcile that
 // finds it current changes nothing, and a change replaces it in one atomic
 // transaction.
 
 export const NAT_TABLE = "twill-nat";
 
-export function masqueradeRuleset(clusterCIDRs: string[]): string {
+export function masqueradeRuleset(clusterCIDRs: string[], notrackUdpPorts: number[] = []): string {
   const set = clusterCIDRs.join(", ");
-  const body = `  chain postrouting {
+  let body = `  chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
     ip saddr { ${set} } ip daddr != { ${set} } masquerade
   }`;
+  if (notrackUdpPorts.length > 0) {
+    const ports = notrackUdpPorts.join(", ");
+    body += `
+  chain overlay-in {
+    type filter hook prerouting priority raw; policy accept;
+    udp dport { ${ports} } notrack
+  }
+  chain overlay-out {
+    type filter hook output priority raw; policy accept;
+    udp dport { ${ports} } notrack
+  }`;
+  }
   const hash = createHash("sha256").update(body).digest("hex").slice(0, 16);
   return `table ip ${NAT_TABLE} {\n  comment "twill:${hash}"\n${body}\n}\n`;
 }
 
 /** Returns 1 when the table was (re)written or removed, 0 when it was already right. */
-export async function reconcileMasquerade(enabled: boolean, clusterCIDRs: string[]): Promise<number> {
+export async function reconcileMasquerade(enabled: boolean, clusterCIDRs: string[], notrackUdpPorts: number[] = []): Promise<number> {
   const current = await exec(["nft", "list", "table", "ip", NAT_TABLE], { allowFailure: true });
   const exists = current.code === 0;
   if (!enabled) {
@@ -29,7 +44,7 @@ export async function reconcileMasquerade(enabled: boolean, clusterCIDRs: string
     await exec(["nft", "delete", "table", "ip", NAT_TABLE]);
     return 1;
   }
-  const want = masqueradeRuleset(clusterCIDRs);
+  const want = masqueradeRuleset(clusterCIDRs, notrackUdpPorts);
   const hash = /comment "(twill:[0-9a-f]+)"/.exec(want)![1]!;
   if (exists && current.stdout.includes(hash)) return 0;
   // Create-if-missing, delete, re-create: one transaction, never a moment without the rule.

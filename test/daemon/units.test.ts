@@ -66,5 +66,8 @@ describe("masquerade ruleset", () => {
     expect(r).toContain("ip saddr { 10.244.0.0/16 } ip daddr != { 10.244.0.0/16 } masquerade");
     expect(r).toMatch(/comment "twill:[0-9a-f]{16}"/);
     expect(masqueradeRuleset(["10.245.0.0/16"])).not.toBe(r);
+    expect(r).not.toContain("notrack");
+    // With an overlay, its outer UDP packets skip connection tracking.
+    expect(masqueradeRuleset(["10.244.0.0/16"], [8472])).toMatch(/hook prerouting priority raw;[\s\S]*udp dport \{ 8472 \} notrack/);
   });
 });
