@@ -17,8 +17,15 @@ export interface Invocation {
   log: CniLogger;
 }
 
+// The node file does not change during one short plugin run: read it once.
+const nodeFiles = new Map<string, NodeFile | undefined>();
+export function readNodeFileOnce(path: string): NodeFile | undefined {
+  if (!nodeFiles.has(path)) nodeFiles.set(path, readNodeFile(path));
+  return nodeFiles.get(path);
+}
+
 export function ipamFor(inv: Invocation): IpamDriver {
-  const ctx = { env: inv.env, conf: inv.conf, stdin: inv.stdin };
+  const ctx = { env: inv.env, conf: inv.conf, stdin: inv.stdin, readNode: readNodeFileOnce };
   return inv.conf.ipam.type === TWILL_IPAM ? new LocalIpam(ctx) : new DelegatedIpam(ctx);
 }
 
@@ -29,7 +36,7 @@ export function podMtu(conf: NetConf, node: NodeFile | undefined): number {
 
 export function readNodeFileQuietly(path: string): NodeFile | undefined {
   try {
-    return readNodeFile(path);
+    return readNodeFileOnce(path);
   } catch {
     return undefined;
   }

@@ -1,6 +1,6 @@
 import { TwillError } from "../../lib/errors.ts";
 import { parseCidr, parseIp } from "../../lib/net/cidr.ts";
-import { readNodeFile } from "../../lib/node-file.ts";
+import { readNodeFile, type NodeFile } from "../../lib/node-file.ts";
 import { parseRange, type RangeSet, type RangeSpec } from "./ranges.ts";
 
 // twill-ipam's configuration: host-local's fields (`ranges`, the legacy
@@ -37,8 +37,10 @@ function asSpec(v: unknown, where: string): RangeSpec {
   return o as unknown as RangeSpec;
 }
 
-function podCidrSpecs(nodeFile: string): RangeSpec[] {
-  const node = readNodeFile(nodeFile);
+export type NodeFileReader = (path: string) => NodeFile | undefined;
+
+function podCidrSpecs(nodeFile: string, read: NodeFileReader): RangeSpec[] {
+  const node = read(nodeFile);
   if (!node) {
     throw new TwillError(
       "NODE_FILE_MISSING",
@@ -48,7 +50,7 @@ function podCidrSpecs(nodeFile: string): RangeSpec[] {
   return node.podCIDRs.map((subnet) => ({ subnet }));
 }
 
-export function parseIpamConfig(raw: Record<string, unknown>, networkName: string, nodeFile: string): IpamConfig {
+export function parseIpamConfig(raw: Record<string, unknown>, networkName: string, nodeFile: string, read: NodeFileReader = readNodeFile): IpamConfig {
   let specSets: RangeSpec[][];
   if (raw.ranges !== undefined) {
     if (!Array.isArray(raw.ranges) || raw.ranges.length === 0) throw bad('"ranges" must be a non-empty list of range sets');
@@ -65,7 +67,7 @@ export function parseIpamConfig(raw: Record<string, unknown>, networkName: strin
   const expanded: RangeSpec[][] = [];
   for (const set of specSets) {
     if (set.some((s) => s.subnet === USE_POD_CIDR)) {
-      for (const spec of podCidrSpecs(nodeFile)) expanded.push([spec]);
+      for (const spec of podCidrSpecs(nodeFile, read)) expanded.push([spec]);
     } else {
       expanded.push(set);
     }

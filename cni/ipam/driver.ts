@@ -1,6 +1,7 @@
 import type { CniEnv } from "../env.ts";
 import type { NetConf } from "../config.ts";
 import type { Result } from "../spec.ts";
+import type { NodeFileReader } from "./config.ts";
 
 /**
  * How the plugin obtains addresses: in-process for twill-ipam (no second
@@ -20,4 +21,6 @@ export interface IpamContext {
   conf: NetConf;
   /** The network config exactly as received, for delegation. */
   stdin: string;
+  /** Reads the node file (once per plugin run: ADD needs it for IPAM and MTU). */
+  readNode?: NodeFileReader;
 }

@@ -33,7 +33,7 @@ export class LocalIpam implements IpamDriver {
   }
 
   private config(): IpamConfig {
-    return parseIpamConfig(this.ctx.conf.ipam, this.ctx.conf.name, this.ctx.conf.nodeFile);
+    return parseIpamConfig(this.ctx.conf.ipam, this.ctx.conf.name, this.ctx.conf.nodeFile, this.ctx.readNode);
   }
 
   /** The data directory, known without the node file (DEL and GC must work before the daemon is up). */
