@@ -16,7 +16,7 @@ fi
 
 # Debian packages: the kernel tools Twill drives, the reference CNI plugins and
 # BGP daemons the tests and benchmarks compare against.
-packages=(iproute2 iputils-ping nftables iptables conntrack iperf3 socat ncat tcpdump ethtool util-linux openssl
+packages=(iproute2 iputils-ping python3 nftables iptables conntrack iperf3 socat ncat tcpdump ethtool util-linux openssl
   containernetworking-plugins bird2 gobgpd frr hyperfine jq procps)
 missing=()
 for p in "${packages[@]}"; do
