@@ -223,3 +223,26 @@ export async function pidsIn(ns: string, match: string): Promise<number[]> {
 export function commandLine(pid: number): string[] {
   return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
 }
+
+/** A kubeconfig for this machine's tools (kubectl), through this process's loopback relay. */
+export function writeAdminKubeconfig(s: LabState, port: number): string {
+  const path = join(s.dir, "admin.kubeconfig");
+  writeFileSync(
+    path,
+    `apiVersion: v1
+kind: Config
+clusters:
+- name: ${s.name}
+  cluster: {server: "https://127.0.0.1:${port}", certificate-authority: "${s.admin.ca}", tls-server-name: kubernetes}
+users:
+- name: lab-admin
+  user: {client-certificate: "${s.admin.cert}", client-key: "${s.admin.key}"}
+contexts:
+- name: ${s.name}
+  context: {cluster: ${s.name}, user: lab-admin}
+current-context: ${s.name}
+`,
+    { mode: 0o600 },
+  );
+  return path;
+}

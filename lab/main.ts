@@ -3,7 +3,7 @@
 // The lab: a real Kubernetes control plane and Twill nodes and pods, all as
 // network namespaces on this machine. See docs/lab.md.
 import { parseArgs } from "node:util";
-import { destroyLab, staleLabs, startLab, type Backend, type RunningLab } from "./lab.ts";
+import { destroyLab, staleLabs, startLab, writeAdminKubeconfig, type Backend, type RunningLab } from "./lab.ts";
 import { allPairs, matrixPasses, probeMatrix, renderMatrix, sameNodeOnly } from "./matrix.ts";
 
 const say = (m: string) => console.log(`[lab] ${m}`);
@@ -73,10 +73,12 @@ async function main(): Promise<number> {
       await lab.close();
       return ok ? 0 : 1;
     }
+    const kubeconfig = writeAdminKubeconfig(s, lab.forwarder.port);
     console.log(`
 Enter a node:        ip netns exec ${s.nodes[0]!.ns} bash
 Enter a pod:         ip netns exec ${s.pods[0]!.ns} sh
-API as admin:        lab state in ${s.dir}/state.json (client cert ${s.admin.cert}); logs in ${s.dir}/logs
+API as admin:        kubectl --kubeconfig ${kubeconfig} get nodes,pods -o wide   (while this lab runs)
+Lab state and logs:  ${s.dir}/state.json, ${s.dir}/logs
 Press Ctrl-C to tear everything down.`);
     await new Promise(() => {});
     return 0;
