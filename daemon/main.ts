@@ -10,6 +10,8 @@ import { watchNodes } from "./cluster/watch.ts";
 import { loadConfig, nodeSettings } from "./config.ts";
 import { createMetrics } from "./health/metrics.ts";
 import { startHealthServer } from "./health/server.ts";
+import { PolicyController } from "./policy/controller.ts";
+import { watchPolicyInputs } from "./policy/watches.ts";
 
 const { values } = parseArgs({
   options: {
@@ -36,12 +38,16 @@ try {
   const metrics = createMetrics();
   const watch = watchNodes(kc, log, () => metrics.watchErrors.inc());
   const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics });
+  // NetworkPolicy, when enabled in the ConfigMap.
+  const policy = cfg.policy ? new PolicyController(node.nodeName, watchPolicyInputs(kc, log, () => metrics.watchErrors.inc()), log, metrics) : undefined;
   await startHealthServer(node.healthAddress, node.healthPort, agent, metrics);
   agent.start();
+  policy?.start();
   log.info({ node: node.nodeName, backend: backend.name, clusterCIDR: cfg.clusterCIDR }, "twill daemon started");
   const shutdown = () => {
     // Leave the dataplane as it is: pods keep working while the daemon is away.
     agent.stop();
+    policy?.stop();
     log.info({}, "twill daemon stopped; dataplane left in place");
     process.exit(0);
   };

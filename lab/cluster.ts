@@ -1,4 +1,4 @@
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Node, type V1Pod } from "@kubernetes/client-node";
+import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Container, type V1Node, type V1Pod } from "@kubernetes/client-node";
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { exec } from "../lib/kernel/exec.ts";
@@ -95,14 +95,25 @@ async function cni(node: LabNode, command: string, containerId: string, netns: s
   return r.stdout;
 }
 
-export async function createPod(kc: KubeConfig, lab: string, node: LabNode, name: string, labels: Record<string, string> = {}, namespace = "default"): Promise<LabPod> {
+export interface PodSpecOptions {
+  labels?: Record<string, string>;
+  namespace?: string;
+  /** Containers with their ports (named ports matter to NetworkPolicy); default one container, no ports. */
+  containers?: V1Container[];
+  /** Exactly these labels (no app=<name> added). */
+  exactLabels?: boolean;
+}
+
+export async function createPod(kc: KubeConfig, lab: string, node: LabNode, name: string, labelsOrOpts: Record<string, string> | PodSpecOptions = {}, namespaceArg = "default"): Promise<LabPod> {
   const core = kc.makeApiClient(CoreV1Api);
+  const opts: PodSpecOptions = "labels" in labelsOrOpts || "containers" in labelsOrOpts || "namespace" in labelsOrOpts ? (labelsOrOpts as PodSpecOptions) : { labels: labelsOrOpts as Record<string, string>, namespace: namespaceArg };
+  const namespace = opts.namespace ?? namespaceArg;
   const pod: V1Pod = {
-    metadata: { name, namespace, labels: { app: name, ...labels } },
-    spec: { nodeName: node.name, automountServiceAccountToken: false, containers: [{ name: "app", image: "twill-lab/netns" }] },
+    metadata: { name, namespace, labels: opts.exactLabels ? { ...(opts.labels ?? {}) } : { app: name, ...(opts.labels ?? {}) } },
+    spec: { nodeName: node.name, automountServiceAccountToken: false, containers: opts.containers ?? [{ name: "app", image: "twill-lab/netns" }] },
   };
   const created = await core.createNamespacedPod({ namespace, body: pod });
-  const ns = podNs(lab, name);
+  const ns = podNs(lab, namespace === "default" ? name : `${namespace}-${name}`);
   await addNetns(ns);
   const containerId = created.metadata?.uid ?? name;
   const result = JSON.parse(await cni(node, "ADD", containerId, netnsPath(ns))) as { ips: { address: string }[] };

@@ -1,0 +1,117 @@
+import { Watch, type KubeConfig } from "@kubernetes/client-node";
+import type { Logger } from "../../lib/log.ts";
+
+// One kind of object from the apiserver: list (paged), then watch from the
+// list's resourceVersion with bookmarks, re-listing only when the server says
+// the version is too old (410). The cache keeps a slim copy of each object
+// (only what the daemon reads) and survives apiserver outages: until a new
+// list replaces it, the daemon keeps working from the last view.
+
+export interface ListPage<T> {
+  items: T[];
+  metadata?: { _continue?: string; resourceVersion?: string };
+}
+
+interface Meta {
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string };
+}
+
+export interface ResourceWatch<T> {
+  list(): T[];
+  onChange(fn: () => void): void;
+  synced(): boolean;
+  stop(): void;
+}
+
+export interface ResourceWatchOptions<T> {
+  kc: KubeConfig;
+  log: Logger;
+  /** API path, e.g. /api/v1/nodes. */
+  path: string;
+  what: string;
+  listPage: (cont: string | undefined) => Promise<ListPage<T>>;
+  slim: (obj: T) => T;
+  onError: (err: unknown) => void;
+  retryMs?: number;
+}
+
+const keyOf = (o: Meta) => `${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`;
+
+export function watchResource<T extends Meta>(o: ResourceWatchOptions<T>): ResourceWatch<T> {
+  const watcher = new Watch(o.kc);
+  const cache = new Map<string, T>();
+  const listeners: (() => void)[] = [];
+  let resourceVersion = "";
+  let hasSynced = false;
+  let stopped = false;
+  let abort: AbortController | undefined;
+  const changed = () => listeners.forEach((fn) => fn());
+
+  // Paged, so that a large cluster's full objects are never all in memory at once.
+  const relist = async () => {
+    const fresh = new Map<string, T>();
+    let next: string | undefined;
+    let version = "";
+    do {
+      const page = await o.listPage(next);
+      for (const item of page.items) fresh.set(keyOf(item), o.slim(item));
+      next = page.metadata?._continue || undefined;
+      version = page.metadata?.resourceVersion ?? version;
+    } while (next);
+    cache.clear();
+    for (const [k, v] of fresh) cache.set(k, v);
+    resourceVersion = version;
+    hasSynced = true;
+    changed();
+  };
+
+  const watchOnce = () =>
+    new Promise<void>((resolve, reject) => {
+      watcher
+        .watch(
+          o.path,
+          { resourceVersion, allowWatchBookmarks: true },
+          (type: string, obj: T & { code?: number; message?: string }) => {
+            if (type === "ERROR") {
+              if (obj.code === 410) resourceVersion = "";
+              reject(new Error(`watch error ${obj.code ?? ""}: ${obj.message ?? ""}`));
+              return;
+            }
+            resourceVersion = obj.metadata?.resourceVersion ?? resourceVersion;
+            if (type === "BOOKMARK") return;
+            if (type === "DELETED") cache.delete(keyOf(obj));
+            else cache.set(keyOf(obj), o.slim(obj));
+            changed();
+          },
+          (err: unknown) => (err ? reject(err) : resolve()),
+        )
+        .then((ctrl) => {
+          abort = ctrl;
+          if (stopped) ctrl.abort();
+        }, reject);
+    });
+
+  const loop = async () => {
+    while (!stopped) {
+      try {
+        if (!resourceVersion) await relist();
+        await watchOnce(); // returns when the server ends the watch; continue from resourceVersion
+      } catch (err) {
+        if (stopped) return;
+        o.onError(err);
+        o.log.warn({ err: String((err as Error)?.message ?? err) }, `${o.what} watch failed; keeping the last view and retrying`);
+        await new Promise((r) => setTimeout(r, o.retryMs ?? 2000));
+      }
+    }
+  };
+  void loop();
+  return {
+    list: () => [...cache.values()],
+    onChange: (fn) => listeners.push(fn),
+    synced: () => hasSynced,
+    stop: () => {
+      stopped = true;
+      abort?.abort();
+    },
+  };
+}
