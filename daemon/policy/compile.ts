@@ -132,6 +132,38 @@ export function compileNode(state: ClusterState, localPods: V1Pod[]): PodRules[]
 
 export const TABLE = "twill-policy";
 
+/** A named set or verdict map of the table; a map's elements are `key : verdict`. */
+export interface NftSet {
+  kind: "set" | "map";
+  name: string;
+  type: string;
+  flags?: string;
+  elements: string[];
+}
+
+/** A chain; `hook` makes it a base chain (`type filter hook … priority …; policy …;`). */
+export interface NftChain {
+  name: string;
+  hook?: string;
+  rules: string[];
+}
+
+/** Twill's whole policy table for one node, as data: rendered whole, or diffed against the programmed one. */
+export interface NftDescription {
+  table: string;
+  sets: NftSet[];
+  chains: NftChain[];
+}
+
+export interface DescribeOptions {
+  /**
+   * Fail closed: traffic from or to an address of this node's pod CIDR that is
+   * not a programmed pod (`ready`) is dropped, so a pod the CNI plugin has just
+   * attached talks to nobody until its policy is in the kernel.
+   */
+  failClosed?: { podCidr: string; ready: string[] };
+}
+
 function range(lo: number, hi: number): string {
   return lo === hi ? String(lo) : `${lo}-${hi}`;
 }
@@ -141,45 +173,150 @@ function addrRange([lo, hi]: [bigint, bigint]): string {
 }
 
 const element = (b: Box) => `${addrRange(b.addr)} . ${range(...b.proto)} . ${range(...b.port)}`;
+const podId = (ip: string) => ip.replaceAll(".", "_");
 
-/** The whole table as `nft -f` text. Replies of allowed connections pass (ct established). */
-export function renderTable(rules: PodRules[]): string {
-  const id = (ip: string) => ip.replaceAll(".", "_");
-  const lines: string[] = [`table inet ${TABLE} {`];
-  const map = (name: string, dir: "ingress" | "egress", prefix: string) => {
-    const els = rules.filter((r) => r[dir]).map((r) => `${r.ip} : jump ${prefix}-${id(r.ip)}`);
-    lines.push(`  map ${name} {`, "    type ipv4_addr : verdict");
-    if (els.length) lines.push(`    elements = { ${els.join(", ")} }`);
-    lines.push("  }");
-  };
-  map("ingress", "ingress", "in");
-  map("egress", "egress", "eg");
+/**
+ * The table for one node. Per packet: conntrack, (fail closed,) one lookup in
+ * each dispatch map by pod address, and in the pod's chain one lookup in its
+ * interval set of allowed (peer . protocol . port): the rule count a packet
+ * meets does not grow with the number of policies.
+ */
+export function describeNode(rules: PodRules[], opts: DescribeOptions = {}): NftDescription {
+  const sets: NftSet[] = [];
+  const chains: NftChain[] = [];
+  const dispatch = (name: string, dir: "ingress" | "egress", prefix: string): NftSet => ({
+    kind: "map",
+    name,
+    type: "ipv4_addr : verdict",
+    elements: rules.filter((r) => r[dir]).map((r) => `${r.ip} : jump ${prefix}-${podId(r.ip)}`),
+  });
+  sets.push(dispatch("ingress", "ingress", "in"), dispatch("egress", "egress", "eg"));
   for (const r of rules) {
     for (const [dir, prefix, field, verdict] of [["ingress", "in", "saddr", "accept"], ["egress", "eg", "daddr", "return"]] as const) {
       const boxes = r[dir];
       if (!boxes) continue;
-      const name = `${prefix}-${id(r.ip)}`;
+      const name = `${prefix}-${podId(r.ip)}`;
+      const chainRules: string[] = [];
       if (boxes.length > 0) {
-        lines.push(`  set ${name} {`, "    type ipv4_addr . inet_proto . inet_service", "    flags interval", `    elements = { ${boxes.map(element).join(", ")} }`, "  }");
+        sets.push({ kind: "set", name, type: "ipv4_addr . inet_proto . inet_service", flags: "interval", elements: boxes.map(element) });
+        chainRules.push(`ip ${field} . meta l4proto . th dport @${name} ${verdict}`);
       }
-      lines.push(`  chain ${name} {`);
-      if (boxes.length > 0) lines.push(`    ip ${field} . meta l4proto . th dport @${name} ${verdict}`);
-      lines.push("    drop", "  }");
+      chainRules.push("drop");
+      chains.push({ name, rules: chainRules });
     }
   }
-  lines.push(
-    "  chain forward {",
-    "    type filter hook forward priority filter; policy accept;",
-    "    ct state established,related accept",
-    "    ip saddr vmap @egress",
-    "    ip daddr vmap @ingress",
-    "  }",
-    "}",
-  );
+  const forward = ["ct state established,related accept"];
+  if (opts.failClosed) {
+    const { podCidr, ready } = opts.failClosed;
+    sets.push({ kind: "set", name: "ready", type: "ipv4_addr", elements: [...ready] });
+    forward.push(`ip saddr ${podCidr} ip saddr != @ready drop`, `ip daddr ${podCidr} ip daddr != @ready drop`);
+  }
+  forward.push("ip saddr vmap @egress", "ip daddr vmap @ingress");
+  chains.push({ name: "forward", hook: "type filter hook forward priority filter; policy accept;", rules: forward });
+  return { table: TABLE, sets, chains };
+}
+
+const setBody = (s: NftSet) => `{ type ${s.type};${s.flags ? ` flags ${s.flags};` : ""} }`;
+
+/** The whole table as `nft -f` text (the table block only). */
+export function renderDescription(d: NftDescription): string {
+  const lines: string[] = [`table inet ${d.table} {`];
+  for (const s of d.sets) {
+    lines.push(`  ${s.kind} ${s.name} {`, `    type ${s.type}`);
+    if (s.flags) lines.push(`    flags ${s.flags}`);
+    if (s.elements.length) lines.push(`    elements = { ${s.elements.join(", ")} }`);
+    lines.push("  }");
+  }
+  for (const c of d.chains) {
+    lines.push(`  chain ${c.name} {`);
+    if (c.hook) lines.push(`    ${c.hook}`);
+    for (const r of c.rules) lines.push(`    ${r}`);
+    lines.push("  }");
+  }
+  lines.push("}");
   return lines.join("\n") + "\n";
 }
 
+/** One atomic transaction that replaces the table whole (creating it if missing): start-up and restarts. */
+export function replaceDescription(d: NftDescription): string {
+  return `table inet ${d.table}\ndelete table inet ${d.table}\n${renderDescription(d)}`;
+}
+
+const elementKey = (s: NftSet, e: string) => (s.kind === "map" ? e.slice(0, e.indexOf(" : ")) : e);
+
+/**
+ * The smallest transaction turning the programmed table `old` into `next`:
+ * element adds/deletes, flush+refill of changed chains only, new and removed
+ * sets/chains. Ordered so every reference is valid at each step (chains exist
+ * before map elements jump to them; map elements and rules go before the
+ * chains and sets they name are deleted). Empty string: nothing to do.
+ * Without `old` (nothing known to be programmed) it is a whole replace.
+ */
+export function diffTransaction(old: NftDescription | undefined, next: NftDescription): string {
+  if (!old || old.table !== next.table) return replaceDescription(next);
+  const t = `inet ${next.table}`;
+  const out: string[] = [];
+  const oldSets = new Map(old.sets.map((s) => [s.name, s]));
+  const newSets = new Map(next.sets.map((s) => [s.name, s]));
+  const oldChains = new Map(old.chains.map((c) => [c.name, c]));
+  const newChains = new Map(next.chains.map((c) => [c.name, c]));
+  const recreated = (s: NftSet) => {
+    const o = oldSets.get(s.name);
+    return !!o && (o.kind !== s.kind || o.type !== s.type || o.flags !== s.flags);
+  };
+  const recreatedChain = (c: NftChain) => {
+    const o = oldChains.get(c.name);
+    return !!o && o.hook !== c.hook;
+  };
+  // 1. Declare new sets/maps and chains (empty).
+  for (const s of next.sets) if (!oldSets.has(s.name)) out.push(`add ${s.kind} ${t} ${s.name} ${setBody(s)}`);
+  for (const c of next.chains) if (!oldChains.has(c.name)) out.push(`add chain ${t} ${c.name}${c.hook ? ` { ${c.hook} }` : ""}`);
+  // 2. Drop rules of changed or removed chains, and elements that go or change.
+  for (const c of old.chains) {
+    const n = newChains.get(c.name);
+    if (!n || recreatedChain(n) || n.rules.join("\n") !== c.rules.join("\n")) out.push(`flush chain ${t} ${c.name}`);
+  }
+  for (const s of old.sets) {
+    const n = newSets.get(s.name);
+    if (!n || recreated(n)) continue; // deleted whole below
+    const keep = new Set(n.elements);
+    const gone = s.elements.filter((e) => !keep.has(e));
+    if (gone.length) out.push(`delete element ${t} ${s.name} { ${gone.join(", ")} }`);
+  }
+  // 3. Sets and chains that changed kind: delete now (nothing refers to them any more), declare again.
+  for (const s of next.sets) {
+    if (!recreated(s)) continue;
+    out.push(`delete ${oldSets.get(s.name)!.kind} ${t} ${s.name}`, `add ${s.kind} ${t} ${s.name} ${setBody(s)}`);
+  }
+  for (const c of next.chains) {
+    if (!recreatedChain(c)) continue;
+    out.push(`delete chain ${t} ${c.name}`, `add chain ${t} ${c.name}${c.hook ? ` { ${c.hook} }` : ""}`);
+  }
+  // 4. New elements.
+  for (const s of next.sets) {
+    const o = oldSets.get(s.name);
+    const have = new Set(o && !recreated(s) ? o.elements : []);
+    const add = s.elements.filter((e) => !have.has(e));
+    if (add.length) out.push(`add element ${t} ${s.name} { ${add.join(", ")} }`);
+  }
+  // 5. Rules of new and changed chains (their sets and jump targets exist now).
+  for (const c of next.chains) {
+    const o = oldChains.get(c.name);
+    if (o && !recreatedChain(c) && o.rules.join("\n") === c.rules.join("\n")) continue;
+    for (const r of c.rules) out.push(`add rule ${t} ${c.name} ${r}`);
+  }
+  // 6. Removed chains, then removed sets (rules naming them were flushed in 2).
+  for (const c of old.chains) if (!newChains.has(c.name)) out.push(`delete chain ${t} ${c.name}`);
+  for (const s of old.sets) if (!newSets.has(s.name)) out.push(`delete ${s.kind} ${t} ${s.name}`);
+  return out.length ? out.join("\n") + "\n" : "";
+}
+
+/** The whole table as `nft -f` text. Replies of allowed connections pass (ct established). */
+export function renderTable(rules: PodRules[], opts: DescribeOptions = {}): string {
+  return renderDescription(describeNode(rules, opts));
+}
+
 /** One atomic transaction that replaces the table (creating it if missing). */
-export function replaceTransaction(rules: PodRules[]): string {
-  return `table inet ${TABLE}\ndelete table inet ${TABLE}\n${renderTable(rules)}`;
+export function replaceTransaction(rules: PodRules[], opts: DescribeOptions = {}): string {
+  return replaceDescription(describeNode(rules, opts));
 }
