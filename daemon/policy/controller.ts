@@ -1,21 +1,22 @@
-import { exec } from "../../lib/kernel/exec.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { Metrics } from "../health/metrics.ts";
-import { compileNode, renderTable, replaceTransaction } from "./compile.ts";
+import { compileNode, describeNode } from "./compile.ts";
+import { PolicyTable } from "./nft.ts";
 import type { ClusterState } from "./model.ts";
 import type { PolicyWatches } from "./watches.ts";
 
 // NetworkPolicy on this node: on every change of pods, namespaces or
-// policies, compile the table for this node's pods and, when it differs from
-// what is programmed, replace it in one atomic nft transaction. (Element-level
-// diffs through a persistent `nft -i` session are the next step: docs/policy.md.)
+// policies, compile the table for this node's pods and apply the difference
+// from what is programmed in one atomic nft transaction (the first apply after
+// start replaces the table whole, so a restart keeps the old one in force
+// until then).
 
 export class PolicyController {
   private readonly nodeName: string;
   private readonly w: PolicyWatches;
   private readonly log: Logger;
   private readonly metrics: Metrics;
-  private applied = "";
+  private readonly table = new PolicyTable();
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private again = false;
@@ -58,14 +59,11 @@ export class PolicyController {
       const state: ClusterState = { pods: this.w.pods.list(), namespaces: this.w.namespaces.list(), policies: this.w.policies.list() };
       const local = state.pods.filter((p) => p.spec?.nodeName === this.nodeName);
       const rules = compileNode(state, local);
-      const table = renderTable(rules);
-      if (table !== this.applied) {
-        const r = await exec(["nft", "-f", "-"], { input: replaceTransaction(rules), allowFailure: true });
-        if (r.code !== 0) throw Object.assign(new Error("programming the NetworkPolicy table failed"), { details: r.stderr.trim() });
-        this.applied = table;
+      const r = await this.table.apply(describeNode(rules));
+      if (r.mode !== "none") {
         this.metrics.kernelChanges.inc({ kind: "policy" });
         this.metrics.programmed.set({ kind: "policy_pods" }, rules.length);
-        this.log.info({ isolatedPods: rules.length, policies: state.policies.length, ms: Math.round(performance.now() - t0) }, "NetworkPolicy programmed");
+        this.log.info({ isolatedPods: rules.length, policies: state.policies.length, mode: r.mode, commands: r.commands, ms: Math.round(performance.now() - t0) }, "NetworkPolicy programmed");
       }
       this.lastError = "";
     } catch (err) {
