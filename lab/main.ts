@@ -5,6 +5,7 @@
 import { parseArgs } from "node:util";
 import { destroyLab, staleLabs, startLab, writeAdminKubeconfig, type Backend, type RunningLab } from "./lab.ts";
 import { allPairs, matrixPasses, probeMatrix, renderMatrix, sameNodeOnly } from "./matrix.ts";
+import { probeTcpMatrix, TCP_PROBE_PORT } from "./tcp-probe.ts";
 
 const say = (m: string) => console.log(`[lab] ${m}`);
 
@@ -63,11 +64,16 @@ async function main(): Promise<number> {
       const pods = s.pods.filter((p) => p.node === n.name).map((p) => `${p.name} ${p.ip}`).join(", ");
       console.log(`  ${n.name.padEnd(13)}  namespace ${n.ns}: ${n.ip}, pod CIDR ${n.podCIDR}${s.daemon ? ", twill daemon" : ""}; pods: ${pods}`);
     }
+    const expected = s.daemon ? allPairs : sameNodeOnly;
     const t0 = performance.now();
-    const probes = await probeMatrix(s.pods, s.daemon ? allPairs : sameNodeOnly);
-    console.log(`\npod ↔ pod (ping rtt; "· (n/a)" = not expected without the daemon), ${((performance.now() - t0) / 1000).toFixed(1)} s:\n`);
+    const probes = await probeMatrix(s.pods, expected);
+    console.log(`\npod ↔ pod ping (round trip; "· (n/a)" = not expected without the daemon), ${((performance.now() - t0) / 1000).toFixed(1)} s:\n`);
     console.log(renderMatrix(s.pods, probes));
-    const ok = matrixPasses(probes);
+    const t1 = performance.now();
+    const tcp = await probeTcpMatrix(s.pods, expected);
+    console.log(`\npod ↔ pod TCP (handshake to port ${TCP_PROBE_PORT}), ${((performance.now() - t1) / 1000).toFixed(1)} s:\n`);
+    console.log(renderMatrix(s.pods, tcp));
+    const ok = matrixPasses(probes) && matrixPasses(tcp);
     console.log(`\n${ok ? "every expected pair is reachable" : "SOME EXPECTED PAIRS ARE UNREACHABLE"}`);
     if (values.check) {
       await lab.close();

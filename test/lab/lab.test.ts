@@ -8,6 +8,8 @@ import { execIn, listNetns } from "../../lib/kernel/netns.ts";
 import { rawRequest } from "../../lab/kube.ts";
 import { labDir } from "../../lab/names.ts";
 import { issue } from "../../lab/pki.ts";
+import { sameNodeOnly } from "../../lab/matrix.ts";
+import { probeTcpMatrix } from "../../lab/tcp-probe.ts";
 import type { RunningLab } from "../../lab/lab.ts";
 import { sharedLab } from "../support/lab.ts";
 
@@ -68,6 +70,21 @@ describe("the lab's pods", () => {
       const [a, b] = lab.state.pods.filter((p) => p.node === node.name);
       await execIn(a!.ns, ["ping", "-c1", "-W2", b!.ip]);
     }
+  });
+});
+
+describe("the lab's TCP probe", () => {
+  it("completes a handshake between every pair of pods on the same node, and marks other pairs by the expectation", async () => {
+    const probes = await probeTcpMatrix(lab.state.pods, sameNodeOnly);
+    expect(probes).toHaveLength(lab.state.pods.length * (lab.state.pods.length - 1));
+    for (const p of probes.filter((x) => x.expected)) {
+      expect(p.ok, `${p.from.name} -> ${p.to.name}`).toBe(true);
+      expect(p.rttMs).toBeGreaterThan(0);
+    }
+    expect(probes.filter((x) => !x.expected).every((x) => x.from.node !== x.to.node)).toBe(true);
+    // Its listeners are gone afterwards.
+    const left = await exec(["pgrep", "-f", "TCP-LISTEN:7070"], { allowFailure: true });
+    expect(left.stdout.trim()).toBe("");
   });
 });
 
