@@ -31,6 +31,11 @@ case "$step" in
     exec node lab/main.ts "$@"
     ;;
   demo) bash scripts/build.sh && exec node scripts/demo.ts "$@" ;;
+  conformance)
+    bash scripts/build.sh
+    bash scripts/build-controlplane.sh >/dev/null
+    exec node scripts/conformance-netpol.ts "$@"
+    ;;
   bench)
     bash scripts/build.sh
     name=${1:?bench name}

@@ -2,10 +2,11 @@ import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exec } from "../../lib/kernel/exec.ts";
 import { execIn, netnsPath } from "../../lib/kernel/netns.ts";
-import { compileNode, replaceTransaction } from "../../daemon/policy/compile.ts";
+import { compileNode, describeNode, diffTransaction, TABLE, type DescribeOptions } from "../../daemon/policy/compile.ts";
+import { PolicyTable } from "../../daemon/policy/nft.ts";
 import type { ClusterState } from "../../daemon/policy/model.ts";
 import { NodeFixture, runCni } from "../support/cni.ts";
-import { fillTemplates, loadCases, loadModel, modelObjects, type Action, type Probe } from "./corpus.ts";
+import { fillTemplates, loadCases, loadModel, modelObjects, type Action, type Probe } from "../../lab/netpol/corpus.ts";
 import { writeNode } from "../cni/fixtures.ts";
 import { twillConf } from "../cni/fixtures.ts";
 
@@ -65,10 +66,21 @@ function probe(p: Probe): Promise<boolean> {
   });
 }
 
-async function program(state: ClusterState): Promise<void> {
-  const rules = compileNode(state, state.pods);
-  await execIn(node.ns, ["nft", "-f", "-"], { input: replaceTransaction(rules) });
-  await exec(["nsenter", `--net=${netnsPath(node.ns)}`, "conntrack", "-F"], { allowFailure: true });
+const POD_CIDR = "10.97.8.0/24";
+const allReady = (): DescribeOptions => ({ failClosed: { podCidr: POD_CIDR, ready: [...ips.values()] } });
+const nodeNft = (...args: string[]) => execIn(node.ns, ["nft", ...args]);
+const flushConntrack = () => exec(["nsenter", `--net=${netnsPath(node.ns)}`, "conntrack", "-F"], { allowFailure: true });
+
+// One programmed table for the whole corpus: the first case replaces the
+// table, every later case and step is applied as a diff of the previous one
+// (so the corpus also exercises the diff on ~100 real changes).
+const table = new PolicyTable(node.ns);
+const modes: string[] = [];
+
+async function program(state: ClusterState, opts: DescribeOptions = allReady()): Promise<void> {
+  const r = await table.apply(describeNode(compileNode(state, state.pods), opts));
+  modes.push(r.mode);
+  await flushConntrack();
 }
 
 /**
@@ -115,4 +127,62 @@ describe("NetworkPolicy compiled to nftables, probed for real (conformance corpu
       expect(bad).toEqual([]);
     });
   }
+});
+
+describe("the table in the kernel changes by diffs, fails closed, and survives a restart", () => {
+  const base = (): ClusterState => ({ ...modelObjects(model, podIp), policies: [] });
+  const denyIngress = (ns: string, pod: string) => ({
+    apiVersion: "networking.k8s.io/v1",
+    kind: "NetworkPolicy",
+    metadata: { name: "deny", namespace: ns },
+    spec: { podSelector: { matchLabels: { pod } }, policyTypes: ["Ingress"] },
+  });
+  const tcp80 = (from: string, to: string, expect: boolean): Probe => ({ from, to, port: 80, protocol: "TCP", expect });
+  const forwardHandles = async () => (await nodeNft("-a", "list", "chain", "inet", TABLE, "forward")).stdout.match(/# handle \d+/g);
+
+  it("every case after the first was applied as a diff, never a whole replace", () => {
+    expect(modes[0]).toBe("replace");
+    expect(modes.slice(1).filter((m) => m === "replace")).toEqual([]);
+    expect(modes.filter((m) => m === "diff").length).toBeGreaterThan(40);
+  });
+
+  it("a policy added as a diff flips a probe's verdict without rewriting the table", async () => {
+    const open = base();
+    await program(open);
+    expect(await mismatches([tcp80("y/b", "x/a", true)])).toEqual([]);
+    const before = await forwardHandles();
+    const closed = base();
+    closed.policies = [denyIngress("x", "a")];
+    const tx = diffTransaction(table.current(), describeNode(compileNode(closed, closed.pods), allReady()));
+    expect(tx).not.toMatch(/table|flush chain inet \S+ forward/);
+    await program(closed);
+    expect(await mismatches([tcp80("y/b", "x/a", false), tcp80("y/b", "x/b", true)])).toEqual([]);
+    // The base chain kept its rules (same handles): only sets, maps and the pod's chain changed.
+    expect(await forwardHandles()).toEqual(before);
+    await program(open);
+    expect(await mismatches([tcp80("y/b", "x/a", true)])).toEqual([]);
+  });
+
+  it("fails closed: a pod whose policy state is not programmed talks to nobody until it is", async () => {
+    const state = base();
+    const notReady = [...ips.values()].filter((ip) => ip !== podIp("z/c"));
+    await program(state, { failClosed: { podCidr: POD_CIDR, ready: notReady } });
+    expect(await mismatches([tcp80("z/c", "x/a", false), tcp80("x/a", "z/c", false), tcp80("x/a", "y/a", true)])).toEqual([]);
+    await program(state);
+    expect(await mismatches([tcp80("z/c", "x/a", true), tcp80("x/a", "z/c", true)])).toEqual([]);
+  });
+
+  it("a restarted daemon leaves the old table in force and replaces it atomically", async () => {
+    const closed = base();
+    closed.policies = [denyIngress("y", "c")];
+    await program(closed);
+    // The daemon "exits": nothing removes the table, so the policy still holds.
+    expect(await mismatches([tcp80("x/a", "y/c", false)])).toEqual([]);
+    const restarted = new PolicyTable(node.ns);
+    const r = await restarted.apply(describeNode(compileNode(closed, closed.pods), allReady()));
+    expect(r.mode).toBe("replace");
+    await flushConntrack();
+    expect(await mismatches([tcp80("x/a", "y/c", false), tcp80("x/a", "y/b", true)])).toEqual([]);
+    expect((await nodeNft("list", "tables")).stdout.match(new RegExp(`table inet ${TABLE}$`, "gm"))).toHaveLength(1);
+  });
 });

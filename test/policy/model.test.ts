@@ -1,7 +1,7 @@
 import type { V1NetworkPolicy } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { connectionAllowed, policyTypes, selectorMatches, type ClusterState } from "../../daemon/policy/model.ts";
-import { fillTemplates, loadCases, loadModel, modelObjects, type Action, type Probe } from "./corpus.ts";
+import { fillTemplates, loadCases, loadModel, modelObjects, type Action, type Probe } from "../../lab/netpol/corpus.ts";
 
 // Every case of the shared conformance corpus through the pure semantic
 // model: every probe of every step must match (loopback cells are not scored,
