@@ -69,3 +69,37 @@ export function modelObjects(model: Model, podIp: (key: string) => string): { na
   };
 }
 
+
+/** A case's action applied to an in-memory cluster state (the model's and the kernel test's view). */
+export function applyToState(state: { namespaces: V1Namespace[]; pods: V1Pod[]; policies: V1NetworkPolicy[] }, a: Action, podIp: (key: string) => string): void {
+  if (a.action === "apply") {
+    const p = fillTemplates(a.policy, podIp);
+    state.policies = state.policies.filter((x) => !(x.metadata?.namespace === p.metadata?.namespace && x.metadata?.name === p.metadata?.name));
+    state.policies.push(p);
+  } else if (a.action === "delete") {
+    state.policies = state.policies.filter((x) => !(x.metadata?.namespace === a.namespace && x.metadata?.name === a.name));
+  } else if (a.action === "setPodLabels") {
+    const [ns, name] = a.pod.split("/");
+    state.pods.find((p) => p.metadata?.namespace === ns && p.metadata?.name === name)!.metadata!.labels = { ...a.labels };
+  } else {
+    state.namespaces.find((n) => n.metadata?.name === a.namespace)!.metadata!.labels = { ...a.labels, "kubernetes.io/metadata.name": a.namespace };
+  }
+}
+
+/**
+ * The corpus's servers in one pod: socat for TCP 80/81 and, for UDP 80/81, a
+ * small select loop (socat's forking UDP server loses datagrams and dies
+ * under seventy concurrent probes). Shell commands, each to run in the background.
+ */
+export function listenerCommands(): string[] {
+  const udp = [
+    "import select, socket",
+    "socks = []",
+    "for port in (80, 81):",
+    "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', port)); socks.append(s)",
+    "while True:",
+    "    for s in select.select(socks, [], [])[0]:",
+    "        data, peer = s.recvfrom(2048); s.sendto(b'ok', peer)",
+  ].join("\n");
+  return [...[80, 81].map((port) => `socat TCP-LISTEN:${port},reuseaddr,fork SYSTEM:'echo ok'`), `python3 -c "${udp}"`];
+}

@@ -4,23 +4,13 @@ import { execIn, netnsPath } from "../../lib/kernel/netns.ts";
 import { createPod, waitDefaultServiceAccount } from "../cluster.ts";
 import { rawRequest } from "../kube.ts";
 import type { RunningLab } from "../lab.ts";
-import { fillTemplates, type Action, type Case, type Model, type Probe } from "./corpus.ts";
+import { fillTemplates, listenerCommands, type Action, type Case, type Model, type Probe } from "./corpus.ts";
 
 // The NetworkPolicy conformance corpus driven through a lab: namespaces, pods
 // and policies created in the real kube-apiserver, pods spread over the lab's
 // nodes (so most probes cross the overlay), Twill's daemons programming
 // NetworkPolicy from their watches, and every cell probed for real (TCP
 // connect, UDP request/reply) until it matches or 15 s pass.
-
-const UDP_SERVER = [
-  "import select, socket",
-  "socks = []",
-  "for port in (80, 81):",
-  "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', port)); socks.append(s)",
-  "while True:",
-  "    for s in select.select(socks, [], [])[0]:",
-  "        data, peer = s.recvfrom(2048); s.sendto(b'ok', peer)",
-].join("\n");
 
 export interface ProbeResult {
   probe: Probe;
@@ -63,8 +53,7 @@ export class ConformanceCluster {
       });
       this.ips.set(key, pod.ip);
       this.podNs.set(key, pod.ns);
-      const servers = [...[80, 81].map((port) => `socat TCP-LISTEN:${port},reuseaddr,fork SYSTEM:'echo ok'`), `python3 -c "${UDP_SERVER}"`];
-      await execIn(pod.ns, ["sh", "-c", servers.map((s) => `nohup ${s} >/dev/null 2>&1 &`).join(" ")]);
+      await execIn(pod.ns, ["sh", "-c", listenerCommands().map((s) => `nohup ${s} >/dev/null 2>&1 &`).join(" ")]);
     }
   }
 

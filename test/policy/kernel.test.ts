@@ -6,7 +6,7 @@ import { compileNode, describeNode, diffTransaction, TABLE, type DescribeOptions
 import { PolicyTable } from "../../daemon/policy/nft.ts";
 import type { ClusterState } from "../../daemon/policy/model.ts";
 import { NodeFixture, runCni } from "../support/cni.ts";
-import { fillTemplates, loadCases, loadModel, modelObjects, type Action, type Probe } from "../../lab/netpol/corpus.ts";
+import { applyToState, listenerCommands, loadCases, loadModel, modelObjects, type Action, type Probe } from "../../lab/netpol/corpus.ts";
 import { writeNode } from "../cni/fixtures.ts";
 import { twillConf } from "../cni/fixtures.ts";
 
@@ -32,23 +32,13 @@ beforeAll(async () => {
     podNs.set(key, pod.name);
     // TCP: socat per port. UDP: one small server for both ports (socat's
     // forking UDP server loses datagrams and dies under 70 concurrent probes).
-    const servers = [...[80, 81].map((port) => `socat TCP-LISTEN:${port},reuseaddr,fork SYSTEM:'echo ok'`), `python3 -c "${UDP_SERVER}"`];
-    await execIn(pod.name, ["sh", "-c", servers.map((s) => `nohup ${s} >/dev/null 2>&1 &`).join(" ")]);
+    await execIn(pod.name, ["sh", "-c", listenerCommands().map((s) => `nohup ${s} >/dev/null 2>&1 &`).join(" ")]);
   }
   await new Promise((r) => setTimeout(r, 300));
 }, 120_000);
 afterAll(() => node.stop());
 
 const podNs = new Map<string, string>();
-const UDP_SERVER = [
-  "import select, socket",
-  "socks = []",
-  "for port in (80, 81):",
-  "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', port)); socks.append(s)",
-  "while True:",
-  "    for s in select.select(socks, [], [])[0]:",
-  "        data, peer = s.recvfrom(2048); s.sendto(b'ok', peer)",
-].join("\n");
 const podIp = (key: string) => ips.get(key)!;
 
 function probe(p: Probe): Promise<boolean> {
@@ -97,20 +87,7 @@ async function mismatches(probes: Probe[]): Promise<string[]> {
   return pending.map((p) => `${p.from} -> ${p.to} ${p.protocol}/${p.port}: expected ${p.expect}`);
 }
 
-function applyAction(state: ClusterState, a: Action): void {
-  if (a.action === "apply") {
-    const p = fillTemplates(a.policy, podIp);
-    state.policies = state.policies.filter((x) => !(x.metadata?.namespace === p.metadata?.namespace && x.metadata?.name === p.metadata?.name));
-    state.policies.push(p);
-  } else if (a.action === "delete") {
-    state.policies = state.policies.filter((x) => !(x.metadata?.namespace === a.namespace && x.metadata?.name === a.name));
-  } else if (a.action === "setPodLabels") {
-    const [ns, name] = a.pod.split("/");
-    state.pods.find((p) => p.metadata?.namespace === ns && p.metadata?.name === name)!.metadata!.labels = { ...a.labels };
-  } else {
-    state.namespaces.find((n) => n.metadata?.name === a.namespace)!.metadata!.labels = { ...a.labels, "kubernetes.io/metadata.name": a.namespace };
-  }
-}
+const applyAction = (state: ClusterState, a: Action) => applyToState(state, a, podIp);
 
 describe("NetworkPolicy compiled to nftables, probed for real (conformance corpus)", () => {
   for (const c of loadCases()) {

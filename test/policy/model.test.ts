@@ -1,7 +1,7 @@
 import type { V1NetworkPolicy } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { connectionAllowed, policyTypes, selectorMatches, type ClusterState } from "../../daemon/policy/model.ts";
-import { fillTemplates, loadCases, loadModel, modelObjects, type Action, type Probe } from "../../lab/netpol/corpus.ts";
+import { applyToState, loadCases, loadModel, modelObjects, type Action, type Probe } from "../../lab/netpol/corpus.ts";
 
 // Every case of the shared conformance corpus through the pure semantic
 // model: every probe of every step must match (loopback cells are not scored,
@@ -15,22 +15,7 @@ const podIp = (key: string) => {
   return `10.244.${["x", "y", "z"].indexOf(ns) + 1}.${pod.charCodeAt(0) - 96 + 10}`;
 };
 
-function applyAction(state: ClusterState, a: Action): void {
-  if (a.action === "apply") {
-    const p = fillTemplates(a.policy, podIp);
-    state.policies = state.policies.filter((x) => !(x.metadata?.namespace === p.metadata?.namespace && x.metadata?.name === p.metadata?.name));
-    state.policies.push(p);
-  } else if (a.action === "delete") {
-    state.policies = state.policies.filter((x) => !(x.metadata?.namespace === a.namespace && x.metadata?.name === a.name));
-  } else if (a.action === "setPodLabels") {
-    const [ns, name] = a.pod.split("/");
-    const pod = state.pods.find((p) => p.metadata?.namespace === ns && p.metadata?.name === name)!;
-    pod.metadata!.labels = { ...a.labels };
-  } else {
-    const ns = state.namespaces.find((n) => n.metadata?.name === a.namespace)!;
-    ns.metadata!.labels = { ...a.labels, "kubernetes.io/metadata.name": a.namespace };
-  }
-}
+const applyAction = (state: ClusterState, a: Action) => applyToState(state, a, podIp);
 
 function mismatches(state: ClusterState, probes: Probe[]): string[] {
   const pod = (key: string) => state.pods.find((p) => `${p.metadata?.namespace}/${p.metadata?.name}` === key)!;
