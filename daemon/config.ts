@@ -22,6 +22,8 @@ export interface DaemonConfig {
   mtu: number;
   masquerade: boolean;
   policy: boolean;
+  /** Drop a new pod's traffic until its NetworkPolicy is programmed. */
+  policyFailClosed: boolean;
   vxlan: VxlanConfig;
 }
 
@@ -53,7 +55,7 @@ export function parseConfig(text: string, source = "config.yaml"): DaemonConfig 
     directRouting: v.directRouting === true,
   };
   if (!Number.isInteger(vxlan.vni) || vxlan.vni < 1 || vxlan.vni > 16_777_215) throw bad(`${source}: vxlan.vni must be 1..16777215`);
-  for (const key of ["masquerade", "policy"]) {
+  for (const key of ["masquerade", "policy", "policyFailClosed"]) {
     if (o[key] !== undefined && typeof o[key] !== "boolean") throw bad(`${source}: ${key} must be true or false`);
   }
   return {
@@ -62,6 +64,7 @@ export function parseConfig(text: string, source = "config.yaml"): DaemonConfig 
     mtu,
     masquerade: o.masquerade !== false,
     policy: o.policy !== false,
+    policyFailClosed: o.policyFailClosed !== false,
     vxlan,
   };
 }
@@ -83,6 +86,8 @@ export interface NodeSettings {
   healthAddress: string;
   healthPort: number;
   resyncSeconds: number;
+  /** The CNI IPAM data directory: allocation times for the policy-ready metric. */
+  ipamDir: string;
 }
 
 export function nodeSettings(values: Record<string, string | undefined>, env: NodeJS.ProcessEnv): NodeSettings {
@@ -95,5 +100,6 @@ export function nodeSettings(values: Record<string, string | undefined>, env: No
     healthAddress: values["health-address"] ?? "127.0.0.1",
     healthPort: Number(values["health-port"] ?? 9099),
     resyncSeconds: Number(values["resync-seconds"] ?? 10),
+    ipamDir: values["ipam-dir"] ?? "/var/lib/cni/networks",
   };
 }

@@ -22,6 +22,7 @@ const { values } = parseArgs({
     "health-address": { type: "string" },
     "health-port": { type: "string" },
     "resync-seconds": { type: "string" },
+    "ipam-dir": { type: "string" },
     "log-file": { type: "string" },
     "log-level": { type: "string", default: "info" },
   },
@@ -39,7 +40,13 @@ try {
   const watch = watchNodes(kc, log, () => metrics.watchErrors.inc());
   const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics });
   // NetworkPolicy, when enabled in the ConfigMap.
-  const policy = cfg.policy ? new PolicyController(node.nodeName, watchPolicyInputs(kc, log, () => metrics.watchErrors.inc()), log, metrics) : undefined;
+  const podCidrs = () => {
+    const self = watch.list().find((n) => n.metadata?.name === node.nodeName);
+    return self?.spec?.podCIDRs ?? (self?.spec?.podCIDR ? [self.spec.podCIDR] : []);
+  };
+  const policy = cfg.policy
+    ? new PolicyController({ nodeName: node.nodeName, watches: watchPolicyInputs(kc, log, () => metrics.watchErrors.inc()), log, metrics, failClosed: cfg.policyFailClosed, podCidrs, ipamDir: node.ipamDir })
+    : undefined;
   await startHealthServer(node.healthAddress, node.healthPort, agent, metrics);
   agent.start();
   policy?.start();

@@ -134,7 +134,25 @@ export async function createPod(kc: KubeConfig, lab: string, node: LabNode, name
     },
     merge,
   );
+  await waitPolicyReady(node, ips[0]!);
   return { name, namespace, node: node.name, ns, ip: ips[0]!, containerId };
+}
+
+/**
+ * Twill fails closed: a new pod's traffic is dropped until the node's daemon
+ * has programmed its NetworkPolicy (its address is in the `ready` set). A
+ * kubelet would report the pod Running before that; the lab waits, so what it
+ * hands out can talk at once. Nodes without the policy table do not wait.
+ */
+export async function waitPolicyReady(node: LabNode, ip: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const member = new RegExp(`[\\s{,]${ip.replaceAll(".", "\\.")}[\\s,}]`);
+  for (;;) {
+    const r = await exec(["ip", "netns", "exec", node.ns, "nft", "list", "set", "inet", "twill-policy", "ready"], { allowFailure: true });
+    if (r.code !== 0 || member.test(r.stdout)) return;
+    if (Date.now() > deadline) throw new TwillError("LAB_POLICY_READY", `pod ${ip} on ${node.name} was not admitted by the daemon's NetworkPolicy (fail closed) within ${timeoutMs / 1000} s: is the daemon running? see ${node.dir}/daemon.log`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
 }
 
 export async function deletePodNetwork(node: LabNode, pod: LabPod): Promise<void> {

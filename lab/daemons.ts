@@ -73,6 +73,7 @@ export function startDaemon(node: LabNode, files: { config: string; kubeconfig: 
     "--node-name", node.name,
     "--node-file", node.nodeFile,
     "--resync-seconds", "5",
+    "--ipam-dir", node.ipamDir,
   ], join(node.dir, "daemon.log"));
 }
 

@@ -1,7 +1,7 @@
-import type { V1NetworkPolicyPeer, V1NetworkPolicyPort, V1Pod } from "@kubernetes/client-node";
+import type { V1NetworkPolicy, V1NetworkPolicyPeer, V1NetworkPolicyPort, V1Pod } from "@kubernetes/client-node";
 import { formatIp, lastAddress, parseCidr, parseIp } from "../../lib/net/cidr.ts";
 import { disjoint, type Box } from "./boxes.ts";
-import { peerMatches, selectingPolicies, type ClusterState, type Protocol } from "./model.ts";
+import { validBlock, peerMatches, selectingPolicies, type ClusterState, type Protocol } from "./model.ts";
 
 // NetworkPolicy compiled for one node: for every local pod that some policy
 // isolates, per direction, the disjoint boxes of (peer address, protocol,
@@ -25,6 +25,8 @@ const nsOf = (p: V1Pod) => p.metadata?.namespace ?? "default";
 const v4 = (ip: string | undefined): ip is string => !!ip && !ip.includes(":");
 
 function ipBlockIntervals(block: NonNullable<V1NetworkPolicyPeer["ipBlock"]>): [bigint, bigint][] {
+  // An unparsable block selects nothing (lint.ts reports it), as in the model.
+  if (!validBlock(block)) return [];
   const c = parseCidr(block.cidr);
   if (c.family !== 4) return [];
   let ivs: [bigint, bigint][] = [[c.network, lastAddress(c)]];
@@ -48,30 +50,72 @@ const point = (ip: string): [bigint, bigint] => {
   return [v, v];
 };
 
-/** Addresses a rule's peers select (pods resolved to their IPs). */
-function peerIntervals(state: ClusterState, peers: V1NetworkPolicyPeer[] | undefined, policyNs: string): [bigint, bigint][] {
-  if (!peers?.length) return [ALL_ADDR];
-  const out: [bigint, bigint][] = [];
-  for (const peer of peers) {
-    if (peer.ipBlock) {
-      out.push(...ipBlockIntervals(peer.ipBlock));
-      continue;
+/**
+ * What compiling one pod needs from the rest of the cluster. The plain
+ * resolver scans the whole state (the reference); the daemon's incremental
+ * compiler (incremental.ts) answers from a selector index.
+ */
+export interface PeerResolver {
+  /** The policies that select `pod` and isolate it in `dir`. */
+  selecting(pod: V1Pod, dir: "Ingress" | "Egress"): V1NetworkPolicy[];
+  /** Address intervals one rule's peer list selects (every address when the list is empty). */
+  intervals(peers: V1NetworkPolicyPeer[] | undefined, policyNs: string): [bigint, bigint][];
+  /** Pods (with an IPv4 address) the peer list selects: where an egress rule's named ports resolve. */
+  pods(peers: V1NetworkPolicyPeer[] | undefined, policyNs: string): Iterable<V1Pod>;
+}
+
+/** Address intervals of an ipBlock peer (IPv4), `except` cut out. */
+export function peerBlockIntervals(peer: V1NetworkPolicyPeer): [bigint, bigint][] {
+  return peer.ipBlock ? ipBlockIntervals(peer.ipBlock) : [];
+}
+
+export const EVERY_ADDRESS = ALL_ADDR;
+
+/** The reference resolver: every question answered by scanning the whole state. */
+export function scanResolver(state: ClusterState): PeerResolver {
+  const intervals = (peers: V1NetworkPolicyPeer[] | undefined, policyNs: string): [bigint, bigint][] => {
+    if (!peers?.length) return [ALL_ADDR];
+    const out: [bigint, bigint][] = [];
+    for (const peer of peers) {
+      if (peer.ipBlock) {
+        out.push(...ipBlockIntervals(peer.ipBlock));
+        continue;
+      }
+      for (const pod of state.pods) {
+        const ip = pod.status?.podIP;
+        if (v4(ip) && peerMatches(state, peer, policyNs, { pod })) out.push(point(ip));
+      }
     }
-    for (const pod of state.pods) {
-      const ip = pod.status?.podIP;
-      if (v4(ip) && peerMatches(state, peer, policyNs, { pod })) out.push(point(ip));
-    }
+    return out;
+  };
+  return {
+    selecting: (pod, dir) => selectingPolicies(state, pod, dir),
+    intervals,
+    pods: (peers, policyNs) => podsWithin(state.pods, intervals(peers, policyNs)),
+  };
+}
+
+/** Pods whose IPv4 address lies in one of `addrs`. */
+export function podsWithin(pods: Iterable<V1Pod>, addrs: [bigint, bigint][]): V1Pod[] {
+  const out: V1Pod[] = [];
+  for (const dst of pods) {
+    const ip = dst.status?.podIP;
+    if (!v4(ip)) continue;
+    const v = parseIp(ip).value;
+    if (addrs.some(([lo, hi]) => lo <= v && v <= hi)) out.push(dst);
   }
   return out;
 }
 
+const knownProtocol = (e: V1NetworkPolicyPort) => Object.hasOwn(PROTO_NUM, e.protocol ?? "TCP");
 const isNamed = (e: V1NetworkPolicyPort) => e.port !== undefined && e.port !== null && !/^\d+$/.test(String(e.port));
 
 /** Protocol/port ranges of the non-named port entries (all of them when there are none). */
 function numericPorts(ports: V1NetworkPolicyPort[] | undefined): [number, number, number, number][] {
   if (!ports?.length) return [[...ALL_PROTO, ...ALL_PORTS]];
-  return ports.filter((e) => !isNamed(e)).map((e) => {
-    const proto = PROTO_NUM[(e.protocol ?? "TCP") as Protocol] ?? 6;
+  // Entries that can match nothing (unknown protocol, endPort below port) are left out, as in the model.
+  return ports.filter((e) => !isNamed(e) && knownProtocol(e) && !(e.endPort !== undefined && Number(e.endPort) < Number(e.port))).map((e) => {
+    const proto = PROTO_NUM[(e.protocol ?? "TCP") as Protocol]!;
     if (e.port === undefined || e.port === null) return [proto, proto, ...ALL_PORTS];
     const start = Number(e.port);
     return [proto, proto, start, e.endPort ?? start];
@@ -84,31 +128,34 @@ function resolveNamed(e: V1NetworkPolicyPort, dst: V1Pod): number[] {
   return (dst.spec?.containers ?? []).flatMap((c) => (c.ports ?? []).filter((p) => p.name === e.port && (p.protocol ?? "TCP") === proto).map((p) => p.containerPort));
 }
 
-function boxesFor(state: ClusterState, pod: V1Pod, dir: "Ingress" | "Egress"): Box[] | undefined {
-  const policies = selectingPolicies(state, pod, dir);
+/** A rule's peers: `to` for egress; `from` on the wire, `_from` after the typed client's deserialisation, for ingress. */
+export function rulePeers(r: object, dir: "Ingress" | "Egress"): V1NetworkPolicyPeer[] | undefined {
+  if (dir === "Egress") return (r as { to?: V1NetworkPolicyPeer[] }).to;
+  return (r as { from?: V1NetworkPolicyPeer[] }).from ?? (r as { _from?: V1NetworkPolicyPeer[] })._from;
+}
+
+function boxesFor(res: PeerResolver, pod: V1Pod, dir: "Ingress" | "Egress"): Box[] | undefined {
+  const policies = res.selecting(pod, dir);
   if (policies.length === 0) return undefined;
   const boxes: Box[] = [];
   for (const p of policies) {
     const rules = dir === "Ingress" ? (p.spec?.ingress ?? []) : (p.spec?.egress ?? []);
     for (const r of rules) {
-      const peers = dir === "Ingress" ? ((r as { from?: V1NetworkPolicyPeer[] }).from ?? (r as { _from?: V1NetworkPolicyPeer[] })._from) : (r as { to?: V1NetworkPolicyPeer[] }).to;
-      const addrs = peerIntervals(state, peers, nsOf(pod));
+      const peers = rulePeers(r, dir);
+      const addrs = res.intervals(peers, nsOf(pod));
       for (const [pLo, pHi, tLo, tHi] of numericPorts(r.ports)) {
         for (const addr of addrs) boxes.push({ addr, proto: [pLo, pHi], port: [tLo, tHi] });
       }
       // Named ports mean a number on the destination pod: the pod itself for
       // ingress, each peer pod for egress.
-      for (const e of (r.ports ?? []).filter(isNamed)) {
-        const proto = PROTO_NUM[(e.protocol ?? "TCP") as Protocol] ?? 6;
+      for (const e of (r.ports ?? []).filter((x) => isNamed(x) && knownProtocol(x))) {
+        const proto = PROTO_NUM[(e.protocol ?? "TCP") as Protocol]!;
         if (dir === "Ingress") {
           for (const n of resolveNamed(e, pod)) for (const addr of addrs) boxes.push({ addr, proto: [proto, proto], port: [n, n] });
           continue;
         }
-        for (const dst of state.pods) {
-          const ip = dst.status?.podIP;
-          if (!v4(ip)) continue;
-          const v = parseIp(ip).value;
-          if (!addrs.some(([lo, hi]) => lo <= v && v <= hi)) continue;
+        for (const dst of res.pods(peers, nsOf(pod))) {
+          const v = parseIp(dst.status!.podIP!).value;
           for (const n of resolveNamed(e, dst)) boxes.push({ addr: [v, v], proto: [proto, proto], port: [n, n] });
         }
       }
@@ -117,17 +164,19 @@ function boxesFor(state: ClusterState, pod: V1Pod, dir: "Ingress" | "Egress"): B
   return disjoint(boxes);
 }
 
+/** The rules of one local pod, or undefined when no policy isolates it (or it has no IPv4 address yet). */
+export function compilePod(res: PeerResolver, pod: V1Pod): PodRules | undefined {
+  const ip = pod.status?.podIP;
+  if (!v4(ip)) return undefined;
+  const ingress = boxesFor(res, pod, "Ingress");
+  const egress = boxesFor(res, pod, "Egress");
+  return ingress || egress ? { ip, ingress, egress } : undefined;
+}
+
 /** The rules of every local pod (IPv4) that some policy isolates. */
 export function compileNode(state: ClusterState, localPods: V1Pod[]): PodRules[] {
-  const out: PodRules[] = [];
-  for (const pod of localPods) {
-    const ip = pod.status?.podIP;
-    if (!v4(ip)) continue;
-    const ingress = boxesFor(state, pod, "Ingress");
-    const egress = boxesFor(state, pod, "Egress");
-    if (ingress || egress) out.push({ ip, ingress, egress });
-  }
-  return out;
+  const res = scanResolver(state);
+  return localPods.flatMap((pod) => compilePod(res, pod) ?? []);
 }
 
 export const TABLE = "twill-policy";
@@ -176,6 +225,33 @@ const element = (b: Box) => `${addrRange(b.addr)} . ${range(...b.proto)} . ${ran
 const podId = (ip: string) => ip.replaceAll(".", "_");
 
 /**
+ * One isolated pod's sets and chains. Memoised per PodRules object: the
+ * incremental compiler hands back the same object for a pod whose inputs did
+ * not change, so its (possibly large) element lists are built once and the
+ * diff recognises them as unchanged by identity.
+ */
+const pieces = new WeakMap<PodRules, { sets: NftSet[]; chains: NftChain[] }>();
+function podPieces(r: PodRules): { sets: NftSet[]; chains: NftChain[] } {
+  const hit = pieces.get(r);
+  if (hit) return hit;
+  const out = { sets: [] as NftSet[], chains: [] as NftChain[] };
+  for (const [dir, prefix, field, verdict] of [["ingress", "in", "saddr", "accept"], ["egress", "eg", "daddr", "return"]] as const) {
+    const boxes = r[dir];
+    if (!boxes) continue;
+    const name = `${prefix}-${podId(r.ip)}`;
+    const chainRules: string[] = [];
+    if (boxes.length > 0) {
+      out.sets.push({ kind: "set", name, type: "ipv4_addr . inet_proto . inet_service", flags: "interval", elements: boxes.map(element) });
+      chainRules.push(`ip ${field} . meta l4proto . th dport @${name} ${verdict}`);
+    }
+    chainRules.push("drop");
+    out.chains.push({ name, rules: chainRules });
+  }
+  pieces.set(r, out);
+  return out;
+}
+
+/**
  * The table for one node. Per packet: conntrack, (fail closed,) one lookup in
  * each dispatch map by pod address, and in the pod's chain one lookup in its
  * interval set of allowed (peer . protocol . port): the rule count a packet
@@ -192,18 +268,9 @@ export function describeNode(rules: PodRules[], opts: DescribeOptions = {}): Nft
   });
   sets.push(dispatch("ingress", "ingress", "in"), dispatch("egress", "egress", "eg"));
   for (const r of rules) {
-    for (const [dir, prefix, field, verdict] of [["ingress", "in", "saddr", "accept"], ["egress", "eg", "daddr", "return"]] as const) {
-      const boxes = r[dir];
-      if (!boxes) continue;
-      const name = `${prefix}-${podId(r.ip)}`;
-      const chainRules: string[] = [];
-      if (boxes.length > 0) {
-        sets.push({ kind: "set", name, type: "ipv4_addr . inet_proto . inet_service", flags: "interval", elements: boxes.map(element) });
-        chainRules.push(`ip ${field} . meta l4proto . th dport @${name} ${verdict}`);
-      }
-      chainRules.push("drop");
-      chains.push({ name, rules: chainRules });
-    }
+    const own = podPieces(r);
+    sets.push(...own.sets);
+    chains.push(...own.chains);
   }
   const forward = ["ct state established,related accept"];
   if (opts.failClosed) {
@@ -274,11 +341,12 @@ export function diffTransaction(old: NftDescription | undefined, next: NftDescri
   // 2. Drop rules of changed or removed chains, and elements that go or change.
   for (const c of old.chains) {
     const n = newChains.get(c.name);
-    if (!n || recreatedChain(n) || n.rules.join("\n") !== c.rules.join("\n")) out.push(`flush chain ${t} ${c.name}`);
+    if (!n || recreatedChain(n) || (n.rules !== c.rules && n.rules.join("\n") !== c.rules.join("\n"))) out.push(`flush chain ${t} ${c.name}`);
   }
   for (const s of old.sets) {
     const n = newSets.get(s.name);
     if (!n || recreated(n)) continue; // deleted whole below
+    if (n.elements === s.elements) continue;
     const keep = new Set(n.elements);
     const gone = s.elements.filter((e) => !keep.has(e));
     if (gone.length) out.push(`delete element ${t} ${s.name} { ${gone.join(", ")} }`);
@@ -295,6 +363,7 @@ export function diffTransaction(old: NftDescription | undefined, next: NftDescri
   // 4. New elements.
   for (const s of next.sets) {
     const o = oldSets.get(s.name);
+    if (o && !recreated(s) && o.elements === s.elements) continue;
     const have = new Set(o && !recreated(s) ? o.elements : []);
     const add = s.elements.filter((e) => !have.has(e));
     if (add.length) out.push(`add element ${t} ${s.name} { ${add.join(", ")} }`);
@@ -309,14 +378,4 @@ export function diffTransaction(old: NftDescription | undefined, next: NftDescri
   for (const c of old.chains) if (!newChains.has(c.name)) out.push(`delete chain ${t} ${c.name}`);
   for (const s of old.sets) if (!newSets.has(s.name)) out.push(`delete ${s.kind} ${t} ${s.name}`);
   return out.length ? out.join("\n") + "\n" : "";
-}
-
-/** The whole table as `nft -f` text. Replies of allowed connections pass (ct established). */
-export function renderTable(rules: PodRules[], opts: DescribeOptions = {}): string {
-  return renderDescription(describeNode(rules, opts));
-}
-
-/** One atomic transaction that replaces the table (creating it if missing). */
-export function replaceTransaction(rules: PodRules[], opts: DescribeOptions = {}): string {
-  return replaceDescription(describeNode(rules, opts));
 }

@@ -20,7 +20,7 @@ export interface ClusterState {
 /** One end of a connection: a pod, or an address outside the pods (ipBlock only can match it). */
 export type Endpoint = { pod: V1Pod } | { ip: string };
 
-type Labels = Record<string, string>;
+export type Labels = Record<string, string>;
 
 /** apimachinery's label selector: matchLabels AND matchExpressions; NotIn and DoesNotExist match a missing key. */
 export function selectorMatches(sel: V1LabelSelector | undefined, labels: Labels): boolean {
@@ -77,8 +77,18 @@ export function endpointIp(e: Endpoint): string | undefined {
   return "ip" in e ? e.ip : e.pod.status?.podIP;
 }
 
+/** Every CIDR of the block parses; one that does not makes the whole block select nothing. */
+export function validBlock(block: NonNullable<V1NetworkPolicyPeer["ipBlock"]>): boolean {
+  try {
+    for (const c of [block.cidr, ...(block.except ?? [])]) parseCidr(c);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function ipBlockMatches(block: NonNullable<V1NetworkPolicyPeer["ipBlock"]>, ip: string | undefined): boolean {
-  if (!ip) return false;
+  if (!ip || !validBlock(block)) return false;
   const { family, value } = parseIp(ip);
   if (!cidrContains(parseCidr(block.cidr), family, value)) return false;
   return !(block.except ?? []).some((x) => cidrContains(parseCidr(x), family, value));
@@ -88,9 +98,18 @@ function ipBlockMatches(block: NonNullable<V1NetworkPolicyPeer["ipBlock"]>, ip: 
 export function peerMatches(state: ClusterState, peer: V1NetworkPolicyPeer, policyNs: string, e: Endpoint): boolean {
   if (peer.ipBlock) return ipBlockMatches(peer.ipBlock, endpointIp(e));
   if (!("pod" in e)) return false;
-  const pod = e.pod;
+  return peerSelectsPod(peer, policyNs, e.pod, namespaceLabels(state, nsOf(e.pod)));
+}
+
+/**
+ * Does `peer` select `pod`, whose namespace carries `podNsLabels` (with
+ * kubernetes.io/metadata.name)? The one definition of peer matching, shared
+ * with the compiler's selector index.
+ */
+export function peerSelectsPod(peer: V1NetworkPolicyPeer, policyNs: string, pod: V1Pod, podNsLabels: Labels): boolean {
+  if (peer.ipBlock) return ipBlockMatches(peer.ipBlock, pod.status?.podIP);
   if (peer.namespaceSelector) {
-    if (!selectorMatches(peer.namespaceSelector, namespaceLabels(state, nsOf(pod)))) return false;
+    if (!selectorMatches(peer.namespaceSelector, podNsLabels)) return false;
     return peer.podSelector ? selectorMatches(peer.podSelector, labelsOf(pod)) : true;
   }
   if (peer.podSelector) return nsOf(pod) === policyNs && selectorMatches(peer.podSelector, labelsOf(pod));
