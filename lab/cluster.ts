@@ -102,6 +102,8 @@ export interface PodSpecOptions {
   containers?: V1Container[];
   /** Exactly these labels (no app=<name> added). */
   exactLabels?: boolean;
+  /** Wait until the daemon admits the pod (fail closed); default true. */
+  waitPolicy?: boolean;
 }
 
 export async function createPod(kc: KubeConfig, lab: string, node: LabNode, name: string, labelsOrOpts: Record<string, string> | PodSpecOptions = {}, namespaceArg = "default"): Promise<LabPod> {
@@ -134,7 +136,7 @@ export async function createPod(kc: KubeConfig, lab: string, node: LabNode, name
     },
     merge,
   );
-  await waitPolicyReady(node, ips[0]!);
+  if (opts.waitPolicy !== false) await waitPolicyReady(node, ips[0]!);
   return { name, namespace, node: node.name, ns, ip: ips[0]!, containerId };
 }
 

@@ -57,6 +57,7 @@ export class PolicyController {
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
     for (const src of this.sources()) src.stop();
+    this.table.close();
   }
 
   private sources() {

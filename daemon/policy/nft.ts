@@ -1,16 +1,13 @@
 import { exec } from "../../lib/kernel/exec.ts";
 import { TwillError } from "../../lib/errors.ts";
+import { NftSession } from "./nft-session.ts";
 import { diffTransaction, replaceDescription, type NftDescription } from "./compile.ts";
 
-// Applying the compiled table to the kernel. Every change is one `nft -f -`
-// run holding one transaction (atomic: the kernel commits all of it or none).
-// Why not a persistent `nft -i` session: it commits each input line as its own
-// transaction (a multi-line diff would not be atomic) and prints nothing on
-// success, so completion and errors cannot be told apart without a sentinel
-// command; measured with 1,000 sets + 10,000 map entries (docs/policy.md) the
-// fresh process costs its ruleset reload once per *batch*, and the controller
-// coalesces bursts of events into one batch, so the per-change cost is paid
-// once per burst, not once per object.
+// Applying the compiled table to the kernel, always as one transaction
+// (atomic: the kernel commits all of it or none). Diffs go through a
+// persistent `nft -i` session (nft-session.ts: one input line per
+// transaction, 3–10 ms); whole-table replaces and very large diffs through a
+// fresh `nft -f -` (no line-length question, and they are rare).
 
 export interface ApplyResult {
   /** "replace": whole table in one transaction; "diff": only the difference; "none": nothing changed. */
@@ -34,12 +31,21 @@ export async function runNft(text: string, netns?: string): Promise<void> {
  * replaces the whole table in one transaction, so a restarted daemon leaves
  * the old table in force until the new one takes its place atomically.
  */
+/** Diffs larger than this go through a fresh `nft -f -` instead of the session. */
+const SESSION_MAX_BYTES = 256 * 1024;
+
 export class PolicyTable {
   private readonly netns: string | undefined;
+  private readonly session: NftSession;
   private programmed: NftDescription | undefined;
 
   constructor(netns?: string) {
     this.netns = netns;
+    this.session = new NftSession(netns);
+  }
+
+  close(): void {
+    this.session.close();
   }
 
   /** The description last applied successfully (undefined before the first). */
@@ -52,7 +58,8 @@ export class PolicyTable {
     if (text === "") return { mode: "none", commands: 0 };
     const mode = this.programmed ? "diff" : "replace";
     try {
-      await runNft(text, this.netns);
+      if (mode === "diff" && text.length <= SESSION_MAX_BYTES) await this.session.run(text);
+      else await runNft(text, this.netns);
     } catch (err) {
       if (!this.programmed) throw err;
       // The kernel no longer matches memory (someone flushed or edited the

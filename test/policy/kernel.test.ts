@@ -36,7 +36,10 @@ beforeAll(async () => {
   }
   await new Promise((r) => setTimeout(r, 300));
 }, 120_000);
-afterAll(() => node.stop());
+afterAll(() => {
+  table.close();
+  return node.stop();
+});
 
 const podNs = new Map<string, string>();
 const podIp = (key: string) => ips.get(key)!;
