@@ -24,14 +24,16 @@ export interface DaemonOptions {
   backend: string;
   clusterCIDR?: string;
   directRouting?: boolean;
+  masquerade?: boolean;
+  policy?: boolean;
 }
 
 export function daemonConfig(opts: DaemonOptions): string {
   return `clusterCIDR: ${opts.clusterCIDR ?? CLUSTER_CIDR}
 backend: ${opts.backend}
 mtu: 0
-masquerade: true
-policy: true
+masquerade: ${opts.masquerade ?? true}
+policy: ${opts.policy ?? true}
 vxlan:
   vni: 1
   port: 8472

@@ -31,6 +31,9 @@ export interface LabOptions {
   directRouting?: boolean;
   /** The cluster's pod CIDR (kube-controller-manager's --cluster-cidr); default 10.244.0.0/16. */
   clusterCIDR?: string;
+  /** ConfigMap switches for the daemons (default: masquerade and policy on). */
+  masquerade?: boolean;
+  policy?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -154,7 +157,7 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     if (daemon) {
       await applyManifests(cp.forwarder.port, state.admin);
       const token = await serviceAccountToken(kc);
-      state.daemonFiles = writeDaemonFiles(dir, pki.ca, token, { backend: opts.backend, ...(opts.clusterCIDR ? { clusterCIDR: opts.clusterCIDR } : {}), ...(opts.directRouting ? { directRouting: true } : {}) });
+      state.daemonFiles = writeDaemonFiles(dir, pki.ca, token, { backend: opts.backend, ...(opts.clusterCIDR ? { clusterCIDR: opts.clusterCIDR } : {}), ...(opts.directRouting ? { directRouting: true } : {}), masquerade: opts.masquerade ?? true, policy: opts.policy ?? true });
       saveState(state);
       const procs = state.nodes.map((n) => startDaemon(n, state.daemonFiles!));
       await Promise.all(state.nodes.map((n, k) => waitDaemonReady(n, procs[k]!)));

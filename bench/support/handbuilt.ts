@@ -4,7 +4,8 @@ import { addNetns, deleteNetns, execIn } from "../../lib/kernel/netns.ts";
 // (pod veth → node → underlay bridge → node → pod veth), so Twill's dataplane
 // can be compared with the same kernel doing the same work without Twill.
 
-export type Reference = "veth" | "routes" | "vxlan";
+/** "vxlan-nat": the VXLAN reference plus one masquerade rule per node, so conntrack runs as it must under any NAT-ing CNI. */
+export type Reference = "veth" | "routes" | "vxlan" | "vxlan-nat";
 
 export interface RefTopology {
   client: string;
@@ -71,6 +72,21 @@ export async function buildReference(kind: Reference, tag: string): Promise<RefT
         await execIn(n, ["ip", "route", "add", `10.251.${j}.0/24`, "via", `10.251.${j}.0`, "dev", "vx", "onlink"]);
         // Pods use the tunnel's MTU, as Twill's pods do.
         await execIn(ns(`p${i}`), ["ip", "link", "set", "eth0", "mtu", "1450"]);
+      }
+    }
+    if (kind === "vxlan-nat") {
+      for (const i of [1, 2]) {
+        await execIn(ns(`n${i}`), ["nft", "-f", "-"], {
+          // The same rules Twill's masquerade table holds: NAT to outside, no tracking of the tunnel's own UDP.
+          input: [
+            "table ip handnat {",
+            "  chain post { type nat hook postrouting priority srcnat; ip saddr 10.251.0.0/16 ip daddr != 10.251.0.0/16 masquerade; }",
+            "  chain rawin { type filter hook prerouting priority raw; udp dport 8472 notrack; }",
+            "  chain rawout { type filter hook output priority raw; udp dport 8472 notrack; }",
+            "}",
+            "",
+          ].join("\n"),
+        });
       }
     }
     return { client: ns("p1"), server: ns("p2"), serverIp: "10.251.2.2", destroy };
