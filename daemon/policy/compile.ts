@@ -1,5 +1,6 @@
 import type { V1NetworkPolicy, V1NetworkPolicyPeer, V1NetworkPolicyPort, V1Pod } from "@kubernetes/client-node";
 import { formatIp, lastAddress, parseCidr, parseIp } from "../../lib/net/cidr.ts";
+import { HOST_VETH_PREFIX } from "../../cni/attach/names.ts";
 import { disjoint, type Box } from "./boxes.ts";
 import { validBlock, peerMatches, selectingPolicies, type ClusterState, type Protocol } from "./model.ts";
 
@@ -272,7 +273,11 @@ export function describeNode(rules: PodRules[], opts: DescribeOptions = {}): Nft
     sets.push(...own.sets);
     chains.push(...own.chains);
   }
-  const forward = ["ct state established,related accept"];
+  // Anti-spoofing first: a packet arriving from a pod's veth must carry a
+  // source address routed back through that same veth (strict reverse-path
+  // check by nft's fib, whatever the rp_filter sysctls say). Dispatch below
+  // is by address, so without this a pod could borrow another's identity.
+  const forward = [`meta nfproto ipv4 iifname "${HOST_VETH_PREFIX}*" fib saddr . iif oif missing drop`, "ct state established,related accept"];
   if (opts.failClosed) {
     const { podCidr, ready } = opts.failClosed;
     sets.push({ kind: "set", name: "ready", type: "ipv4_addr", elements: [...ready] });

@@ -165,4 +165,23 @@ describe("the table in the kernel changes by diffs, fails closed, and survives a
     expect(await mismatches([tcp80("x/a", "y/c", false), tcp80("x/a", "y/b", true)])).toEqual([]);
     expect((await nodeNft("list", "tables")).stdout.match(new RegExp(`table inet ${TABLE}$`, "gm"))).toHaveLength(1);
   });
+
+  it("drops a packet from a pod's veth whose source address belongs to another pod (anti-spoofing)", async () => {
+    await program({ ...base(), policies: [] });
+    const [a, b, c] = ["x/a", "x/b", "x/c"];
+    // Does c see an ICMP echo from `src`, sent by a?
+    const seenAtC = async (src: string): Promise<boolean> => {
+      const capture = execIn(podNs.get(c)!, ["timeout", "4", "tcpdump", "-ni", "eth0", "-c", "1", `icmp[icmptype] == icmp-echo and src host ${src}`], { allowFailure: true });
+      await new Promise((r) => setTimeout(r, 1000));
+      await execIn(podNs.get(a)!, ["ping", "-c", "2", "-W", "1", "-I", src, podIp(c)], { allowFailure: true });
+      return (await capture).stdout.includes(`${src} >`);
+    };
+    expect(await seenAtC(podIp(a))).toBe(true);
+    await execIn(podNs.get(a)!, ["ip", "addr", "add", `${podIp(b)}/32`, "dev", "eth0"]);
+    try {
+      expect(await seenAtC(podIp(b))).toBe(false);
+    } finally {
+      await execIn(podNs.get(a)!, ["ip", "addr", "del", `${podIp(b)}/32`, "dev", "eth0"]);
+    }
+  });
 });
