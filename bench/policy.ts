@@ -111,6 +111,17 @@ async function nftCounts(ns: string): Promise<{ rules: number; sets: number; ele
   return { rules, sets, elements, chains };
 }
 
+/** The elements of the two dispatch maps, as nft prints them. */
+async function dispatchElements(ns: string): Promise<{ ingress: string; egress: string }> {
+  const elems = async (map: string) => /elements = \{([^}]*)\}/s.exec((await execIn(ns, ["nft", "list", "map", "inet", "twill-policy", map])).stdout)?.[1]?.trim() ?? "";
+  return { ingress: await elems("ingress"), egress: await elems("egress") };
+}
+
+async function restoreDispatch(ns: string, m: { ingress: string; egress: string }): Promise<void> {
+  const cmds = (["ingress", "egress"] as const).filter((k) => m[k]).map((k) => `add element inet twill-policy ${k} { ${m[k].replace(/\s+/g, " ")} }`);
+  if (cmds.length) await execIn(ns, ["nft", "-f", "-"], { input: cmds.join("\n") + "\n" });
+}
+
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return Number(m?.[1] ?? 0) / 1024;
@@ -133,14 +144,6 @@ async function main(): Promise<void> {
     const client = await createPod(lab.kc, lab.state.name, n2, "client", { namespace: PROBE_NS, labels: { app: "probe-client", role: "frontend", version: "v1" }, exactLabels: true });
     await execIn(server.ns, ["sh", "-c", `nohup ${process.execPath} -e "require('net').createServer((s) => s.end()).listen(8080)" >/dev/null 2>&1 &`]);
     say(`probe pods: client ${client.ip} (${n2.name}) → server ${server.ip}:8080 (${n1.name})`);
-
-    const iperfRuns = async () => {
-      const r: number[] = [];
-      for (let i = 0; i < 3; i++) r.push(await iperf(client.ns, server.ns, server.ip, 5));
-      return r;
-    };
-    const without = await iperfRuns();
-    say(`throughput without policies: ${without.map((x) => x.toFixed(2)).join(", ")} Gbit/s`);
 
     // The synthetic cluster: 100 pods on node1 (addresses from its pod CIDR, past the probes'), the rest elsewhere.
     const o: SyntheticOptions = { pods: PODS, policies: POLICIES, namespaces: 20, localNode: n1.name, localCidr: n1.podCIDR, localPods: Math.min(100, PODS), skipLocal: 30, remoteCidr: "10.244.128.0/17" };
@@ -221,8 +224,26 @@ async function main(): Promise<void> {
 
     await api(lab, "POST", policyPath, flipPolicy(true));
     await new Promise((r) => setTimeout(r, 1000));
-    const withPolicies = await iperfRuns();
-    say(`throughput with ${POLICIES} policies (server isolated): ${withPolicies.map((x) => x.toFixed(2)).join(", ")} Gbit/s`);
+    // Throughput with the policies in force and without them, alternating so
+    // both see the same background load. "Without" empties the dispatch maps
+    // on both nodes (no pod isolated: what the same table does with no
+    // policies); the daemons are paused meanwhile so they do not put them back.
+    const daemons = [await daemonPid(lab, 0), await daemonPid(lab, 1)];
+    const maps = await Promise.all([n1, n2].map(async (n) => ({ n, ...(await dispatchElements(n.ns)) })));
+    const withPolicies: number[] = [];
+    const without: number[] = [];
+    for (const d of daemons) process.kill(d, "SIGSTOP");
+    try {
+      for (let i = 0; i < 3; i++) {
+        withPolicies.push(await iperf(client.ns, server.ns, server.ip, 5));
+        for (const m of maps) await execIn(m.n.ns, ["nft", "flush map inet twill-policy ingress; flush map inet twill-policy egress"]);
+        without.push(await iperf(client.ns, server.ns, server.ip, 5));
+        for (const m of maps) await restoreDispatch(m.n.ns, m);
+      }
+    } finally {
+      for (const d of daemons) process.kill(d, "SIGCONT");
+    }
+    say(`throughput with ${POLICIES} policies (server isolated): ${withPolicies.map((x) => x.toFixed(2)).join(", ")} Gbit/s; without: ${without.map((x) => x.toFixed(2)).join(", ")} Gbit/s`);
 
     const byKind = (k: string) => flips.filter((f) => f.kind === k).map((f) => f.ms);
     const fig: Record<string, Figure> = {

@@ -20,6 +20,8 @@ export interface ResourceWatch<T> {
   list(): T[];
   onChange(fn: () => void): void;
   synced(): boolean;
+  /** Moves on every change of the cache: consumers skip work when it has not moved. */
+  revision(): number;
   stop(): void;
 }
 
@@ -45,7 +47,11 @@ export function watchResource<T extends Meta>(o: ResourceWatchOptions<T>): Resou
   let hasSynced = false;
   let stopped = false;
   let abort: AbortController | undefined;
-  const changed = () => listeners.forEach((fn) => fn());
+  let rev = 0;
+  const changed = () => {
+    rev++;
+    listeners.forEach((fn) => fn());
+  };
 
   // Paged, so that a large cluster's full objects are never all in memory at once.
   const relist = async () => {
@@ -109,6 +115,7 @@ export function watchResource<T extends Meta>(o: ResourceWatchOptions<T>): Resou
     list: () => [...cache.values()],
     onChange: (fn) => listeners.push(fn),
     synced: () => hasSynced,
+    revision: () => rev,
     stop: () => {
       stopped = true;
       abort?.abort();

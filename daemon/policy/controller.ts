@@ -40,6 +40,7 @@ export class PolicyController {
   private readonly linted = new Set<string>();
   private ready = new Set<string>();
   private readyKnown = false;
+  private lastInputs = "";
   private readonly lintedPolicies = new WeakSet<object>();
   private timer: NodeJS.Timeout | undefined;
   private running = false;
@@ -100,7 +101,9 @@ export class PolicyController {
         return;
       }
       this.lint(state);
-      const rules = this.compiler.compile(state, local);
+      const inputs = `${w.pods.revision()}/${w.namespaces.revision()}`;
+      const rules = this.compiler.compile(state, local, inputs !== this.lastInputs);
+      this.lastInputs = inputs;
       const compiledMs = performance.now() - t0;
       const r = await this.table.apply(describeNode(rules, opts));
       this.observeReady(localIps);

@@ -37,8 +37,13 @@ export class NodeCompiler {
   private byNs = new Map<string, V1NetworkPolicy[]>();
   lastStats: CompileStats = { recompiled: 0, retested: 0 };
 
-  compile(state: ClusterState, localPods: V1Pod[]): PodRules[] {
-    const retested = this.index.update(state.pods, state.namespaces);
+  /**
+   * `podsOrNamespacesChanged: false` (the caller's watches did not move since
+   * the last call) skips bringing the index up to date: one pass over every
+   * pod saved on a policy-only change.
+   */
+  compile(state: ClusterState, localPods: V1Pod[], podsOrNamespacesChanged = true): PodRules[] {
+    const retested = podsOrNamespacesChanged ? this.index.update(state.pods, state.namespaces) : 0;
     this.index.sweep();
     this.byNs = new Map();
     for (const p of state.policies) {
