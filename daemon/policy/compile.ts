@@ -20,6 +20,12 @@ export interface PodRules {
   /** undefined: not isolated in that direction. */
   ingress: Box[] | undefined;
   egress: Box[] | undefined;
+  /**
+   * The pod's IPv6 addresses (dual-stack). Rules are compiled for IPv4; an
+   * isolated direction is closed for IPv6 (replies to the pod's own
+   * connections still pass), so dual-stack never opens a hole.
+   */
+  ip6?: string[];
 }
 
 const nsOf = (p: V1Pod) => p.metadata?.namespace ?? "default";
@@ -171,7 +177,9 @@ export function compilePod(res: PeerResolver, pod: V1Pod): PodRules | undefined 
   if (!v4(ip)) return undefined;
   const ingress = boxesFor(res, pod, "Ingress");
   const egress = boxesFor(res, pod, "Egress");
-  return ingress || egress ? { ip, ingress, egress } : undefined;
+  if (!ingress && !egress) return undefined;
+  const ip6 = (pod.status?.podIPs ?? []).map((x) => x.ip).filter((x) => x.includes(":"));
+  return ip6.length ? { ip, ingress, egress, ip6 } : { ip, ingress, egress };
 }
 
 /** The rules of every local pod (IPv4) that some policy isolates. */
@@ -211,7 +219,7 @@ export interface DescribeOptions {
    * not a programmed pod (`ready`) is dropped, so a pod the CNI plugin has just
    * attached talks to nobody until its policy is in the kernel.
    */
-  failClosed?: { podCidr: string; ready: string[] };
+  failClosed?: { podCidr: string; ready: string[]; podCidr6?: string; ready6?: string[] };
 }
 
 function range(lo: number, hi: number): string {
@@ -282,7 +290,18 @@ export function describeNode(rules: PodRules[], opts: DescribeOptions = {}): Nft
     const { podCidr, ready } = opts.failClosed;
     sets.push({ kind: "set", name: "ready", type: "ipv4_addr", elements: [...ready] });
     forward.push(`ip saddr ${podCidr} ip saddr != @ready drop`, `ip daddr ${podCidr} ip daddr != @ready drop`);
+    const { podCidr6, ready6 } = opts.failClosed;
+    if (podCidr6) {
+      sets.push({ kind: "set", name: "ready6", type: "ipv6_addr", elements: [...(ready6 ?? [])] });
+      forward.push(`ip6 saddr ${podCidr6} ip6 saddr != @ready6 drop`, `ip6 daddr ${podCidr6} ip6 daddr != @ready6 drop`);
+    }
   }
+  // IPv6 of isolated pods: closed in the isolated direction (rules are IPv4 only so far).
+  sets.push(
+    { kind: "set", name: "closed6-in", type: "ipv6_addr", elements: rules.filter((r) => r.ingress).flatMap((r) => r.ip6 ?? []) },
+    { kind: "set", name: "closed6-out", type: "ipv6_addr", elements: rules.filter((r) => r.egress).flatMap((r) => r.ip6 ?? []) },
+  );
+  forward.push("ip6 daddr @closed6-in drop", "ip6 saddr @closed6-out drop");
   forward.push("ip saddr vmap @egress", "ip daddr vmap @ingress");
   chains.push({ name: "forward", hook: "type filter hook forward priority filter; policy accept;", rules: forward });
   return { table: TABLE, sets, chains };

@@ -74,11 +74,13 @@ export class PolicyController {
     }, delayMs);
   }
 
-  private failClosedOptions(localIps: string[]): DescribeOptions | undefined {
+  private failClosedOptions(localIps: string[], localIps6: string[]): DescribeOptions | undefined {
     if (!this.o.failClosed) return {};
-    const cidr = this.o.podCidrs().find((c) => parseCidr(c).family === 4);
+    const cidrs = this.o.podCidrs();
+    const cidr = cidrs.find((c) => parseCidr(c).family === 4);
     if (!cidr) return undefined;
-    return { failClosed: { podCidr: cidr, ready: localIps } };
+    const cidr6 = cidrs.find((c) => parseCidr(c).family === 6);
+    return { failClosed: { podCidr: cidr, ready: localIps, ...(cidr6 ? { podCidr6: cidr6, ready6: localIps6 } : {}) } };
   }
 
   private async sync(): Promise<void> {
@@ -94,7 +96,8 @@ export class PolicyController {
       const state: ClusterState = { pods: w.pods.list(), namespaces: w.namespaces.list(), policies: w.policies.list() };
       const local = state.pods.filter((p) => p.spec?.nodeName === this.o.nodeName);
       const localIps = local.flatMap((p) => (p.status?.podIP && !p.status.podIP.includes(":") ? [p.status.podIP] : []));
-      const opts = this.failClosedOptions(localIps);
+      const localIps6 = local.flatMap((p) => (p.status?.podIPs ?? []).map((x) => x.ip).filter((ip) => ip.includes(":")));
+      const opts = this.failClosedOptions(localIps, localIps6);
       if (!opts) {
         // No pod CIDR yet: nothing to fail closed on; look again shortly.
         this.schedule(1000);
