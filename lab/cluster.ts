@@ -106,10 +106,9 @@ export interface PodSpecOptions {
   waitPolicy?: boolean;
 }
 
-export async function createPod(kc: KubeConfig, lab: string, node: LabNode, name: string, labelsOrOpts: Record<string, string> | PodSpecOptions = {}, namespaceArg = "default"): Promise<LabPod> {
+export async function createPod(kc: KubeConfig, lab: string, node: LabNode, name: string, opts: PodSpecOptions = {}): Promise<LabPod> {
   const core = kc.makeApiClient(CoreV1Api);
-  const opts: PodSpecOptions = "labels" in labelsOrOpts || "containers" in labelsOrOpts || "namespace" in labelsOrOpts ? (labelsOrOpts as PodSpecOptions) : { labels: labelsOrOpts as Record<string, string>, namespace: namespaceArg };
-  const namespace = opts.namespace ?? namespaceArg;
+  const namespace = opts.namespace ?? "default";
   const pod: V1Pod = {
     metadata: { name, namespace, labels: opts.exactLabels ? { ...(opts.labels ?? {}) } : { app: name, ...(opts.labels ?? {}) } },
     spec: { nodeName: node.name, automountServiceAccountToken: false, containers: opts.containers ?? [{ name: "app", image: "twill-lab/netns" }] },
