@@ -26,6 +26,27 @@ function twillPluginConf(cd: ContainerdPaths): Record<string, unknown> {
   return { cniVersion: list.cniVersion, name: list.name, ...list.plugins[0]! };
 }
 
+/** Ids of containers (sandboxes included) whose task is running. */
+export async function runningTaskIds(cd: ContainerdPaths): Promise<Set<string>> {
+  const { stdout } = await ctr(cd, ["tasks", "ls"]);
+  return new Set(stdout.split("\n").slice(1).map((l) => l.trim().split(/\s+/)).filter((f) => f[2] === "RUNNING").map((f) => f[0]!));
+}
+
+/**
+ * An ADD by the node's installed plugin for a container containerd never
+ * heard of: what a runtime that lost its state leaves behind. Returns the address.
+ */
+export async function strayAttachment(node: LabNode, containerId: string, netns: string): Promise<string> {
+  const cd = node.kubelet!.containerd;
+  const r = await exec(["nsenter", `--net=${netnsPath(node.ns)}`, join(cd.cniBin, "twill")], {
+    input: JSON.stringify(twillPluginConf(cd)),
+    env: { PATH: process.env.PATH, CNI_COMMAND: "ADD", CNI_CONTAINERID: containerId, CNI_NETNS: netns, CNI_IFNAME: "eth0", CNI_PATH: cd.cniBin },
+    allowFailure: true,
+  });
+  if (r.code !== 0) throw new TwillError("LAB_CNI_ADD", `CNI ADD for ${containerId} on ${node.name} failed`, r.stdout + r.stderr);
+  return (JSON.parse(r.stdout) as { ips: { address: string }[] }).ips[0]!.address.split("/")[0]!;
+}
+
 export async function cniGc(node: LabNode): Promise<string[]> {
   const cd = node.kubelet!.containerd;
   const valid = await sandboxIds(cd);
