@@ -17,6 +17,7 @@ import { createControlPlaneHost, createNodeHost, createUnderlay } from "./topolo
 import { labsWithCgroups, removeLabCgroups } from "./kubelet/cgroups.ts";
 import { removeMountNamespaces } from "./kubelet/mountns.ts";
 import { startKubeletNodes, createKubeletPods } from "./kubelet/lab-nodes.ts";
+import { applyDaemonSet, waitDaemonSetReady } from "./kubelet/daemonset.ts";
 
 // A whole lab: control plane + N nodes + pods, described by a state file in
 // its directory so that tests in other processes can attach to it and a
@@ -37,6 +38,8 @@ export interface LabOptions {
   clusterCIDR?: string;
   /** Real kubelets and containerd run the nodes and their pods (docs/lab.md). */
   kubelet?: boolean;
+  /** With kubelet: Twill runs as the manifest's DaemonSet from a lab-built image, not as per-node processes. */
+  daemonSet?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -50,6 +53,8 @@ export interface LabState {
   daemon: boolean;
   /** Nodes run by real kubelets (each LabNode has its `kubelet` info). */
   kubelet?: boolean;
+  /** Twill's daemon runs as the DaemonSet (pods in twill-system), not as lab processes. */
+  daemonSet?: boolean;
   /** What a (re)started daemon needs. */
   daemonFiles?: { config: string; kubeconfig: string };
   nodes: LabNode[];
@@ -136,12 +141,13 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     log(`removing lab ${lab} left behind by a killed run`);
     await destroyLab(lab);
   }
-  const bin = await controlPlaneBinaries(log, opts.kubelet);
+  const kubeletMode = opts.kubelet || opts.daemonSet;
+  const bin = await controlPlaneBinaries(log, kubeletMode);
   const name = newLabName();
   const dir = labDir(name);
   mkdirSync(join(dir, "pki"), { recursive: true });
   const daemon = opts.daemon ?? true;
-  const state: LabState = { name, ownerPid: process.pid, dir, backend: opts.backend, socket: "", admin: { ca: "" }, daemon, ...(opts.kubelet ? { kubelet: true } : {}), nodes: [], pods: [] };
+  const state: LabState = { name, ownerPid: process.pid, dir, backend: opts.backend, socket: "", admin: { ca: "" }, daemon, ...(kubeletMode ? { kubelet: true } : {}), ...(opts.daemonSet ? { daemonSet: true } : {}), nodes: [], pods: [] };
   saveState(state);
   try {
     const t0 = performance.now();
@@ -149,13 +155,13 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     await createControlPlaneHost(name);
     const pki = await createCa(join(dir, "pki"));
     log(`starting etcd, kube-apiserver, kube-controller-manager in namespace ${name}-cp`);
-    const cp = await startControlPlane(name, dir, bin, pki, opts.clusterCIDR);
+    const cp = await startControlPlane(name, dir, bin, pki, opts.clusterCIDR, 24, { daemonSets: opts.daemonSet });
     state.socket = cp.socket;
     state.admin = { ca: pki.ca, cert: cp.admin.cert, key: cp.admin.key };
     saveState(state);
     log(`apiserver ready after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const kc = kubeConfig(cp.forwarder.port, state.admin);
-    const kubelets = opts.kubelet ? await startKubeletNodes(kc, name, dir, opts.nodes, pki, bin, log) : undefined;
+    const kubelets = kubeletMode ? await startKubeletNodes(kc, name, dir, opts.nodes, pki, bin, log, opts.daemonSet) : undefined;
     if (kubelets) state.nodes.push(...kubelets.nodes);
     for (let i = 1; !kubelets && i <= opts.nodes; i++) {
       await createNodeHost(name, i);
@@ -167,7 +173,11 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     }
     saveState(state);
     log(`nodes: ${state.nodes.map((n) => `${n.name} ${n.ip} podCIDR ${n.podCIDR}`).join(", ")}`);
-    if (daemon) {
+    if (daemon && opts.daemonSet) {
+      await applyDaemonSet(cp.forwarder.port, state.admin, opts.backend);
+      await waitDaemonSetReady(kc, state.nodes);
+      log(`twill DaemonSet (image built by the lab, imported into every containerd) ready on every node`);
+    } else if (daemon) {
       await applyManifests(cp.forwarder.port, state.admin);
       const token = await serviceAccountToken(kc);
       state.daemonFiles = writeDaemonFiles(dir, pki.ca, token, { backend: opts.backend, ...(opts.clusterCIDR ? { clusterCIDR: opts.clusterCIDR } : {}), ...(opts.directRouting ? { directRouting: true } : {}) });
@@ -197,6 +207,8 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     // Kubelet nodes log per node (kubelet, containerd, daemon, CNI).
     for (const n of existsSync(join(dir, "nodes")) ? readdirSync(join(dir, "nodes")) : []) {
       for (const f of readdirSync(join(dir, "nodes", n)).filter((f) => f.endsWith(".log"))) cpSync(join(dir, "nodes", n, f), join(kept, `${n}-${f}`));
+      // Containers' logs, as kubelet writes them (the DaemonSet's pods among them).
+      if (existsSync(join(dir, "nodes", n, "pod-logs"))) cpSync(join(dir, "nodes", n, "pod-logs"), join(kept, `${n}-pod-logs`), { recursive: true });
     }
     log(`lab failed to come up; its logs are in ${kept}`);
     await destroyLab(name);

@@ -1,4 +1,4 @@
-// npm run lab [-- --check] [--nodes N] [--pods N] [--backend vxlan|host-gw] [--direct-routing] [--no-daemon] [--kubelet]
+// npm run lab [-- --check] [--nodes N] [--pods N] [--backend vxlan|host-gw] [--direct-routing] [--no-daemon] [--kubelet [--daemonset]]
 // npm run lab -- down
 // The lab: a real Kubernetes control plane and Twill nodes and pods, all as
 // network namespaces on this machine. See docs/lab.md.
@@ -30,6 +30,7 @@ async function main(): Promise<number> {
       "direct-routing": { type: "boolean", default: false },
       "no-daemon": { type: "boolean", default: false },
       kubelet: { type: "boolean", default: false },
+      daemonset: { type: "boolean", default: false },
     },
   });
   if (positionals[0] === "down") return down();
@@ -57,13 +58,13 @@ async function main(): Promise<number> {
   process.once("SIGINT", stopOnSignal);
   process.once("SIGTERM", stopOnSignal);
   try {
-    lab = await startLab({ nodes, podsPerNode: pods, backend, daemon: !values["no-daemon"], directRouting: values["direct-routing"], kubelet: values.kubelet, log: say });
+    lab = await startLab({ nodes, podsPerNode: pods, backend, daemon: !values["no-daemon"], directRouting: values["direct-routing"], kubelet: values.kubelet, daemonSet: values.daemonset, log: say });
     const s = lab.state;
     say(`lab ${s.name} is up: ${s.nodes.length} nodes, ${s.pods.length} pods, backend ${backend}${s.daemon ? "" : " (no daemon: pods reach only their own node)"}`);
     console.log(`  control plane  namespace ${s.name}-cp: etcd, kube-apiserver (https://172.30.0.2:6443), kube-controller-manager`);
     for (const n of s.nodes) {
       const pods = s.pods.filter((p) => p.node === n.name).map((p) => `${p.name} ${p.ip}`).join(", ");
-      const runs = `${n.kubelet ? ", containerd + kubelet" : ""}${s.daemon ? ", twill daemon" : ""}`;
+      const runs = `${n.kubelet ? ", containerd + kubelet" : ""}${s.daemon ? (s.daemonSet ? ", twill DaemonSet pod" : ", twill daemon") : ""}`;
       console.log(`  ${n.name.padEnd(13)}  namespace ${n.ns}: ${n.ip}, pod CIDR ${n.podCIDR}${runs}; pods: ${pods}`);
     }
     const expected = s.daemon ? allPairs : sameNodeOnly;

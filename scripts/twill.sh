@@ -28,7 +28,7 @@ case "$step" in
   lab)
     bash scripts/build.sh
     # --kubelet needs the kubelet binary too, built from the same module.
-    case " $* " in *" --kubelet "*) export TWILL_BUILD_KUBELET=1 ;; esac
+    case " $* " in *" --kubelet "*|*" --daemonset "*) export TWILL_BUILD_KUBELET=1 ;; esac
     [ "${1:-}" = down ] || bash scripts/build-controlplane.sh >/dev/null
     exec node lab/main.ts "$@"
     ;;

@@ -14,7 +14,7 @@ export const PAUSE_IMAGE = "docker.io/twill-lab/pause:1";
 // The applets the lab's pods use (probes, listeners, the pause loop).
 const APPLETS = ["sh", "sleep", "ping", "nc", "ip", "cat", "echo", "ls", "hostname", "wget", "true", "ifconfig", "kill", "ps"];
 
-interface Entry {
+export interface Entry {
   name: string;
   type: "file" | "dir" | "symlink";
   mode: number;
@@ -26,31 +26,47 @@ function octal(n: number, width: number): string {
   return n.toString(8).padStart(width - 1, "0") + "\0";
 }
 
-/** One ustar header plus the file's data padded to 512-byte blocks. */
-function tarEntry(e: Entry): Buffer {
+const pad512 = (n: number) => Buffer.alloc((512 - (n % 512)) % 512);
+
+/** A PAX extended header carrying a path longer than ustar's 100 bytes (node_modules has them). */
+function paxPath(name: string): Buffer {
+  const rec = (len: number) => `${len} path=${name}\n`;
+  let len = rec(0).length;
+  while (rec(len).length !== len) len = rec(len).length;
+  const data = Buffer.from(rec(len));
+  return Buffer.concat([header({ name: "PaxHeader", type: "pax", mode: 0o644 }, data.length), data, pad512(data.length)]);
+}
+
+function header(e: Entry | { name: string; type: "pax"; mode: number; target?: string }, size: number): Buffer {
   const h = Buffer.alloc(512);
-  h.write(e.name, 0, 100, "utf8");
+  h.write(e.name.slice(0, 100), 0, 100, "utf8");
   h.write(octal(e.mode, 8), 100);
   h.write(octal(0, 8), 108);
   h.write(octal(0, 8), 116);
-  const size = e.type === "file" ? e.data!.length : 0;
   h.write(octal(size, 12), 124);
   h.write(octal(0, 12), 136); // mtime 0: the same bytes, so the same digest, every build
   h.fill(" ", 148, 156);
-  h.write(e.type === "file" ? "0" : e.type === "dir" ? "5" : "2", 156);
+  h.write({ file: "0", dir: "5", symlink: "2", pax: "x" }[e.type], 156);
   if (e.target) h.write(e.target, 157, 100, "utf8");
   h.write("ustar\0", 257);
   h.write("00", 263);
   let sum = 0;
   for (const b of h) sum += b;
   h.write(octal(sum, 7) + " ", 148);
-  if (e.type !== "file") return h;
-  const pad = Buffer.alloc((512 - (size % 512)) % 512);
-  return Buffer.concat([h, e.data!, pad]);
+  return h;
+}
+
+/** One entry: ustar header (after a PAX header when the path is long) and the data padded to 512-byte blocks. */
+function tarEntry(e: Entry): Buffer[] {
+  const size = e.type === "file" ? e.data!.length : 0;
+  const parts = Buffer.byteLength(e.name) > 100 ? [paxPath(e.name)] : [];
+  parts.push(header(e, size));
+  if (e.type === "file") parts.push(e.data!, pad512(size));
+  return parts;
 }
 
 export function tar(entries: Entry[]): Buffer {
-  return Buffer.concat([...entries.map(tarEntry), Buffer.alloc(1024)]);
+  return Buffer.concat([...entries.flatMap(tarEntry), Buffer.alloc(1024)]);
 }
 
 const sha256 = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
@@ -71,6 +87,7 @@ export interface ImageSpec {
   name: string;
   entrypoint?: string[];
   cmd?: string[];
+  env?: string[];
 }
 
 /** An OCI image layout (oci-layout, index.json, blobs) in a tar, named by `io.containerd.image.name`. */
@@ -79,7 +96,7 @@ export function ociArchive(spec: ImageSpec, layer: Buffer): Buffer {
   const config = JSON.stringify({
     architecture: "amd64",
     os: "linux",
-    config: { Env: ["PATH=/bin"], ...(spec.entrypoint ? { Entrypoint: spec.entrypoint } : {}), ...(spec.cmd ? { Cmd: spec.cmd } : {}), WorkingDir: "/" },
+    config: { Env: spec.env ?? ["PATH=/bin"], ...(spec.entrypoint ? { Entrypoint: spec.entrypoint } : {}), ...(spec.cmd ? { Cmd: spec.cmd } : {}), WorkingDir: "/" },
     rootfs: { type: "layers", diff_ids: [layerDigest] },
     history: [{ created_by: "twill lab (lab/kubelet/images.ts)" }],
   });

@@ -40,7 +40,7 @@ async function ensureNsDir(labDir: string): Promise<string> {
  * shims put their sockets, a fixed path) becomes the node's own directory, and
  * kubelet's sysctls are overlaid. Returns the ns file.
  */
-export async function createNodeMountNs(labDir: string, node: string, nodeDir: string): Promise<string> {
+export async function createNodeMountNs(labDir: string, node: string, nodeDir: string, binds: Record<string, string> = {}): Promise<string> {
   const dir = await ensureNsDir(labDir);
   const file = join(dir, node);
   writeFileSync(file, "");
@@ -50,13 +50,19 @@ export async function createNodeMountNs(labDir: string, node: string, nodeDir: s
   mkdirSync("/run/containerd", { recursive: true });
   const sysctlDir = join(nodeDir, "sysctl");
   mkdirSync(sysctlDir, { recursive: true });
-  const binds: string[] = [`mount --bind ${run} /run/containerd`];
+  const cmds: string[] = [`mount --bind ${run} /run/containerd`];
+  // The node's own view of machine paths (the DaemonSet's hostPath volumes): node dir → path inside the node.
+  for (const [path, sub] of Object.entries(binds)) {
+    mkdirSync(path, { recursive: true });
+    mkdirSync(join(nodeDir, sub), { recursive: true });
+    cmds.push(`mount --bind ${join(nodeDir, sub)} ${path}`);
+  }
   for (const [key, value] of Object.entries(KUBELET_SYSCTLS)) {
     const f = join(sysctlDir, key.replace("/", "."));
     writeFileSync(f, `${value}\n`);
-    binds.push(`mount --bind ${f} /proc/sys/${key}`);
+    cmds.push(`mount --bind ${f} /proc/sys/${key}`);
   }
-  await exec(["unshare", `--mount=${file}`, "--propagation", "slave", "sh", "-ec", binds.join("; ")]);
+  await exec(["unshare", `--mount=${file}`, "--propagation", "slave", "sh", "-ec", cmds.join("; ")]);
   return file;
 }
 

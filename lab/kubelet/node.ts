@@ -66,20 +66,51 @@ export async function installCni(dir: string, cd: ContainerdPaths, nodeFile: str
   return cniLog;
 }
 
-export async function startKubeletNode(lab: string, labDir: string, i: number, pki: Pki, bin: string, images: { pod: string; pause: string }): Promise<StartedKubeletNode> {
+/**
+ * Where the manifest's DaemonSet puts things on a node (its hostPath volumes), and the node directory each is
+ * inside the node's mount namespace: the init container's `twill install` lands in the node's CNI dirs that
+ * containerd reads, the daemon's node file, IPAM data and CNI log in the node's own files.
+ */
+export const DAEMONSET_BINDS: Record<string, string> = {
+  "/opt/cni/bin": "cni/bin",
+  "/etc/cni/net.d": "cni/net.d",
+  "/run/twill": "run-twill",
+  "/var/lib/twill": "var-lib-twill",
+  "/var/log/twill": "log-twill",
+};
+
+export interface LabImages {
+  pod: string;
+  pause: string;
+  /** With the DaemonSet: the Twill image (twill-image.ts). */
+  twill?: string;
+}
+
+export async function startKubeletNode(lab: string, labDir: string, i: number, pki: Pki, bin: string, images: LabImages): Promise<StartedKubeletNode> {
   const name = nodeName(i);
   const ns = await createNodeHost(lab, i);
   const dir = nodeDir(lab, name);
-  const mountNs = await createNodeMountNs(labDir, name, dir);
+  const daemonSet = images.twill !== undefined;
+  const mountNs = await createNodeMountNs(labDir, name, dir, daemonSet ? DAEMONSET_BINDS : {});
   const cgroupRoot = createCgroupRoot(lab, name);
   const cd = writeContainerdConfig(dir);
-  const nodeFile = join(dir, "node.json");
-  const ipamDir = join(dir, "ipam");
-  const cniLog = await installCni(dir, cd, nodeFile, ipamDir);
+  let nodeFile = join(dir, "node.json");
+  let ipamDir = join(dir, "ipam");
+  let cniLog: string;
+  if (daemonSet) {
+    // The DaemonSet's init container installs Twill; the node comes with the reference plugins, as a real one does.
+    nodeFile = join(dir, "run-twill", "node.json");
+    ipamDir = join(dir, "var-lib-twill", "ipam");
+    cniLog = join(dir, "log-twill", "cni.log");
+    for (const p of ["loopback", "portmap"]) copyFileSync(join("/usr/lib/cni", p), join(cd.cniBin, p));
+  } else {
+    cniLog = await installCni(dir, cd, nodeFile, ipamDir);
+  }
   const containerdLog = join(dir, "containerd.log");
   const containerd = await startContainerd(ns, mountNs, cd, containerdLog, name);
   await importImage(cd, images.pause, mountNs, ns);
   await importImage(cd, images.pod, mountNs, ns);
+  if (images.twill) await importImage(cd, images.twill, mountNs, ns);
   const files = await writeKubeletFiles(pki, { name, ip: nodeIp(i), dir, cgroupRoot, containerdSocket: cd.socket });
   const kubelet = startKubelet(bin, ns, mountNs, { name, ip: nodeIp(i), dir, cgroupRoot, containerdSocket: cd.socket }, files);
   return {
