@@ -41,6 +41,8 @@ export interface LabOptions {
   /** With kubelet: Twill runs as the manifest's DaemonSet from a lab-built image, not as per-node processes. */
   daemonSet?: boolean;
   log?: (msg: string) => void;
+  /** Told the lab's name as soon as it has one, so a signal during start-up can tear it down. */
+  onName?: (name: string) => void;
 }
 
 export interface LabState {
@@ -144,6 +146,7 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
   const kubeletMode = opts.kubelet || opts.daemonSet;
   const bin = await controlPlaneBinaries(log, kubeletMode);
   const name = newLabName();
+  opts.onName?.(name);
   const dir = labDir(name);
   mkdirSync(join(dir, "pki"), { recursive: true });
   const daemon = opts.daemon ?? true;

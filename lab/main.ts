@@ -20,6 +20,9 @@ async function down(): Promise<number> {
 }
 
 async function main(): Promise<number> {
+  // The lab's own handles (relay, child processes) are unref'd; without this Node ends the waiting process with
+  // exit 13 (unsettled top-level await) and leaves the lab behind (seen with stdin not a terminal).
+  setInterval(() => {}, 2 ** 30);
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: {
@@ -50,15 +53,18 @@ async function main(): Promise<number> {
     return 2;
   }
   let lab: RunningLab | undefined;
+  let starting: string | undefined;
   const stopOnSignal = async () => {
     say("stopping: tearing the lab down");
-    await lab?.close();
+    // Still starting (kubelets, containerds may already run): remove it by name.
+    if (lab) await lab.close();
+    else if (starting) await destroyLab(starting);
     process.exit(130);
   };
   process.once("SIGINT", stopOnSignal);
   process.once("SIGTERM", stopOnSignal);
   try {
-    lab = await startLab({ nodes, podsPerNode: pods, backend, daemon: !values["no-daemon"], directRouting: values["direct-routing"], kubelet: values.kubelet, daemonSet: values.daemonset, log: say });
+    lab = await startLab({ nodes, podsPerNode: pods, backend, daemon: !values["no-daemon"], directRouting: values["direct-routing"], kubelet: values.kubelet, daemonSet: values.daemonset, log: say, onName: (n) => (starting = n) });
     const s = lab.state;
     say(`lab ${s.name} is up: ${s.nodes.length} nodes, ${s.pods.length} pods, backend ${backend}${s.daemon ? "" : " (no daemon: pods reach only their own node)"}`);
     console.log(`  control plane  namespace ${s.name}-cp: etcd, kube-apiserver (https://172.30.0.2:6443), kube-controller-manager`);
