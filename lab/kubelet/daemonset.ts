@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { CoreV1Api, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
+import { AppsV1Api, CoreV1Api, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
 import { TwillError } from "../../lib/errors.ts";
 import type { LabNode } from "../cluster.ts";
 import { applyObject, manifestObjects } from "../install.ts";
@@ -39,13 +39,17 @@ export async function applyDaemonSet(port: number, creds: Credentials, backend: 
   for (const obj of labManifest(backend)) await applyObject(port, creds, obj);
 }
 
-/** The daemon pod on every node has programmed its node (its node file exists). */
+/** The daemon pod on every node has programmed its node (its node file exists) and the DaemonSet counts it Ready. */
 export async function waitDaemonSetReady(kc: KubeConfig, nodes: LabNode[], timeoutMs = 180_000): Promise<void> {
   const core = kc.makeApiClient(CoreV1Api);
+  const apps = kc.makeApiClient(AppsV1Api);
   const deadline = Date.now() + timeoutMs;
   let pods: string[] = [];
   while (Date.now() < deadline) {
-    if (nodes.every((n) => existsSync(n.nodeFile))) return;
+    if (nodes.every((n) => existsSync(n.nodeFile))) {
+      const ds = await apps.readNamespacedDaemonSet({ name: "twill", namespace: "twill-system" });
+      if (ds.status?.numberReady === nodes.length) return;
+    }
     const list = await core.listNamespacedPod({ namespace: "twill-system" });
     pods = list.items.map((p) => `${p.metadata?.name} on ${p.spec?.nodeName ?? "(unscheduled)"}: ${p.status?.phase} ${JSON.stringify(p.status?.containerStatuses?.map((c) => c.state) ?? p.status?.initContainerStatuses?.map((c) => c.state) ?? [])}`);
     await new Promise((r) => setTimeout(r, 500));
