@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { TwillError } from "../lib/errors.ts";
 import type { Logger } from "../lib/log.ts";
@@ -13,6 +13,22 @@ import type { Metrics } from "./health/metrics.ts";
 import { reconcileMasquerade } from "./kernel/masquerade.ts";
 import { reconcile, totalChanges } from "./kernel/reconcile.ts";
 import { findUnderlay } from "./kernel/underlay.ts";
+
+const IP_FORWARD = "/proc/sys/net/ipv4/ip_forward";
+
+/**
+ * Turns IPv4 forwarding on when it is off. Written only when needed: in the
+ * DaemonSet's container /proc/sys is read-only (not privileged), and on a
+ * node where forwarding is already on nothing needs writing.
+ */
+function ensureForwarding(): void {
+  if (readFileSync(IP_FORWARD, "utf8").trim() === "1") return;
+  try {
+    writeFileSync(IP_FORWARD, "1");
+  } catch (err) {
+    throw new TwillError("IP_FORWARD", "IPv4 forwarding is off and /proc/sys is read-only here: turn on net.ipv4.ip_forward on the node (sysctl) or run the daemon with a writable /proc/sys", String(err));
+  }
+}
 
 // The node daemon's loop: cluster view → desired state (the backend) → the
 // kernel (reconcile), on every change and every resync period. It never names
@@ -123,7 +139,7 @@ export class Agent {
     const desired = backend.desired(view, local, podMtu);
     const changes = await reconcile(desired);
     const masq = await reconcileMasquerade(cfg.masquerade, [cfg.clusterCIDR], desired.links.map((l) => l.port));
-    writeFileSync("/proc/sys/net/ipv4/ip_forward", "1");
+    ensureForwarding();
     for (const [kind, n] of Object.entries(changes)) if (n) metrics.kernelChanges.inc({ kind }, n);
     if (masq) metrics.kernelChanges.inc({ kind: "nft" }, masq);
     metrics.programmed.set({ kind: "routes" }, desired.routes.length);

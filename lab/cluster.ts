@@ -6,6 +6,7 @@ import { addNetns, netnsPath } from "../lib/kernel/netns.ts";
 import { TwillError } from "../lib/errors.ts";
 import { writeNodeFile } from "../lib/node-file.ts";
 import { CLUSTER_CIDR, nodeDir, nodeIp, nodeName, nodeNs, podNs } from "./names.ts";
+import type { KubeletInfo } from "./kubelet/node.ts";
 
 // Cluster objects as a kubelet would make them: Nodes registered with their
 // underlay InternalIP, Pods bound to a node whose network Twill's CNI plugin
@@ -24,6 +25,8 @@ export interface LabNode {
   ipamDir: string;
   /** This node's own files (node file, IPAM, CNI log). */
   dir: string;
+  /** Set when a real kubelet and containerd run the node (--kubelet). */
+  kubelet?: KubeletInfo;
 }
 
 export interface LabPod {

@@ -53,7 +53,12 @@ async function waitReady(cp: { forwarder: Forwarder; admin: Issued }, pki: Pki, 
   throw new TwillError("LAB_CONTROL_PLANE", "kube-apiserver did not become ready within 2 minutes", last);
 }
 
-export async function startControlPlane(lab: string, dir: string, bin: string, pki: Pki, clusterCIDR = CLUSTER_CIDR, nodeMaskSize = 24): Promise<ControlPlane> {
+export interface ControlPlaneOptions {
+  /** Run DaemonSets: kube-controller-manager's daemonset controller and kube-scheduler (which places their pods). */
+  daemonSets?: boolean;
+}
+
+export async function startControlPlane(lab: string, dir: string, bin: string, pki: Pki, clusterCIDR = CLUSTER_CIDR, nodeMaskSize = 24, opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const ns = controlPlaneNs(lab);
   const logs = join(dir, "logs");
   mkdirSync(logs, { recursive: true });
@@ -109,7 +114,7 @@ export async function startControlPlane(lab: string, dir: string, bin: string, p
       `--cluster-cidr=${clusterCIDR}`,
       `--node-cidr-mask-size=${nodeMaskSize}`,
       `--service-cluster-ip-range=${SERVICE_CIDR}`,
-      "--controllers=node-ipam-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller,garbage-collector-controller,root-ca-certificate-publisher-controller",
+      `--controllers=node-ipam-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller,garbage-collector-controller,root-ca-certificate-publisher-controller${opts.daemonSets ? ",daemonset-controller" : ""}`,
       `--service-account-private-key-file=${pki.saKey}`,
       `--root-ca-file=${pki.ca}`,
       "--leader-elect=false",
@@ -120,5 +125,22 @@ export async function startControlPlane(lab: string, dir: string, bin: string, p
       "--v=0",
     ], join(logs, "kube-controller-manager.log")),
   );
+  if (opts.daemonSets) {
+    const sched = await issue(pki, { name: "scheduler", commonName: "system:kube-scheduler", usage: "client" });
+    const schedConfig = join(dir, "scheduler.kubeconfig");
+    kubeconfigFile(schedConfig, pki, sched, "https://127.0.0.1:6443");
+    processes.push(
+      startIn(ns, "kube-scheduler", [
+        join(bin, "kube-scheduler"),
+        `--kubeconfig=${schedConfig}`,
+        `--authentication-kubeconfig=${schedConfig}`,
+        `--authorization-kubeconfig=${schedConfig}`,
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        "--secure-port=10259",
+        "--v=0",
+      ], join(logs, "kube-scheduler.log")),
+    );
+  }
   return { processes, admin, socket, forwarder };
 }

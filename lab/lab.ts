@@ -3,6 +3,7 @@ import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, write
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
+import { TwillError } from "../lib/errors.ts";
 import { exec } from "../lib/kernel/exec.ts";
 import { deleteNetns, listNetns } from "../lib/kernel/netns.ts";
 import { createPod, labNodeFor, nodeFiles, registerNode, waitDefaultServiceAccount, waitPodCidr, writeLabNodeFile, type LabNode, type LabPod } from "./cluster.ts";
@@ -13,6 +14,10 @@ import { kubeConfig, startForwarder, type Credentials, type Forwarder } from "./
 import { LAB_PREFIX, LAB_ROOT, labDir, newLabName } from "./names.ts";
 import { createCa } from "./pki.ts";
 import { createControlPlaneHost, createNodeHost, createUnderlay } from "./topology.ts";
+import { labsWithCgroups, removeLabCgroups } from "./kubelet/cgroups.ts";
+import { removeMountNamespaces } from "./kubelet/mountns.ts";
+import { startKubeletNodes, createKubeletPods } from "./kubelet/lab-nodes.ts";
+import { applyDaemonSet, waitDaemonSetReady } from "./kubelet/daemonset.ts";
 
 // A whole lab: control plane + N nodes + pods, described by a state file in
 // its directory so that tests in other processes can attach to it and a
@@ -34,7 +39,13 @@ export interface LabOptions {
   /** ConfigMap switches for the daemons (default: masquerade and policy on). */
   masquerade?: boolean;
   policy?: boolean;
+  /** Real kubelets and containerd run the nodes and their pods (docs/lab.md). */
+  kubelet?: boolean;
+  /** With kubelet: Twill runs as the manifest's DaemonSet from a lab-built image, not as per-node processes. */
+  daemonSet?: boolean;
   log?: (msg: string) => void;
+  /** Told the lab's name as soon as it has one, so a signal during start-up can tear it down. */
+  onName?: (name: string) => void;
 }
 
 export interface LabState {
@@ -45,6 +56,10 @@ export interface LabState {
   socket: string;
   admin: Credentials;
   daemon: boolean;
+  /** Nodes run by real kubelets (each LabNode has its `kubelet` info). */
+  kubelet?: boolean;
+  /** Twill's daemon runs as the DaemonSet (pods in twill-system), not as lab processes. */
+  daemonSet?: boolean;
   /** What a (re)started daemon needs. */
   daemonFiles?: { config: string; kubeconfig: string };
   nodes: LabNode[];
@@ -75,7 +90,11 @@ export async function destroyLab(lab: string): Promise<void> {
   const namespaces = await listNetns(`${lab}-`);
   // Pods and nodes first, the underlay last.
   for (const ns of namespaces.sort((a, b) => Number(a.endsWith("-ul")) - Number(b.endsWith("-ul")))) await deleteNetns(ns);
+  // Kubelet nodes: containers still running in pod netns, then the nodes' mount namespaces (their mounts go with them).
+  const left = await removeLabCgroups(lab);
+  await removeMountNamespaces(labDir(lab));
   rmSync(labDir(lab), { recursive: true, force: true });
+  if (left.length) throw new TwillError("LAB_CGROUPS_LEFT", `lab ${lab}: cgroups could not be removed; run npm run lab -- down again`, left.join("\n"));
 }
 
 /** Labs left behind by a run that was killed (their owner process is gone). */
@@ -83,6 +102,7 @@ export async function staleLabs(): Promise<string[]> {
   const names = new Set<string>();
   if (existsSync(LAB_ROOT)) for (const d of readdirSync(LAB_ROOT)) names.add(d);
   for (const ns of await listNetns(LAB_PREFIX)) names.add(ns.split("-")[0]!);
+  for (const lab of labsWithCgroups(LAB_PREFIX)) names.add(lab);
   const stale: string[] = [];
   for (const lab of names) {
     let owner = 0;
@@ -104,9 +124,10 @@ export interface RunningLab {
 }
 
 /** Builds (first run) or finds the control-plane binaries; build progress streams as it happens. */
-export function controlPlaneBinaries(log: (m: string) => void): Promise<string> {
+export function controlPlaneBinaries(log: (m: string) => void, kubelet = false): Promise<string> {
   return new Promise((resolvePath, reject) => {
-    const child = spawn("bash", [join(REPO, "scripts/build-controlplane.sh")], { stdio: ["ignore", "pipe", "pipe"] });
+    const env = { ...process.env, ...(kubelet ? { TWILL_BUILD_KUBELET: "1" } : {}) };
+    const child = spawn("bash", [join(REPO, "scripts/build-controlplane.sh")], { stdio: ["ignore", "pipe", "pipe"], env });
     let out = "";
     let err = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
@@ -125,12 +146,14 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     log(`removing lab ${lab} left behind by a killed run`);
     await destroyLab(lab);
   }
-  const bin = await controlPlaneBinaries(log);
+  const kubeletMode = opts.kubelet || opts.daemonSet;
+  const bin = await controlPlaneBinaries(log, kubeletMode);
   const name = newLabName();
+  opts.onName?.(name);
   const dir = labDir(name);
   mkdirSync(join(dir, "pki"), { recursive: true });
   const daemon = opts.daemon ?? true;
-  const state: LabState = { name, ownerPid: process.pid, dir, backend: opts.backend, socket: "", admin: { ca: "" }, daemon, nodes: [], pods: [] };
+  const state: LabState = { name, ownerPid: process.pid, dir, backend: opts.backend, socket: "", admin: { ca: "" }, daemon, ...(kubeletMode ? { kubelet: true } : {}), ...(opts.daemonSet ? { daemonSet: true } : {}), nodes: [], pods: [] };
   saveState(state);
   try {
     const t0 = performance.now();
@@ -138,23 +161,29 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     await createControlPlaneHost(name);
     const pki = await createCa(join(dir, "pki"));
     log(`starting etcd, kube-apiserver, kube-controller-manager in namespace ${name}-cp`);
-    const cp = await startControlPlane(name, dir, bin, pki, opts.clusterCIDR);
+    const cp = await startControlPlane(name, dir, bin, pki, opts.clusterCIDR, 24, { daemonSets: opts.daemonSet });
     state.socket = cp.socket;
     state.admin = { ca: pki.ca, cert: cp.admin.cert, key: cp.admin.key };
     saveState(state);
     log(`apiserver ready after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const kc = kubeConfig(cp.forwarder.port, state.admin);
-    for (let i = 1; i <= opts.nodes; i++) {
+    const kubelets = kubeletMode ? await startKubeletNodes(kc, name, dir, opts.nodes, pki, bin, log, opts.daemonSet) : undefined;
+    if (kubelets) state.nodes.push(...kubelets.nodes);
+    for (let i = 1; !kubelets && i <= opts.nodes; i++) {
       await createNodeHost(name, i);
       await registerNode(kc, i);
     }
-    for (let i = 1; i <= opts.nodes; i++) {
+    for (let i = 1; !kubelets && i <= opts.nodes; i++) {
       const podCIDR = await waitPodCidr(kc, `node${i}`);
       state.nodes.push(labNodeFor(name, i, podCIDR, nodeFiles(name, `node${i}`)));
     }
     saveState(state);
     log(`nodes: ${state.nodes.map((n) => `${n.name} ${n.ip} podCIDR ${n.podCIDR}`).join(", ")}`);
-    if (daemon) {
+    if (daemon && opts.daemonSet) {
+      await applyDaemonSet(cp.forwarder.port, state.admin, opts.backend);
+      await waitDaemonSetReady(kc, state.nodes);
+      log(`twill DaemonSet (image built by the lab, imported into every containerd) ready on every node`);
+    } else if (daemon) {
       await applyManifests(cp.forwarder.port, state.admin);
       const token = await serviceAccountToken(kc);
       state.daemonFiles = writeDaemonFiles(dir, pki.ca, token, { backend: opts.backend, ...(opts.clusterCIDR ? { clusterCIDR: opts.clusterCIDR } : {}), ...(opts.directRouting ? { directRouting: true } : {}), masquerade: opts.masquerade ?? true, policy: opts.policy ?? true });
@@ -166,7 +195,11 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
       for (const n of state.nodes) writeLabNodeFile(n);
     }
     await waitDefaultServiceAccount(kc);
-    for (const node of state.nodes) {
+    if (kubelets) {
+      await kubelets.ready();
+      state.pods.push(...(await createKubeletPods(kc, name, state.nodes, opts.podsPerNode)));
+    }
+    for (const node of kubelets ? [] : state.nodes) {
       for (let j = 1; j <= opts.podsPerNode; j++) {
         state.pods.push(await createPod(kc, name, node, `${node.name}-pod${j}`));
       }
@@ -177,6 +210,12 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     // Keep the logs of a lab that failed to come up; everything else goes.
     const kept = join(tmpdir(), `twill-lab-${name}-logs`);
     cpSync(join(dir, "logs"), kept, { recursive: true, force: true });
+    // Kubelet nodes log per node (kubelet, containerd, daemon, CNI).
+    for (const n of existsSync(join(dir, "nodes")) ? readdirSync(join(dir, "nodes")) : []) {
+      for (const f of readdirSync(join(dir, "nodes", n)).filter((f) => f.endsWith(".log"))) cpSync(join(dir, "nodes", n, f), join(kept, `${n}-${f}`));
+      // Containers' logs, as kubelet writes them (the DaemonSet's pods among them).
+      if (existsSync(join(dir, "nodes", n, "pod-logs"))) cpSync(join(dir, "nodes", n, "pod-logs"), join(kept, `${n}-pod-logs`), { recursive: true });
+    }
     log(`lab failed to come up; its logs are in ${kept}`);
     await destroyLab(name);
     throw err;

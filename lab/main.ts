@@ -1,4 +1,4 @@
-// npm run lab [-- --check] [--nodes N] [--pods N] [--backend vxlan|host-gw] [--direct-routing] [--no-daemon]
+// npm run lab [-- --check] [--nodes N] [--pods N] [--backend vxlan|host-gw] [--direct-routing] [--no-daemon] [--kubelet [--daemonset]]
 // npm run lab -- down
 // The lab: a real Kubernetes control plane and Twill nodes and pods, all as
 // network namespaces on this machine. See docs/lab.md.
@@ -20,6 +20,9 @@ async function down(): Promise<number> {
 }
 
 async function main(): Promise<number> {
+  // The lab's own handles (relay, child processes) are unref'd; without this Node ends the waiting process with
+  // exit 13 (unsettled top-level await) and leaves the lab behind (seen with stdin not a terminal).
+  setInterval(() => {}, 2 ** 30);
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: {
@@ -29,6 +32,8 @@ async function main(): Promise<number> {
       backend: { type: "string", default: "vxlan" },
       "direct-routing": { type: "boolean", default: false },
       "no-daemon": { type: "boolean", default: false },
+      kubelet: { type: "boolean", default: false },
+      daemonset: { type: "boolean", default: false },
     },
   });
   if (positionals[0] === "down") return down();
@@ -48,21 +53,25 @@ async function main(): Promise<number> {
     return 2;
   }
   let lab: RunningLab | undefined;
+  let starting: string | undefined;
   const stopOnSignal = async () => {
     say("stopping: tearing the lab down");
-    await lab?.close();
+    // Still starting (kubelets, containerds may already run): remove it by name.
+    if (lab) await lab.close();
+    else if (starting) await destroyLab(starting);
     process.exit(130);
   };
   process.once("SIGINT", stopOnSignal);
   process.once("SIGTERM", stopOnSignal);
   try {
-    lab = await startLab({ nodes, podsPerNode: pods, backend, daemon: !values["no-daemon"], directRouting: values["direct-routing"], log: say });
+    lab = await startLab({ nodes, podsPerNode: pods, backend, daemon: !values["no-daemon"], directRouting: values["direct-routing"], kubelet: values.kubelet, daemonSet: values.daemonset, log: say, onName: (n) => (starting = n) });
     const s = lab.state;
     say(`lab ${s.name} is up: ${s.nodes.length} nodes, ${s.pods.length} pods, backend ${backend}${s.daemon ? "" : " (no daemon: pods reach only their own node)"}`);
     console.log(`  control plane  namespace ${s.name}-cp: etcd, kube-apiserver (https://172.30.0.2:6443), kube-controller-manager`);
     for (const n of s.nodes) {
       const pods = s.pods.filter((p) => p.node === n.name).map((p) => `${p.name} ${p.ip}`).join(", ");
-      console.log(`  ${n.name.padEnd(13)}  namespace ${n.ns}: ${n.ip}, pod CIDR ${n.podCIDR}${s.daemon ? ", twill daemon" : ""}; pods: ${pods}`);
+      const runs = `${n.kubelet ? ", containerd + kubelet" : ""}${s.daemon ? (s.daemonSet ? ", twill DaemonSet pod" : ", twill daemon") : ""}`;
+      console.log(`  ${n.name.padEnd(13)}  namespace ${n.ns}: ${n.ip}, pod CIDR ${n.podCIDR}${runs}; pods: ${pods}`);
     }
     const expected = s.daemon ? allPairs : sameNodeOnly;
     const t0 = performance.now();

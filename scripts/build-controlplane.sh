@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the lab's control plane — kube-apiserver, kube-controller-manager,
-# kubelet and etcd — from their Go modules (lab/k8s/go.mod pins the versions)
+# etcd, and with TWILL_BUILD_KUBELET=1 kubelet and kube-scheduler (the lab's
+# --kubelet mode; the scheduler places the DaemonSet's pods) — from their Go modules (lab/k8s/go.mod pins the versions)
 # into a machine-level cache that later runs and fresh clones on this machine
 # reuse. Prints the directory holding the binaries on stdout.
 set -euo pipefail
@@ -13,7 +14,7 @@ out="${TWILL_CACHE_DIR:-/var/cache/twill}/k8s-$k8s_version-$key/bin"
 say() { printf '[lab] %s\n' "$*" >&2; }
 
 wanted=(kube-apiserver kube-controller-manager etcd)
-[ "${TWILL_BUILD_KUBELET:-0}" = 1 ] && wanted+=(kubelet)
+[ "${TWILL_BUILD_KUBELET:-0}" = 1 ] && wanted+=(kubelet kube-scheduler)
 missing=()
 for b in "${wanted[@]}"; do [ -x "$out/$b" ] || missing+=("$b"); done
 if [ ${#missing[@]} -eq 0 ]; then

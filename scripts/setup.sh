@@ -15,9 +15,11 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Debian packages: the kernel tools Twill drives, the reference CNI plugins and
-# BGP daemons the tests and benchmarks compare against.
+# BGP daemons the tests and benchmarks compare against, and the container
+# runtime the lab's kubelets drive (containerd, runc; busybox-static is the
+# lab's pod and pause image).
 packages=(iproute2 iputils-ping python3 nftables iptables conntrack iperf3 socat ncat tcpdump ethtool util-linux openssl
-  containernetworking-plugins bird2 gobgpd frr hyperfine jq procps)
+  containernetworking-plugins bird2 gobgpd frr hyperfine jq procps containerd runc busybox-static)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -27,9 +29,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-  # The BGP daemons are started by the tests in their own namespaces, never as
-  # services of this machine.
-  for svc in bird frr gobgpd; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
+  # The BGP daemons and containerd are started by the tests and the lab in their
+  # own namespaces, never as services of this machine.
+  for svc in bird frr gobgpd containerd; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
 fi
 
 # npm dependencies, reinstalled only when the lock file changes.

@@ -14,9 +14,9 @@ case "$step" in
   typecheck) tsc -p tsconfig.json ;;
   test)
     bash scripts/build.sh
-    # The lab's control plane, before vitest: a first build takes minutes and
-    # must not run into a test-hook timeout.
-    bash scripts/build-controlplane.sh >/dev/null
+    # The lab's control plane (and kubelet, for test/kubelet), before vitest: a
+    # first build takes minutes and must not run into a test-hook timeout.
+    TWILL_BUILD_KUBELET=1 bash scripts/build-controlplane.sh >/dev/null
     tsc -p tsconfig.json
     report=$(mktemp)
     rc=0
@@ -27,6 +27,8 @@ case "$step" in
     ;;
   lab)
     bash scripts/build.sh
+    # --kubelet needs the kubelet binary too, built from the same module.
+    case " $* " in *" --kubelet "*|*" --daemonset "*) export TWILL_BUILD_KUBELET=1 ;; esac
     [ "${1:-}" = down ] || bash scripts/build-controlplane.sh >/dev/null
     exec node lab/main.ts "$@"
     ;;
@@ -40,7 +42,11 @@ case "$step" in
     bash scripts/build.sh
     name=${1:?bench name}
     shift
-    case "$name" in cni) ;; *) bash scripts/build-controlplane.sh >/dev/null ;; esac
+    case "$name" in
+      cni) ;;
+      pods) TWILL_BUILD_KUBELET=1 bash scripts/build-controlplane.sh >/dev/null ;;
+      *) bash scripts/build-controlplane.sh >/dev/null ;;
+    esac
     exec node "bench/$name.ts" "$@"
     ;;
   *) echo "unknown step: $step" >&2; exit 2 ;;

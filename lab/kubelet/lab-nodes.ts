@@ -1,0 +1,82 @@
+import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import { TwillError } from "../../lib/errors.ts";
+import { labNodeFor, type LabNode, type LabPod } from "../cluster.ts";
+import { nodeName } from "../names.ts";
+import type { Pki } from "../pki.ts";
+import { tail, type LabProcess } from "../process.ts";
+import { writeLabImages } from "./images.ts";
+import { writeTwillImage } from "./twill-image.ts";
+import { kubeletFailed } from "./kubelet.ts";
+import { startKubeletNode } from "./node.ts";
+import { attachReadyPod, kubeletPodSpec } from "./pods.ts";
+
+// The lab's --kubelet mode: N nodes run by kubelet + containerd, registered
+// by kubelet itself, and pods run by them.
+
+async function waitRegistered(kc: KubeConfig, name: string, kubelet: LabProcess, timeoutMs = 120_000): Promise<string> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (kubelet.exited()) throw kubeletFailed(kubelet, name);
+    try {
+      const n = await core.readNode({ name });
+      if (n.spec?.podCIDR) return n.spec.podCIDR;
+    } catch {
+      // not registered yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new TwillError("LAB_KUBELET", `kubelet on ${name} did not register its Node (with a pod CIDR) within ${timeoutMs / 1000} s; see ${kubelet.log}`, tail(kubelet.log, 25));
+}
+
+async function waitNodeReady(kc: KubeConfig, name: string, kubelet: LabProcess, timeoutMs = 120_000): Promise<void> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  while (Date.now() < deadline) {
+    if (kubelet.exited()) throw kubeletFailed(kubelet, name);
+    const n = await core.readNode({ name });
+    const ready = n.status?.conditions?.find((c) => c.type === "Ready");
+    if (ready?.status === "True") return;
+    last = `${ready?.reason ?? ""}: ${ready?.message ?? ""}`;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new TwillError("LAB_NODE_NOT_READY", `node ${name} did not become Ready within ${timeoutMs / 1000} s (${last}); see ${kubelet.log}`, tail(kubelet.log, 25));
+}
+
+export interface KubeletNodes {
+  nodes: LabNode[];
+  kubelets: LabProcess[];
+  /** Resolves once every Node is Ready (runtime and CNI up: needs the daemon's node file). */
+  ready(): Promise<void>;
+}
+
+export async function startKubeletNodes(kc: KubeConfig, lab: string, dir: string, count: number, pki: Pki, bin: string, log: (m: string) => void, daemonSet = false): Promise<KubeletNodes> {
+  const images = { ...writeLabImages(dir), ...(daemonSet ? { twill: writeTwillImage(dir).path } : {}) };
+  const started = [];
+  for (let i = 1; i <= count; i++) started.push(await startKubeletNode(lab, dir, i, pki, bin, images));
+  log(`containerd + kubelet started on ${count} nodes; waiting for kubelet to register them`);
+  const nodes: LabNode[] = [];
+  for (let i = 1; i <= count; i++) {
+    const s = started[i - 1]!;
+    const podCIDR = await waitRegistered(kc, nodeName(i), s.kubelet);
+    nodes.push({ ...labNodeFor(lab, i, podCIDR, { nodeFile: s.info.nodeFile, ipamDir: s.info.ipamDir }), kubelet: s.info });
+  }
+  const kubelets = started.map((s) => s.kubelet);
+  return {
+    nodes,
+    kubelets,
+    ready: async () => {
+      await Promise.all(nodes.map((n, k) => waitNodeReady(kc, n.name, kubelets[k]!)));
+      log(`nodes Ready (registered by kubelet): ${nodes.map((n) => n.name).join(", ")}`);
+    },
+  };
+}
+
+/** `perNode` pods on every node, created at once, returned once Ready with their netns named. */
+export async function createKubeletPods(kc: KubeConfig, lab: string, nodes: LabNode[], perNode: number, namespace = "default"): Promise<LabPod[]> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const wanted = nodes.flatMap((n) => Array.from({ length: perNode }, (_, j) => ({ node: n, name: `${n.name}-pod${j + 1}` })));
+  await Promise.all(wanted.map((w) => core.createNamespacedPod({ namespace, body: kubeletPodSpec(w.node.name, w.name, { namespace }) })));
+  return Promise.all(wanted.map((w) => attachReadyPod(kc, lab, w.node, w.node.kubelet!.containerd, namespace, w.name)));
+}

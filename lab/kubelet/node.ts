@@ -1,0 +1,121 @@
+import { copyFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { TwillError } from "../../lib/errors.ts";
+import { exec } from "../../lib/kernel/exec.ts";
+import { nodeDir, nodeIp, nodeName } from "../names.ts";
+import type { Pki } from "../pki.ts";
+import type { LabProcess } from "../process.ts";
+import { createNodeHost } from "../topology.ts";
+import { createCgroupRoot } from "./cgroups.ts";
+import { importImage, startContainerd, writeContainerdConfig, type ContainerdPaths } from "./containerd.ts";
+import { startKubelet, writeKubeletFiles } from "./kubelet.ts";
+import { createNodeMountNs } from "./mountns.ts";
+
+// A lab node run by a real kubelet: the node's namespaces, its cgroup root,
+// Twill's CNI files installed by `twill install`, containerd with the lab's
+// images, then kubelet, which registers the Node.
+
+const REPO = resolve(import.meta.dirname, "../..");
+
+/** What the lab keeps about a kubelet node (in state.json, for tests and teardown). */
+export interface KubeletInfo {
+  mountNs: string;
+  cgroupRoot: string;
+  containerd: ContainerdPaths;
+  kubeletLog: string;
+  containerdLog: string;
+  cniLog: string;
+  ipamDir: string;
+  nodeFile: string;
+}
+
+export interface StartedKubeletNode {
+  info: KubeletInfo;
+  containerd: LabProcess;
+  kubelet: LabProcess;
+}
+
+/**
+ * The conflist `twill install` puts on the node: Twill, then portmap, as the manifest's. Version 1.0.0:
+ * containerd 1.6's libcni rejects a 1.1.0 result ("unsupported CNI result version") and Debian's portmap
+ * (plugins 1.1.1) stops at 1.0.0 — both seen here.
+ */
+export function nodeConflist(nodeFile: string, logFile: string, ipamDir: string): string {
+  return JSON.stringify(
+    {
+      cniVersion: "1.0.0",
+      name: "twill",
+      plugins: [
+        { type: "twill", nodeFile, logFile, ipam: { type: "twill-ipam", dataDir: ipamDir } },
+        { type: "portmap", capabilities: { portMappings: true }, snat: true },
+      ],
+    },
+    null,
+    2,
+  );
+}
+
+export async function installCni(dir: string, cd: ContainerdPaths, nodeFile: string, ipamDir: string): Promise<string> {
+  const cniLog = join(dir, "cni.log");
+  const conflist = join(dir, "twill.conflist");
+  writeFileSync(conflist, nodeConflist(nodeFile, cniLog, ipamDir));
+  const r = await exec([join(REPO, "dist/cni/twill"), "install", "--bin-dir", cd.cniBin, "--conf-dir", cd.cniConf, "--conflist", conflist], { allowFailure: true });
+  if (r.code !== 0) throw new TwillError("LAB_CNI_INSTALL", `twill install failed on ${dir}; run bash scripts/build.sh first`, r.stderr);
+  // containerd's CRI attaches every pod's loopback with the reference plugin; portmap follows Twill in the chain.
+  for (const p of ["loopback", "portmap"]) copyFileSync(join("/usr/lib/cni", p), join(cd.cniBin, p));
+  return cniLog;
+}
+
+/**
+ * Where the manifest's DaemonSet puts things on a node (its hostPath volumes), and the node directory each is
+ * inside the node's mount namespace: the init container's `twill install` lands in the node's CNI dirs that
+ * containerd reads, the daemon's node file, IPAM data and CNI log in the node's own files.
+ */
+export const DAEMONSET_BINDS: Record<string, string> = {
+  "/opt/cni/bin": "cni/bin",
+  "/etc/cni/net.d": "cni/net.d",
+  "/run/twill": "run-twill",
+  "/var/lib/twill": "var-lib-twill",
+  "/var/log/twill": "log-twill",
+};
+
+export interface LabImages {
+  pod: string;
+  pause: string;
+  /** With the DaemonSet: the Twill image (twill-image.ts). */
+  twill?: string;
+}
+
+export async function startKubeletNode(lab: string, labDir: string, i: number, pki: Pki, bin: string, images: LabImages): Promise<StartedKubeletNode> {
+  const name = nodeName(i);
+  const ns = await createNodeHost(lab, i);
+  const dir = nodeDir(lab, name);
+  const daemonSet = images.twill !== undefined;
+  const mountNs = await createNodeMountNs(labDir, name, dir, daemonSet ? DAEMONSET_BINDS : {});
+  const cgroupRoot = createCgroupRoot(lab, name);
+  const cd = writeContainerdConfig(dir);
+  let nodeFile = join(dir, "node.json");
+  let ipamDir = join(dir, "ipam");
+  let cniLog: string;
+  if (daemonSet) {
+    // The DaemonSet's init container installs Twill; the node comes with the reference plugins, as a real one does.
+    nodeFile = join(dir, "run-twill", "node.json");
+    ipamDir = join(dir, "var-lib-twill", "ipam");
+    cniLog = join(dir, "log-twill", "cni.log");
+    for (const p of ["loopback", "portmap"]) copyFileSync(join("/usr/lib/cni", p), join(cd.cniBin, p));
+  } else {
+    cniLog = await installCni(dir, cd, nodeFile, ipamDir);
+  }
+  const containerdLog = join(dir, "containerd.log");
+  const containerd = await startContainerd(ns, mountNs, cd, containerdLog, name);
+  await importImage(cd, images.pause, mountNs, ns);
+  await importImage(cd, images.pod, mountNs, ns);
+  if (images.twill) await importImage(cd, images.twill, mountNs, ns);
+  const files = await writeKubeletFiles(pki, { name, ip: nodeIp(i), dir, cgroupRoot, containerdSocket: cd.socket });
+  const kubelet = startKubelet(bin, ns, mountNs, { name, ip: nodeIp(i), dir, cgroupRoot, containerdSocket: cd.socket }, files);
+  return {
+    info: { mountNs, cgroupRoot, containerd: cd, kubeletLog: files.log, containerdLog, cniLog, ipamDir, nodeFile },
+    containerd,
+    kubelet,
+  };
+}

@@ -1,0 +1,65 @@
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { AppsV1Api, CoreV1Api } from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pidsIn, startLab, type RunningLab } from "../../lab/lab.ts";
+import { allPairs, probeMatrix } from "../../lab/matrix.ts";
+import { probeTcpMatrix } from "../../lab/tcp-probe.ts";
+import { ctr } from "../../lab/kubelet/containerd.ts";
+import { manifestImage } from "../../lab/kubelet/twill-image.ts";
+
+// Twill installed the way an operator installs it: manifests/twill.yaml's
+// DaemonSet, its pods placed by kube-scheduler and run by each node's kubelet
+// from the Twill image the lab built and imported (no registry). No lab-run
+// daemon process exists; the init container's `twill install` put the plugin
+// where containerd runs it from.
+
+const REPO = resolve(import.meta.dirname, "../..");
+let lab: RunningLab;
+beforeAll(async () => {
+  lab = await startLab({ nodes: 2, podsPerNode: 1, backend: "vxlan", kubelet: true, daemonSet: true, log: (m) => console.log(`[daemonset lab] ${m}`) });
+}, 900_000);
+afterAll(async () => {
+  await lab?.close();
+});
+
+describe("Twill as the manifest's DaemonSet on real kubelets", () => {
+  it("runs one Ready twill pod per node from the lab-built image, and no daemon of the lab's own", async () => {
+    const ds = await lab.kc.makeApiClient(AppsV1Api).readNamespacedDaemonSet({ name: "twill", namespace: "twill-system" });
+    expect(ds.status?.numberReady).toBe(2);
+    const pods = (await lab.kc.makeApiClient(CoreV1Api).listNamespacedPod({ namespace: "twill-system" })).items;
+    expect(pods.map((p) => p.spec?.nodeName).sort()).toEqual(["node1", "node2"]);
+    for (const p of pods) {
+      expect(p.metadata?.ownerReferences?.[0]?.kind).toBe("DaemonSet");
+      expect(p.status?.conditions?.find((c) => c.type === "Ready")?.status).toBe("True");
+      const status = p.status?.containerStatuses?.find((c) => c.name === "twill");
+      expect(status?.image).toBe(manifestImage());
+      const node = lab.state.nodes.find((n) => n.name === p.spec?.nodeName)!;
+      // The image kubelet ran is the one the lab imported into that node's containerd.
+      const images = (await ctr(node.kubelet!.containerd, ["images", "ls"])).stdout;
+      expect(images).toContain(manifestImage());
+      expect(images).toContain(status?.imageID?.replace(/^.*@/, "") ?? "none");
+    }
+    for (const n of lab.state.nodes) expect(await pidsIn(n.ns, join(REPO, "daemon/main.ts"))).toEqual([]);
+  });
+
+  it("installs the plugin and the ConfigMap's conflist where the node's containerd reads them (init container)", () => {
+    for (const n of lab.state.nodes) {
+      const cd = n.kubelet!.containerd;
+      expect(readFileSync(join(cd.cniBin, "twill")).equals(readFileSync(join(REPO, "dist/cni/twill")))).toBe(true);
+      const conflist = JSON.parse(readFileSync(join(cd.cniConf, "10-twill.conflist"), "utf8")) as { name: string; plugins: { type: string; nodeFile?: string }[] };
+      expect(conflist.name).toBe("twill");
+      expect(conflist.plugins.map((p) => p.type)).toEqual(["twill", "portmap"]);
+      // The daemon pod wrote the node file the plugin reads (hostPath /run/twill is the node's own directory).
+      expect(JSON.parse(readFileSync(n.nodeFile, "utf8")).podCIDRs).toEqual([n.podCIDR]);
+    }
+  });
+
+  it("connects kubelet's pods across nodes (ping and TCP)", async () => {
+    const ping = await probeMatrix(lab.state.pods, allPairs);
+    const tcp = await probeTcpMatrix(lab.state.pods, allPairs);
+    expect(ping.filter((p) => !p.ok).map((p) => `${p.from.name}→${p.to.name}`)).toEqual([]);
+    expect(tcp.filter((p) => !p.ok).map((p) => `${p.from.name}→${p.to.name}`)).toEqual([]);
+    expect(ping.some((p) => p.from.node !== p.to.node)).toBe(true);
+  });
+});
