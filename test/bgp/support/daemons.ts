@@ -16,6 +16,8 @@ export interface PeerDaemon {
   announce(prefix: string): Promise<void>;
   withdraw(prefix: string): Promise<void>;
   stop(): Promise<void>;
+  /** Shuts down announcing a graceful restart (peers keep its routes); BIRD only. */
+  gracefulStop?(): Promise<void>;
   log(): string;
 }
 
@@ -27,7 +29,7 @@ interface Opts {
   twill: { address: string; asn: number };
   holdTime: number;
   announce: string[];
-  /** Extra BGP neighbours (route reflection tests). */
+  /** BIRD reflects routes between Twill and these further iBGP neighbours (RFC 4456). */
   clients?: string[];
 }
 
@@ -74,12 +76,15 @@ protocol bgp twill {
   connect retry time 2;
   error wait time 1, 2;
   graceful restart on;
-  ipv4 { import all; export all; ${o.asn === o.twill.asn ? "next hop self;" : ""} };
+  ${o.clients ? "rr client;" : ""}
+  ${o.asn === o.twill.asn ? "direct;" : ""}
+  ipv4 { import all; export all; };
 }
 ${(o.clients ?? []).map((c, i) => `protocol bgp client${i + 1} {
   local as ${o.asn};
   neighbor ${c} as ${o.asn};
   rr client;
+  direct;
   hold time ${o.holdTime};
   connect retry time 2;
   ipv4 { import all; export all; };
@@ -89,8 +94,9 @@ ${(o.clients ?? []).map((c, i) => `protocol bgp client${i + 1} {
   const proc = run(o.ns, ["bird", "-f", "-c", conf, "-s", sock, "-P", join(dir, "bird.pid")]);
   const birdc = async (...args: string[]) => (await execIn(o.ns, ["birdc", "-s", sock, ...args])).stdout;
   // Ready when the control socket answers.
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; ; i++) {
     if ((await execIn(o.ns, ["birdc", "-s", sock, "show", "status"], { allowFailure: true })).code === 0) break;
+    if (i === 50 || proc.child.exitCode !== null) throw new Error(`BIRD did not start: ${proc.out()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
   const reconfigure = async () => {
@@ -122,6 +128,11 @@ ${(o.clients ?? []).map((c, i) => `protocol bgp client${i + 1} {
       await reconfigure();
     },
     stop: () => stopChild(proc.child),
+    async gracefulStop() {
+      const exited = new Promise<void>((r) => (proc.child.exitCode !== null ? r() : proc.child.once("exit", () => r())));
+      await execIn(o.ns, ["birdc", "-s", sock, "graceful", "restart"], { allowFailure: true });
+      await exited;
+    },
     log: proc.out,
   };
 }
