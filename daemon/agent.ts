@@ -58,6 +58,7 @@ export class Agent {
 
   start(): void {
     this.d.watch.onChange(() => this.kick());
+    this.d.backend.watch?.(() => this.kick());
     this.timer = setInterval(() => this.kick(), this.d.node.resyncSeconds * 1000);
     this.kick();
   }

@@ -30,6 +30,7 @@ interface KRoute {
   gateway?: string;
   dev?: string;
   flags?: string[];
+  type?: string;
 }
 interface KNeigh {
   dst: string;
@@ -93,7 +94,13 @@ async function currentFdb(devs: string[]): Promise<FdbSpec[]> {
 
 async function currentRoutes(): Promise<RouteSpec[]> {
   const routes = await readJson<KRoute>(["ip", "-j", "route", "show", "proto", String(RTPROT_TWILL)]);
-  return routes.map((r) => ({ dst: withPrefix(r.dst), via: r.gateway ?? "", dev: r.dev ?? "", onlink: r.flags?.includes("onlink") ?? false }));
+  return routes.map((r) => ({
+    dst: withPrefix(r.dst),
+    via: r.gateway ?? "",
+    dev: r.dev ?? "",
+    onlink: r.flags?.includes("onlink") ?? false,
+    ...(r.type === "blackhole" ? { blackhole: true } : {}),
+  }));
 }
 
 const neighKey = (n: NeighSpec) => `${n.dev} ${n.ip}`;
@@ -120,15 +127,19 @@ export async function reconcile(want: DesiredState): Promise<Changes> {
     "bridge",
     want.fdb.filter((f) => !haveFdb.has(fdbKey(f))).map((f) => `fdb append ${f.mac} dev ${f.dev} dst ${f.dst} self permanent`),
   );
-  const sameRoute = (a: RouteSpec | undefined, b: RouteSpec) => a && a.via === b.via && a.dev === b.dev && a.onlink === b.onlink;
+  const sameRoute = (a: RouteSpec | undefined, b: RouteSpec) =>
+    a && a.via === b.via && a.dev === b.dev && a.onlink === b.onlink && !!a.blackhole === !!b.blackhole;
   changes.routes += await batch(
     "ip",
     want.routes
       .filter((r) => !sameRoute(haveRoutes.get(r.dst), r))
-      .map((r) => `route replace ${r.dst} via ${r.via} dev ${r.dev}${r.onlink ? " onlink" : ""} proto ${RTPROT_TWILL}`),
+      .map((r) => (r.blackhole ? `route replace blackhole ${r.dst} proto ${RTPROT_TWILL}` : `route replace ${r.dst} via ${r.via} dev ${r.dev}${r.onlink ? " onlink" : ""} proto ${RTPROT_TWILL}`)),
   );
   // Removals: route, FDB, then neighbour.
-  changes.routes += await batch("ip", [...haveRoutes.keys()].filter((d) => !wantRoutes.has(d)).map((d) => `route del ${d} proto ${RTPROT_TWILL}`));
+  changes.routes += await batch(
+    "ip",
+    [...haveRoutes.values()].filter((r) => !wantRoutes.has(r.dst)).map((r) => `route del ${r.blackhole ? "blackhole " : ""}${r.dst} proto ${RTPROT_TWILL}`),
+  );
   changes.fdb += await batch(
     "bridge",
     [...haveFdb.values()].filter((f) => !wantFdb.has(fdbKey(f))).map((f) => `fdb del ${f.mac} dev ${f.dev} dst ${f.dst} self`),

@@ -45,6 +45,8 @@ export class Peer implements SessionHooks {
   private sendEndOfRib = false;
   /** RFC 4724: the peer is restarting; its stale routes go when this fires or End-of-RIB arrives. */
   private restartTimer: unknown;
+  /** The peer has sent End-of-RIB for IPv4 on the current session: its initial table is complete. */
+  endOfRib = false;
   info: PeerInfo;
 
   constructor(cfg: PeerConfig, speaker: SpeakerConfig, rib: Rib, clock: Clock, log: Logger, events: PeerEvents) {
@@ -88,6 +90,8 @@ export class Peer implements SessionHooks {
   stop(): void {
     for (const s of [this.outgoing, ...this.incoming]) s.dispose();
     this.incoming.clear();
+    if (this.restartTimer !== undefined) this.clock.clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
   }
 
   /** An accepted connection from this peer's address. */
@@ -136,6 +140,7 @@ export class Peer implements SessionHooks {
     this.negotiated = negotiate(this.fsmCfg.open, peer);
     this.ctx = { fourOctetAs: this.negotiated.fourOctetAs, external: !this.info.internal, peerAs: peerAs(peer) };
     this.info.bgpId = peer.bgpId;
+    this.endOfRib = false;
     this.adjOut.clear();
     this.pending.clear();
     // A peer that comes back without preserving forwarding gets its stale routes swept now (RFC 4724 §4.2).
@@ -165,6 +170,7 @@ export class Peer implements SessionHooks {
     const empty = u.withdrawn.length === 0 && u.nlri.length === 0 && !mpReach;
     if (empty && (Object.keys(u.attrs).length === 0 || (mpUnreach && mpUnreach.withdrawn.length === 0 && Object.keys(u.attrs).length === 1))) {
       this.log.debug("End-of-RIB received");
+      if (!mpUnreach) this.endOfRib = true;
       if (this.restartTimer !== undefined) this.endRestart();
       return;
     }

@@ -25,6 +25,7 @@ export class Speaker {
   private readonly clock: Clock;
   private peers = new Map<string, Peer>();
   private server: net.Server | undefined;
+  private started = false;
 
   constructor(cfg: SpeakerConfig, log: Logger, events: SpeakerEvents = {}, clock: Clock = systemClock) {
     this.cfg = cfg;
@@ -47,6 +48,7 @@ export class Speaker {
       this.server = server;
     }
     for (const p of this.peers.values()) p.start();
+    this.started = true;
   }
 
   async stop(): Promise<void> {
@@ -56,13 +58,33 @@ export class Speaker {
     if (server) await new Promise<void>((r) => server.close(() => r()));
   }
 
+  /** Adds a neighbour; once the speaker runs, its session starts right away. */
   addPeer(cfg: PeerConfig): Peer {
     const peer = new Peer(cfg, this.cfg, this.rib, this.clock, this.log, {
       changes: (c) => this.changed(c),
       state: (addr, state, detail) => this.events.onPeerState?.(addr, state, detail),
     });
     this.peers.set(cfg.address, peer);
+    if (this.started) peer.start();
     return peer;
+  }
+
+  /** Ends the session with a removed neighbour and forgets its routes. */
+  removePeer(address: string): void {
+    const peer = this.peers.get(address);
+    if (!peer) return;
+    peer.stop();
+    this.peers.delete(address);
+    this.changed([...this.rib.clearPeer(address), ...this.rib.sweepStale(address)]);
+  }
+
+  peerAddresses(): string[] {
+    return [...this.peers.keys()];
+  }
+
+  /** Every peer is established and has sent its initial table (End-of-RIB, RFC 4724 §2). */
+  converged(): boolean {
+    return [...this.peers.values()].every((p) => p.state === "Established" && p.endOfRib);
   }
 
   peer(address: string): Peer | undefined {

@@ -1,0 +1,46 @@
+import { readFileSync } from "node:fs";
+import { bgpBackend } from "../../../daemon/backends/bgp/bgp.ts";
+import type { ClusterView, NodeInfo } from "../../../daemon/cluster/view.ts";
+import { parseConfig } from "../../../daemon/config.ts";
+import { reconcile } from "../../../daemon/kernel/reconcile.ts";
+import { findUnderlay } from "../../../daemon/kernel/underlay.ts";
+import { createLogger } from "../../../lib/log.ts";
+
+// The bgp backend and the daemon's real reconcile, run inside a test node's
+// namespace on a fixed cluster view: what the agent loop does, minus the API
+// server. Usage: node backend-runner.ts SPEC.json  ({ self, nodes: NodeInfo[] }).
+
+const spec = JSON.parse(readFileSync(process.argv[2]!, "utf8")) as { self: string; nodes: NodeInfo[]; config?: string };
+const view: ClusterView = { nodes: new Map(spec.nodes.map((n) => [n.name, n])), skipped: new Map() };
+const info = view.nodes.get(spec.self)!;
+const cfg = parseConfig(spec.config ?? "clusterCIDR: 10.244.0.0/16\nbackend: bgp\nbgp: {}\n");
+const log = createLogger({ name: "bgp-backend-test", level: "debug" });
+const backend = bgpBackend(cfg, { log });
+const local = { info, underlay: await findUnderlay(info.ip) };
+await backend.prepare(local);
+
+let running = false;
+let again = false;
+async function tick(): Promise<void> {
+  if (running) {
+    again = true;
+    return;
+  }
+  running = true;
+  try {
+    const changes = await reconcile(backend.desired(view, local, 1500));
+    process.stdout.write(`${JSON.stringify({ event: "reconciled", changes })}\n`);
+  } catch (err) {
+    process.stdout.write(`${JSON.stringify({ event: "error", code: (err as { code?: string }).code, message: (err as Error).message })}\n`);
+  } finally {
+    running = false;
+    if (again) {
+      again = false;
+      void tick();
+    }
+  }
+}
+backend.watch?.(() => void tick());
+setInterval(() => void tick(), 2000);
+void tick();
+process.stdout.write(`${JSON.stringify({ event: "ready" })}\n`);
