@@ -40,7 +40,7 @@ case "$step" in
     bash scripts/build.sh
     name=${1:?bench name}
     shift
-    case "$name" in cni) ;; *) bash scripts/build-controlplane.sh >/dev/null ;; esac
+    case "$name" in cni|bgp) ;; *) bash scripts/build-controlplane.sh >/dev/null ;; esac
     exec node "bench/$name.ts" "$@"
     ;;
   *) echo "unknown step: $step" >&2; exit 2 ;;

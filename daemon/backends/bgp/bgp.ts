@@ -39,6 +39,7 @@ export interface BgpBackendDeps {
 }
 
 const isV4 = (s: string) => !s.includes(":");
+const KICK_DELAY_MS = 200;
 
 export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backend {
   const bgp = cfg.bgp ?? DEFAULT_BGP;
@@ -51,13 +52,15 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
   /** Set on a graceful restart: until every peer sent End-of-RIB (or restartTime passes) the kernel is left alone. */
   let holdUntil = 0;
 
+  // A feed arrives as many UPDATEs; each reconcile reads and diffs every route, so
+  // changes are gathered for a moment instead of reconciling per message.
   const kick = () => {
     if (kickPending || !onChange) return;
     kickPending = true;
-    setImmediate(() => {
+    setTimeout(() => {
       kickPending = false;
       onChange?.();
-    });
+    }, KICK_DELAY_MS).unref();
   };
 
   return {
@@ -72,7 +75,7 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
         routerId: local.info.ip,
         listen: { host: "0.0.0.0", port: bgp.port },
         localAddress: local.info.ip,
-        connectRetryTime: 5,
+        connectRetryTime: 1,
         idleHoldTime: 2,
         gracefulRestart: { restartTime: bgp.restartTime, restarting },
         peers: [],

@@ -100,9 +100,25 @@ export function encodeWithdrawals(prefixes: readonly string[], fourOctetAs: bool
   return out;
 }
 
+/**
+ * Packs prefixes greedily into messages of at most 4096 octets: the fixed
+ * part is measured once with no prefixes, then each prefix adds 1 + its octets.
+ */
 function split(prefixes: readonly string[], make: (part: string[]) => Uint8Array): Uint8Array[] {
-  const m = make([...prefixes]);
-  if (m.length <= MAX_MESSAGE_LEN || prefixes.length <= 1) return [m];
-  const half = prefixes.length >> 1;
-  return [...split(prefixes.slice(0, half), make), ...split(prefixes.slice(half), make)];
+  const room = MAX_MESSAGE_LEN - make([]).length;
+  const out: Uint8Array[] = [];
+  let part: string[] = [];
+  let used = 0;
+  for (const p of prefixes) {
+    const size = 1 + ((Number(p.slice(p.indexOf("/") + 1)) + 7) >> 3);
+    if (used + size > room && part.length) {
+      out.push(make(part));
+      part = [];
+      used = 0;
+    }
+    part.push(p);
+    used += size;
+  }
+  if (part.length) out.push(make(part));
+  return out;
 }

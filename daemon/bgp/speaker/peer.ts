@@ -207,11 +207,15 @@ export class Peer implements SessionHooks {
       this.events.changes(this.rib.clearPeer(this.cfg.address));
     }
     if (s.direction === "incoming") {
-      this.incoming.delete(s);
-      s.dispose();
       // The outgoing side was parked while the incoming connection ran: dial again.
       if (this.outgoing.state === "Idle") this.clock.setTimeout(() => this.outgoing.state === "Idle" && this.outgoing.start(), (this.fsmCfg.idleHoldTime || 1) * 1000);
     }
+  }
+
+  onIdle(s: Session): void {
+    // An accepted connection lives once: when it fails it is forgotten, timers and all,
+    // so a peer that keeps sending garbage cannot pile up sessions.
+    if (s.direction === "incoming" && this.incoming.delete(s)) s.dispose();
   }
 
   // --- internals ---

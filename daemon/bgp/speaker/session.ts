@@ -18,6 +18,8 @@ export interface SessionHooks {
   onRouteRefresh(s: Session, afi: number, safi: number): void;
   /** The session left Established; `closedOnly` when the transport just went away (graceful restart applies). */
   onDown(s: Session, reason: string, closedOnly: boolean): void;
+  /** The connection is gone and the FSM back in Idle. */
+  onIdle(s: Session): void;
 }
 
 export interface Target {
@@ -109,7 +111,10 @@ export class Session {
       return;
     }
     for (const a of actions) this.apply(a);
-    if (was !== this.fsm.state) this.log.debug({ from: was, to: this.fsm.state, event: ev.type }, "BGP state");
+    if (was !== this.fsm.state) {
+      this.log.debug({ from: was, to: this.fsm.state, event: ev.type }, "BGP state");
+      if (this.fsm.state === "Idle") this.hooks.onIdle(this);
+    }
   }
 
   private apply(a: FsmAction): void {

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { bgpBackend } from "../../../daemon/backends/bgp/bgp.ts";
+import { Speaker } from "../../../daemon/bgp/speaker/speaker.ts";
 import type { ClusterView, NodeInfo } from "../../../daemon/cluster/view.ts";
 import { parseConfig } from "../../../daemon/config.ts";
 import { reconcile } from "../../../daemon/kernel/reconcile.ts";
@@ -14,8 +15,26 @@ const spec = JSON.parse(readFileSync(process.argv[2]!, "utf8")) as { self: strin
 const view: ClusterView = { nodes: new Map(spec.nodes.map((n) => [n.name, n])), skipped: new Map() };
 const info = view.nodes.get(spec.self)!;
 const cfg = parseConfig(spec.config ?? "clusterCIDR: 10.244.0.0/16\nbackend: bgp\nbgp: {}\n");
-const log = createLogger({ name: "bgp-backend-test", level: "debug" });
-const backend = bgpBackend(cfg, { log });
+const log = createLogger({ name: "bgp-backend-test", level: process.env.TWILL_LOG_LEVEL ?? "debug" });
+// With TWILL_BGP_REPORT set, every RIB size change is reported (the benchmark times the RIB with it).
+const report = process.env.TWILL_BGP_REPORT === "1";
+const backend = bgpBackend(cfg, {
+  log,
+  makeSpeaker: (sc, events) => {
+    const speaker: Speaker = new Speaker(sc, log, {
+      ...events,
+      onPeerState: (peer, state, detail) => {
+        events.onPeerState?.(peer, state, detail);
+        if (report) process.stdout.write(`${JSON.stringify({ event: "peer", peer, state, at: Date.now() })}\n`);
+      },
+      onBest: (changes) => {
+        events.onBest?.(changes);
+        if (report) process.stdout.write(`${JSON.stringify({ event: "rib", size: speaker.rib.size, at: Date.now() })}\n`);
+      },
+    });
+    return speaker;
+  },
+});
 const local = { info, underlay: await findUnderlay(info.ip) };
 await backend.prepare(local);
 
@@ -29,7 +48,7 @@ async function tick(): Promise<void> {
   running = true;
   try {
     const changes = await reconcile(backend.desired(view, local, 1500));
-    process.stdout.write(`${JSON.stringify({ event: "reconciled", changes })}\n`);
+    process.stdout.write(`${JSON.stringify({ event: "reconciled", changes, at: Date.now() })}\n`);
   } catch (err) {
     process.stdout.write(`${JSON.stringify({ event: "error", code: (err as { code?: string }).code, message: (err as Error).message })}\n`);
   } finally {
