@@ -9,7 +9,7 @@ import { execIn } from "../../../lib/kernel/netns.ts";
 // system services), and queried through its own CLI.
 
 export interface PeerDaemon {
-  /** Prefixes in the daemon's table learned from Twill, with their next hop. */
+  /** Prefixes in the daemon's table learned over BGP (BIRD: from any neighbour), with their next hop. */
   learned(): Promise<Map<string, string>>;
   /** Whether the session to Twill is established, from the daemon's own view. */
   established(): Promise<boolean>;
@@ -105,7 +105,8 @@ ${(o.clients ?? []).map((c, i) => `protocol bgp client${i + 1} {
   };
   return {
     async learned() {
-      const out = await birdc("show", "route", "protocol", "twill");
+      // Every route with a gateway: BIRD's own statics are blackholes, so these are the learned ones.
+      const out = await birdc("show", "route");
       const routes = new Map<string, string>();
       let last: string | undefined;
       for (const line of out.split("\n")) {
