@@ -47,8 +47,9 @@ async function tick(): Promise<void> {
   }
   running = true;
   try {
-    const changes = await reconcile(backend.desired(view, local, 1500));
-    process.stdout.write(`${JSON.stringify({ event: "reconciled", changes, at: Date.now() })}\n`);
+    const desired = backend.desired(view, local, 1500);
+    const changes = await reconcile(desired);
+    process.stdout.write(`${JSON.stringify({ event: "reconciled", changes, routes: desired.routes.length, at: Date.now() })}\n`);
   } catch (err) {
     process.stdout.write(`${JSON.stringify({ event: "error", code: (err as { code?: string }).code, message: (err as Error).message })}\n`);
   } finally {
