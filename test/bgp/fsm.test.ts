@@ -102,9 +102,14 @@ describe("BGP FSM (RFC 4271 §8)", () => {
     const h = harness();
     established(h);
     h.feed({ type: "NotifMsg", notification: { type: "notification", code: 6, subcode: 4, data: new Uint8Array() } });
-    expect(h.fsm.state).toBe("Idle");
+    expect([h.fsm.state, h.fsm.connectRetryCounter]).toEqual(["Idle", 1]);
     h.clock.advance(5_000);
     expect(h.fsm.state).toBe("Connect");
+    h.feed({ type: "TcpCRAcked" });
+    h.feed({ type: "BGPOpen", open: peerOpen() });
+    h.feed({ type: "KeepAliveMsg" });
+    // Established again: the failure count starts over.
+    expect([h.fsm.state, h.fsm.connectRetryCounter]).toEqual(["Established", 0]);
   });
 
   it("ManualStop sends Cease / Administrative Shutdown and stays down", () => {

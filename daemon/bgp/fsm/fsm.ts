@@ -121,10 +121,8 @@ export class Fsm {
               this.state = "Active";
               return a;
             }
-            this.connectRetryCounter++;
             return this.toIdle(a, s, "connection failed", true);
           default:
-            this.connectRetryCounter++;
             return this.toIdle(a, s, `unexpected ${ev.type}`, true);
         }
       case "OpenSent":
@@ -163,13 +161,11 @@ export class Fsm {
 
   /** Events handled alike in OpenSent, OpenConfirm and Established. */
   private common(a: FsmAction[], s: State, ev: FsmEvent): FsmAction[] {
-    this.connectRetryCounter++;
     switch (ev.type) {
       case "HoldTimerExpires":
         a.push(send(notification(Err.HOLD_TIMER, 0)));
         return this.toIdle(a, s, "hold timer expired", true);
       case "KeepaliveTimerExpires":
-        this.connectRetryCounter--;
         if (s === "OpenSent") return a;
         a.push(send({ type: "keepalive" }), { do: "timer", timer: "keepalive", seconds: Math.floor(this.holdTime / 3) });
         return a;
@@ -194,7 +190,6 @@ export class Fsm {
   private onOpen(a: FsmAction[], open: Open): FsmAction[] {
     const reject = (sub: number, data?: Uint8Array) => {
       a.push(send(notification(Err.OPEN, sub, data)));
-      this.connectRetryCounter++;
       return this.toIdle(a, "OpenSent", `refused OPEN (subcode ${sub})`, true);
     };
     const as = peerAs(open);
@@ -218,6 +213,7 @@ export class Fsm {
     this.state = "Idle";
     this.holdTime = 0;
     // RFC 4271 §8.1.1: a session that failed comes back on its own after the IdleHoldTimer.
+    if (automaticRestart) this.connectRetryCounter++;
     if (automaticRestart) a.push({ do: "timer", timer: "idleHold", seconds: this.cfg.idleHoldTime });
     return a;
   }

@@ -42,6 +42,7 @@ export class Peer implements SessionHooks {
   private adjOut = new Map<string, string>();
   private pending = new Map<string, Export | undefined>();
   private flushScheduled = false;
+  private stopped = false;
   private sendEndOfRib = false;
   /** RFC 4724: the peer is restarting; its stale routes go when this fires or End-of-RIB arrives. */
   private restartTimer: unknown;
@@ -88,6 +89,7 @@ export class Peer implements SessionHooks {
   }
 
   stop(): void {
+    this.stopped = true;
     for (const s of [this.outgoing, ...this.incoming]) s.dispose();
     this.incoming.clear();
     if (this.restartTimer !== undefined) this.clock.clearTimeout(this.restartTimer);
@@ -96,6 +98,10 @@ export class Peer implements SessionHooks {
 
   /** An accepted connection from this peer's address. */
   accept(sock: net.Socket): void {
+    if (this.stopped) {
+      sock.destroy();
+      return;
+    }
     const s = new Session("incoming", { ...this.fsmCfg, passive: true }, this.target(), this.clock, this, this.log);
     this.incoming.add(s);
     s.adopt(sock);
@@ -208,7 +214,9 @@ export class Peer implements SessionHooks {
     }
     if (s.direction === "incoming") {
       // The outgoing side was parked while the incoming connection ran: dial again.
-      if (this.outgoing.state === "Idle") this.clock.setTimeout(() => this.outgoing.state === "Idle" && this.outgoing.start(), (this.fsmCfg.idleHoldTime || 1) * 1000);
+      if (this.outgoing.state === "Idle") {
+        this.clock.setTimeout(() => !this.stopped && this.outgoing.state === "Idle" && this.outgoing.start(), (this.fsmCfg.idleHoldTime || 1) * 1000);
+      }
     }
   }
 
