@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SpeakerConfig } from "../../daemon/bgp/speaker/config.ts";
-import { startBird, type PeerDaemon } from "./support/daemons.ts";
+import { startBird, startGobgp, type PeerDaemon } from "./support/daemons.ts";
 import { createLan, waitFor, type Lan } from "./support/lan.ts";
 import { TwillProc } from "./support/twill.ts";
 
@@ -110,5 +110,48 @@ describe("interop: BIRD 2 as route reflector for three Twill nodes (RFC 4456)", 
     for (const t of twills.slice(1)) await waitFor("present first", () => t.route("10.244.1.0/24"));
     twills[0]!.send({ cmd: "withdraw", prefix: "10.244.1.0/24" });
     for (const t of twills.slice(1)) await waitFor("withdrawn everywhere", async () => ((await t.route("10.244.1.0/24")) ? undefined : true));
+  });
+});
+
+describe("interop: Twill as route reflector for BIRD 2 and GoBGP clients (RFC 4456)", () => {
+  let lan: Lan;
+  let bird: PeerDaemon;
+  let gobgp: PeerDaemon;
+  let twill: TwillProc;
+  const RR = "10.77.0.1";
+
+  beforeAll(async () => {
+    lan = await createLan(3);
+    try {
+      const common = { dir: lan.dir, asn: 64512, twill: { address: RR, asn: 64512 }, holdTime: 30 };
+      bird = await startBird({ ...common, ns: lan.ns(2), routerId: lan.addr(2), announce: ["10.99.2.0/24"] });
+      gobgp = await startGobgp({ ...common, ns: lan.ns(3), routerId: lan.addr(3), announce: ["10.99.3.0/24"] });
+      twill = new TwillProc(lan.ns(1), lan.dir, "rr", {
+        asn: 64512, routerId: RR, clusterId: RR, listen: { host: "0.0.0.0", port: 179 }, holdTime: 30, connectRetryTime: 2, idleHoldTime: 1,
+        peers: [{ address: lan.addr(2), asn: 64512, rrClient: true }, { address: lan.addr(3), asn: 64512, rrClient: true }], announce: [],
+      });
+      await twill.ready();
+    } catch (err) {
+      await lan.close();
+      throw err;
+    }
+  });
+  afterAll(async () => {
+    await twill?.kill();
+    await bird?.stop();
+    await gobgp?.stop();
+    await lan?.close();
+  });
+
+  it("each client learns the other's prefix through Twill with the original next hop", async () => {
+    const atGobgp = await waitFor("GoBGP learns BIRD's prefix", async () => (await gobgp.learned()).get("10.99.2.0/24"));
+    expect(atGobgp).toBe(lan.addr(2));
+    const atBird = await waitFor("BIRD learns GoBGP's prefix", async () => (await bird.learned()).get("10.99.3.0/24"));
+    expect(atBird).toBe(lan.addr(3));
+  });
+
+  it("a client's withdrawal is reflected", async () => {
+    await gobgp.withdraw("10.99.3.0/24");
+    await waitFor("BIRD drops it", async () => ((await bird.learned()).has("10.99.3.0/24") ? undefined : true));
   });
 });
