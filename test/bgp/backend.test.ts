@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { bgpBackend, type SpeakerLike } from "../../daemon/backends/bgp/bgp.ts";
+import type { SpeakerEvents } from "../../daemon/bgp/speaker/speaker.ts";
 import type { PeerConfig } from "../../daemon/bgp/speaker/config.ts";
 import type { Route } from "../../daemon/bgp/rib/route.ts";
 import type { ClusterView, NodeInfo } from "../../daemon/cluster/view.ts";
@@ -96,5 +97,27 @@ describe("bgp backend (pure mapping)", () => {
     const second = await setup({ restarting: true, now: () => t });
     t = 121_000;
     expect(second.backend.desired(viewOf(a, b), local, 1500).routes.length).toBe(1);
+  });
+
+  it("a burst of route changes (a feed of many UPDATEs) leads to one reconcile, not one per message", async () => {
+    const fake = new FakeSpeaker();
+    let events: SpeakerEvents = {};
+    const backend = bgpBackend(parseConfig("clusterCIDR: 10.244.0.0/16\nbackend: bgp\n"), {
+      log, routesInstalled: async () => false, makeSpeaker: (_cfg, ev) => ((events = ev), fake),
+    });
+    await backend.prepare(local);
+    let reconciles = 0;
+    backend.watch?.(() => reconciles++);
+    // A feed spread over about a second, an UPDATE every 40 ms: longer than one
+    // gathering window, never quiet for one.
+    for (let i = 0; i < 25; i++) {
+      events.onBest?.([{ prefix: `10.9.${i}.0/24`, best: undefined }]);
+      await new Promise((r) => setTimeout(r, 40));
+    }
+    await new Promise<void>((resolve) => {
+      const check = () => (reconciles > 0 ? resolve() : setTimeout(check, 50));
+      check();
+    });
+    expect(reconciles).toBe(1);
   });
 });

@@ -39,7 +39,8 @@ export interface BgpBackendDeps {
 }
 
 const isV4 = (s: string) => !s.includes(":");
-const KICK_DELAY_MS = 200;
+const QUIET_MS = 200;
+const MAX_GATHER_MS = 2000;
 
 export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backend {
   const bgp = cfg.bgp ?? DEFAULT_BGP;
@@ -47,20 +48,27 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
   const now = deps.now ?? Date.now;
   let speaker: SpeakerLike | undefined;
   let onChange: (() => void) | undefined;
-  let kickPending = false;
   const announced = new Set<string>();
   /** Set on a graceful restart: until every peer sent End-of-RIB (or restartTime passes) the kernel is left alone. */
   let holdUntil = 0;
 
-  // A feed arrives as many UPDATEs; each reconcile reads and diffs every route, so
-  // changes are gathered for a moment instead of reconciling per message.
+  // A feed arrives as many UPDATEs and each reconcile reads and diffs every
+  // route: changes are gathered until the speaker is quiet for a moment (at
+  // most MAX_GATHER_MS after the first), instead of reconciling per message.
+  let quietTimer: NodeJS.Timeout | undefined;
+  let firstAt = 0;
+  const fire = () => {
+    quietTimer = undefined;
+    firstAt = 0;
+    onChange?.();
+  };
   const kick = () => {
-    if (kickPending || !onChange) return;
-    kickPending = true;
-    setTimeout(() => {
-      kickPending = false;
-      onChange?.();
-    }, KICK_DELAY_MS).unref();
+    if (!onChange) return;
+    const t = Date.now();
+    if (!firstAt) firstAt = t;
+    if (quietTimer) clearTimeout(quietTimer);
+    quietTimer = setTimeout(fire, Math.max(0, Math.min(QUIET_MS, firstAt + MAX_GATHER_MS - t)));
+    quietTimer.unref();
   };
 
   return {
