@@ -51,6 +51,8 @@ export class Agent {
   private nodeFileWritten = false;
   private prepared = false;
   private lastError = "";
+  /** Read the kernel's routes on the next pass (start and every resync); other passes trust what was written. */
+  private readKernel = true;
 
   constructor(deps: AgentDeps) {
     this.d = deps;
@@ -59,7 +61,10 @@ export class Agent {
   start(): void {
     this.d.watch.onChange(() => this.kick());
     this.d.backend.watch?.(() => this.kick());
-    this.timer = setInterval(() => this.kick(), this.d.node.resyncSeconds * 1000);
+    this.timer = setInterval(() => {
+      this.readKernel = true;
+      this.kick();
+    }, this.d.node.resyncSeconds * 1000);
     this.kick();
   }
 
@@ -122,7 +127,9 @@ export class Agent {
     }
     const podMtu = cfg.mtu || local.underlay.mtu - backend.overhead;
     const desired = backend.desired(view, local, podMtu);
-    const changes = await reconcile(desired);
+    const readKernel = this.readKernel;
+    this.readKernel = false;
+    const changes = await reconcile(desired, { readKernel });
     const masq = await reconcileMasquerade(cfg.masquerade, [cfg.clusterCIDR], desired.links.map((l) => l.port));
     writeFileSync("/proc/sys/net/ipv4/ip_forward", "1");
     for (const [kind, n] of Object.entries(changes)) if (n) metrics.kernelChanges.inc({ kind }, n);
