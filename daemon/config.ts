@@ -15,6 +15,15 @@ export interface VxlanConfig {
   directRouting: boolean;
 }
 
+/** The bgp backend (docs/bgp.md): iBGP full mesh between nodes by default. */
+export interface BgpConfig {
+  asn: number;
+  port: number;
+  mesh: boolean;
+  /** Seconds peers keep Twill's routes while it restarts (RFC 4724). */
+  restartTime: number;
+}
+
 export interface DaemonConfig {
   clusterCIDR: string;
   backend: string;
@@ -25,6 +34,20 @@ export interface DaemonConfig {
   /** Drop a new pod's traffic until its NetworkPolicy is programmed. */
   policyFailClosed: boolean;
   vxlan: VxlanConfig;
+  /** Present when config.yaml has a bgp section; the bgp backend defaults it otherwise. */
+  bgp?: BgpConfig;
+}
+
+export const DEFAULT_BGP: BgpConfig = { asn: 64512, port: 179, mesh: true, restartTime: 120 };
+
+function parseBgp(v: unknown, source: string): BgpConfig {
+  const b = (v ?? {}) as Record<string, unknown>;
+  const out = { ...DEFAULT_BGP, ...b } as BgpConfig;
+  if (!Number.isInteger(out.asn) || out.asn < 1 || out.asn > 0xffffffff) throw bad(`${source}: bgp.asn must be 1..4294967295`);
+  if (!Number.isInteger(out.port) || out.port < 1 || out.port > 65535) throw bad(`${source}: bgp.port must be 1..65535`);
+  if (typeof out.mesh !== "boolean") throw bad(`${source}: bgp.mesh must be true or false`);
+  if (!Number.isInteger(out.restartTime) || out.restartTime < 0 || out.restartTime > 4095) throw bad(`${source}: bgp.restartTime must be 0..4095 seconds`);
+  return { asn: out.asn, port: out.port, mesh: out.mesh, restartTime: out.restartTime };
 }
 
 function bad(msg: string, details?: string): TwillError {
@@ -66,6 +89,7 @@ export function parseConfig(text: string, source = "config.yaml"): DaemonConfig 
     policy: o.policy !== false,
     policyFailClosed: o.policyFailClosed !== false,
     vxlan,
+    ...(o.bgp !== undefined ? { bgp: parseBgp(o.bgp, source) } : {}),
   };
 }
 

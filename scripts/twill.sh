@@ -43,7 +43,7 @@ case "$step" in
     name=${1:?bench name}
     shift
     case "$name" in
-      cni) ;;
+      cni|bgp) ;;
       pods) TWILL_BUILD_KUBELET=1 bash scripts/build-controlplane.sh >/dev/null ;;
       *) bash scripts/build-controlplane.sh >/dev/null ;;
     esac

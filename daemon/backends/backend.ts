@@ -24,6 +24,8 @@ export interface Backend {
   prepare(local: LocalNode): Promise<Record<string, string>>;
   /** The kernel state for this cluster view (pure). Throws when the topology cannot work. */
   desired(view: ClusterView, local: LocalNode, podMtu: number): DesiredState;
+  /** For backends whose state also changes on its own (bgp: learned routes): call back to get reconciled. */
+  watch?(onChange: () => void): void;
 }
 
 export type BackendFactory = (cfg: DaemonConfig) => Backend;

@@ -1,6 +1,7 @@
 import { TwillError } from "../../lib/errors.ts";
 import type { DaemonConfig } from "../config.ts";
 import type { Backend, BackendFactory } from "./backend.ts";
+import { bgpBackend } from "./bgp/bgp.ts";
 import { hostGwBackend } from "./hostgw/hostgw.ts";
 import { vxlanBackend } from "./vxlan/vxlan.ts";
 
@@ -8,6 +9,7 @@ import { vxlanBackend } from "./vxlan/vxlan.ts";
 const registry = new Map<string, BackendFactory>([
   ["vxlan", vxlanBackend],
   ["host-gw", hostGwBackend],
+  ["bgp", (cfg) => bgpBackend(cfg)],
 ]);
 
 export function createBackend(cfg: DaemonConfig): Backend {

@@ -20,6 +20,8 @@ export interface RouteSpec {
   via: string;
   dev: string;
   onlink: boolean;
+  /** A blackhole route (the bgp backend's own pod block): via and dev are empty. */
+  blackhole?: boolean;
 }
 
 export interface NeighSpec {

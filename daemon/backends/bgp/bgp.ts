@@ -1,0 +1,144 @@
+import { TwillError } from "../../../lib/errors.ts";
+import { RTPROT_TWILL } from "../../../lib/kernel/protocols.ts";
+import { createLogger, type Logger } from "../../../lib/log.ts";
+import { LOCAL, type Route } from "../../bgp/rib/route.ts";
+import type { PeerConfig, SpeakerConfig } from "../../bgp/speaker/config.ts";
+import { Speaker, type SpeakerEvents } from "../../bgp/speaker/speaker.ts";
+import type { ClusterView } from "../../cluster/view.ts";
+import { DEFAULT_BGP, type DaemonConfig } from "../../config.ts";
+import { readJson } from "../../kernel/ip.ts";
+import { emptyState, type DesiredState, type RouteSpec } from "../../kernel/desired.ts";
+import type { Backend, LocalNode } from "../backend.ts";
+import { onSameL2, peersOf } from "../peers.ts";
+
+// bgp: no encapsulation; every node announces its pod CIDR over BGP (iBGP
+// full mesh by default) and installs what it learns, Calico-style. The node's
+// own block gets a blackhole route so addresses not (yet) given to a pod are
+// dropped here instead of bouncing to the default route. The speaker knows
+// nothing of Kubernetes: this file is the adapter.
+
+/** What the backend needs of a speaker (the real one, or a stand-in in unit tests). */
+export interface SpeakerLike {
+  start(): Promise<void>;
+  addPeer(cfg: PeerConfig): unknown;
+  removePeer(address: string): void;
+  peerAddresses(): string[];
+  announce(prefix: string): void;
+  withdraw(prefix: string): void;
+  routes(): Route[];
+  converged(): boolean;
+}
+
+export interface BgpBackendDeps {
+  log?: Logger;
+  makeSpeaker?: (cfg: SpeakerConfig, events: SpeakerEvents) => SpeakerLike;
+  /** Whether Twill's routes are already in the kernel (a restart): then Twill restarts gracefully. */
+  routesInstalled?: () => Promise<boolean>;
+  now?: () => number;
+}
+
+const isV4 = (s: string) => !s.includes(":");
+const GATHER_MS = 50;
+
+export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backend {
+  const bgp = cfg.bgp ?? DEFAULT_BGP;
+  const log = deps.log ?? createLogger({ name: "twill-bgp" });
+  const now = deps.now ?? Date.now;
+  let speaker: SpeakerLike | undefined;
+  let onChange: (() => void) | undefined;
+  const announced = new Set<string>();
+  // The RIB keeps an unchanged best route as the same object, so its kernel
+  // route is too: passes over 100k routes allocate nothing new and the
+  // reconcile's diff compares by identity first.
+  const specs = new WeakMap<Route, RouteSpec>();
+  /** Set on a graceful restart: until every peer sent End-of-RIB (or restartTime passes) the kernel is left alone. */
+  let holdUntil = 0;
+
+  // A feed arrives as many UPDATEs: changes within GATHER_MS of the first
+  // make one reconcile (a throttle, not a debounce, so kernel writes start
+  // while the feed is still arriving; the agent runs one pass at a time and
+  // folds whatever comes in meanwhile into the next).
+  let gatherTimer: NodeJS.Timeout | undefined;
+  const kick = () => {
+    if (!onChange || gatherTimer) return;
+    gatherTimer = setTimeout(() => {
+      gatherTimer = undefined;
+      onChange?.();
+    }, GATHER_MS);
+    gatherTimer.unref();
+  };
+
+  return {
+    name: "bgp",
+    overhead: 0,
+    async prepare(local: LocalNode): Promise<Record<string, string>> {
+      if (speaker) return {};
+      if (!isV4(local.info.ip)) throw new TwillError("BGP_NEEDS_IPV4", `the bgp backend needs an IPv4 node address for its BGP identifier; node ${local.info.name} has ${local.info.ip}`);
+      const restarting = await (deps.routesInstalled ?? kernelHasTwillRoutes)();
+      const sc: SpeakerConfig = {
+        asn: bgp.asn,
+        routerId: local.info.ip,
+        listen: { host: "0.0.0.0", port: bgp.port },
+        localAddress: local.info.ip,
+        connectRetryTime: 1,
+        idleHoldTime: 2,
+        gracefulRestart: { restartTime: bgp.restartTime, restarting },
+        peers: [],
+      };
+      const events: SpeakerEvents = {
+        onBest: kick,
+        onPeerState: (peer, state, detail) => {
+          log.info({ peer, state, detail }, "BGP peer");
+          kick();
+        },
+      };
+      speaker = deps.makeSpeaker ? deps.makeSpeaker(sc, events) : new Speaker(sc, log, events);
+      await speaker.start();
+      if (restarting) holdUntil = now() + bgp.restartTime * 1000;
+      log.info({ asn: bgp.asn, port: bgp.port, mesh: bgp.mesh, restarting }, "BGP speaker started");
+      return {};
+    },
+    desired(view: ClusterView, local: LocalNode): DesiredState {
+      if (!speaker) throw new TwillError("BGP_NOT_STARTED", "the BGP speaker has not started yet (prepare failed?)");
+      const s = speaker;
+      // The mesh: one iBGP session per other node.
+      const want = new Set(bgp.mesh ? peersOf(view, local).map((n) => n.ip).filter(isV4) : []);
+      for (const addr of s.peerAddresses()) if (!want.has(addr)) s.removePeer(addr);
+      const have = new Set(s.peerAddresses());
+      for (const addr of want) if (!have.has(addr)) s.addPeer({ address: addr, asn: bgp.asn, port: bgp.port });
+
+      const own = local.info.podCIDRs.filter(isV4);
+      for (const p of own) if (!announced.has(p)) (s.announce(p), announced.add(p));
+      for (const p of [...announced]) if (!own.includes(p)) (s.withdraw(p), announced.delete(p));
+
+      // Graceful restart: the routes from before the restart stay until the peers have re-sent theirs.
+      if (holdUntil && !s.converged() && now() < holdUntil) {
+        throw new TwillError("BGP_CONVERGING", "waiting for BGP peers to re-send their routes after a restart; kernel routes are kept meanwhile");
+      }
+      holdUntil = 0;
+
+      const state = emptyState();
+      for (const dst of own) state.routes.push({ dst, via: "", dev: "", onlink: false, blackhole: true });
+      // Many routes share a next hop: decide "on our L2" once per next hop, not per route (100k routes per pass).
+      const reachable = new Map<string, boolean>();
+      const onL2 = (ip: string) => reachable.get(ip) ?? reachable.set(ip, onSameL2(local, ip)).get(ip)!;
+      const ownSet = new Set(own);
+      for (const r of s.routes()) {
+        if (r.peer === LOCAL || !isV4(r.prefix) || ownSet.has(r.prefix) || !r.nextHop || !onL2(r.nextHop)) continue;
+        // Twill's routes for next hops off our L2 would need a recursive lookup (not yet).
+        let spec = specs.get(r);
+        if (!spec || spec.dev !== local.underlay.dev) specs.set(r, (spec = { dst: r.prefix, via: r.nextHop, dev: local.underlay.dev, onlink: false }));
+        state.routes.push(spec);
+      }
+      return state;
+    },
+    watch(cb: () => void): void {
+      onChange = cb;
+    },
+  };
+}
+
+async function kernelHasTwillRoutes(): Promise<boolean> {
+  const routes = await readJson<{ dst: string }>(["ip", "-j", "route", "show", "proto", String(RTPROT_TWILL)]);
+  return routes.length > 0;
+}

@@ -1,0 +1,125 @@
+import { describe, expect, it } from "vitest";
+import { bgpBackend, type SpeakerLike } from "../../daemon/backends/bgp/bgp.ts";
+import type { SpeakerEvents } from "../../daemon/bgp/speaker/speaker.ts";
+import type { PeerConfig } from "../../daemon/bgp/speaker/config.ts";
+import type { Route } from "../../daemon/bgp/rib/route.ts";
+import type { ClusterView, NodeInfo } from "../../daemon/cluster/view.ts";
+import { parseConfig } from "../../daemon/config.ts";
+import { createLogger } from "../../lib/log.ts";
+
+// The bgp backend's mapping from cluster view and learned routes to kernel
+// state, with a stand-in for the speaker (the real one is exercised in
+// backend-kernel.test.ts and the interop tests).
+
+class FakeSpeaker implements SpeakerLike {
+  peers = new Map<string, PeerConfig>();
+  announced = new Set<string>();
+  learned: Route[] = [];
+  isConverged = false;
+  async start() {}
+  addPeer(cfg: PeerConfig) {
+    this.peers.set(cfg.address, cfg);
+  }
+  removePeer(a: string) {
+    this.peers.delete(a);
+  }
+  peerAddresses() {
+    return [...this.peers.keys()];
+  }
+  announce(p: string) {
+    this.announced.add(p);
+  }
+  withdraw(p: string) {
+    this.announced.delete(p);
+  }
+  routes() {
+    return this.learned;
+  }
+  converged() {
+    return this.isConverged;
+  }
+}
+
+const node = (name: string, ip: string, cidr: string): NodeInfo => ({ name, ip, podCIDRs: [cidr], annotations: {} });
+const viewOf = (...nodes: NodeInfo[]): ClusterView => ({ nodes: new Map(nodes.map((n) => [n.name, n])), skipped: new Map() });
+const a = node("a", "172.30.0.11", "10.244.1.0/24");
+const b = node("b", "172.30.0.12", "10.244.2.0/24");
+const c = node("c", "172.30.0.13", "10.244.3.0/24");
+const local = { info: a, underlay: { dev: "eth0", address: "172.30.0.11", prefix: 24, mtu: 1500 } };
+const log = createLogger({ name: "test", level: "silent" });
+const learned = (prefix: string, nextHop: string): Route => ({ prefix, peer: nextHop, nextHop, attrs: {}, stale: false });
+
+async function setup(opts: { restarting?: boolean; config?: string; now?: () => number } = {}) {
+  const fake = new FakeSpeaker();
+  const cfg = parseConfig(opts.config ?? "clusterCIDR: 10.244.0.0/16\nbackend: bgp\n");
+  const backend = bgpBackend(cfg, { log, makeSpeaker: () => fake, routesInstalled: async () => opts.restarting ?? false, ...(opts.now ? { now: opts.now } : {}) });
+  await backend.prepare(local);
+  return { fake, backend };
+}
+
+describe("bgp backend (pure mapping)", () => {
+  it("peers with every other node in AS 64512, announces its own pod CIDR and blackholes it", async () => {
+    const { fake, backend } = await setup();
+    const s = backend.desired(viewOf(a, b, c), local, 1500);
+    expect([...fake.peers.values()]).toEqual([{ address: "172.30.0.12", asn: 64512, port: 179 }, { address: "172.30.0.13", asn: 64512, port: 179 }]);
+    expect([...fake.announced]).toEqual(["10.244.1.0/24"]);
+    expect(s.routes).toEqual([{ dst: "10.244.1.0/24", via: "", dev: "", onlink: false, blackhole: true }]);
+    expect(backend.overhead).toBe(0);
+  });
+
+  it("learned routes become kernel routes via the next hop on the underlay; off-link next hops and our own block are left out", async () => {
+    const { fake, backend } = await setup();
+    fake.learned = [learned("10.244.2.0/24", "172.30.0.12"), learned("10.244.9.0/24", "192.0.2.1"), learned("10.244.1.0/24", "172.30.0.12")];
+    expect(backend.desired(viewOf(a, b), local, 1500).routes.filter((r) => !r.blackhole)).toEqual([{ dst: "10.244.2.0/24", via: "172.30.0.12", dev: "eth0", onlink: false }]);
+  });
+
+  it("a node that leaves loses its session; a changed pod CIDR is re-announced", async () => {
+    const { fake, backend } = await setup();
+    backend.desired(viewOf(a, b, c), local, 1500);
+    backend.desired(viewOf(a, c), { ...local, info: { ...a, podCIDRs: ["10.244.7.0/24"] } }, 1500);
+    expect(fake.peerAddresses()).toEqual(["172.30.0.13"]);
+    expect([...fake.announced]).toEqual(["10.244.7.0/24"]);
+  });
+
+  it("mesh off and a custom AS come from the config", async () => {
+    const { fake, backend } = await setup({ config: "clusterCIDR: 10.244.0.0/16\nbackend: bgp\nbgp: { asn: 65010, mesh: false }\n" });
+    backend.desired(viewOf(a, b), local, 1500);
+    expect(fake.peers.size).toBe(0);
+    expect(() => parseConfig("clusterCIDR: 10.244.0.0/16\nbgp: { asn: 0 }\n")).toThrow(/bgp.asn/);
+  });
+
+  it("after a restart the kernel is left alone until the peers have re-sent their routes (or the restart time passes)", async () => {
+    let t = 0;
+    const { fake, backend } = await setup({ restarting: true, now: () => t });
+    expect(() => backend.desired(viewOf(a, b), local, 1500)).toThrow(/re-send their routes/);
+    fake.isConverged = true;
+    expect(backend.desired(viewOf(a, b), local, 1500).routes.length).toBe(1);
+    const second = await setup({ restarting: true, now: () => t });
+    t = 121_000;
+    expect(second.backend.desired(viewOf(a, b), local, 1500).routes.length).toBe(1);
+  });
+
+  it("a burst of route changes (a feed of many UPDATEs) leads to one reconcile, and later changes to another", async () => {
+    const fake = new FakeSpeaker();
+    let events: SpeakerEvents = {};
+    const backend = bgpBackend(parseConfig("clusterCIDR: 10.244.0.0/16\nbackend: bgp\n"), {
+      log, routesInstalled: async () => false, makeSpeaker: (_cfg, ev) => ((events = ev), fake),
+    });
+    await backend.prepare(local);
+    let reconciles = 0;
+    backend.watch?.(() => reconciles++);
+    const until = (n: number) =>
+      new Promise<void>((resolve) => {
+        const check = () => (reconciles >= n ? resolve() : setTimeout(check, 20));
+        check();
+      });
+    // Messages arriving together are gathered into one pass...
+    for (let i = 0; i < 100; i++) events.onBest?.([{ prefix: `10.9.${i}.0/24`, best: undefined }]);
+    await until(1);
+    expect(reconciles).toBe(1);
+    // ...and a change after that pass gets a pass of its own.
+    events.onBest?.([{ prefix: "10.10.0.0/24", best: undefined }]);
+    await until(2);
+    expect(reconciles).toBe(2);
+  });
+});
