@@ -8,11 +8,10 @@ import { CONTROL_PLANE_IP } from "../names.ts";
 import { tail } from "../process.ts";
 
 // Twill installed as an operator would, DaemonSet included: manifests/twill.yaml
-// applied whole, with the two values an operator sets per cluster:
-// - the apiserver's address for the daemon (KUBERNETES_SERVICE_HOST/PORT, as
-//   CNIs are configured: the lab runs no kube-proxy, so the `kubernetes`
-//   Service's ClusterIP leads nowhere — and a CNI must not depend on it);
-// - the conflist's cniVersion: containerd 1.6's libcni refuses 1.1.0 results.
+// applied whole, with the values an operator sets per cluster: the backend,
+// and the apiserver's address for the daemon (KUBERNETES_SERVICE_HOST/PORT, as
+// CNIs are configured: the lab runs no kube-proxy, so the `kubernetes`
+// Service's ClusterIP leads nowhere — and a CNI must not depend on it).
 
 type Obj = KubernetesObject & { data?: Record<string, string>; spec?: { template?: { spec?: { containers?: { name: string; env?: { name: string; value?: string }[] }[] } } } };
 
@@ -20,9 +19,6 @@ export function labManifest(backend: string): KubernetesObject[] {
   return manifestObjects().map((o) => {
     const obj = structuredClone(o) as Obj;
     if (obj.kind === "ConfigMap" && obj.metadata?.name === "twill-config" && obj.data) {
-      const conflist = JSON.parse(obj.data["10-twill.conflist"] ?? "{}") as { cniVersion?: string };
-      conflist.cniVersion = "1.0.0";
-      obj.data["10-twill.conflist"] = JSON.stringify(conflist, null, 2);
       obj.data["config.yaml"] = (obj.data["config.yaml"] ?? "").replace(/^backend:.*$/m, `backend: ${backend}`);
     }
     if (obj.kind === "DaemonSet") {
