@@ -53,10 +53,17 @@ describe("crash safety", () => {
     const conf = twillConf(node);
     const kills = 24;
     let killed = 0;
+    // How long one whole ADD takes on this machine right now (it varies with
+    // load by 10×), so the kills below spread over all of it.
+    const probe = await node.pod();
+    const t0 = performance.now();
+    expect((await runCni(node.ns, { command: "ADD", containerId: "kill-probe", netns: probe.path, ifname: "eth0", stdin: conf })).code).toBe(0);
+    const addMs = performance.now() - t0;
+    expect((await runCni(node.ns, { command: "DEL", containerId: "kill-probe", netns: probe.path, ifname: "eth0", stdin: conf })).code).toBe(0);
     for (let i = 0; i < kills; i++) {
       const pod = await node.pod();
-      // Spread the kill over the whole ADD (start-up, IPAM, both ip batches).
-      const delayMs = (i * 60) / kills;
+      // Spread the kill over the whole ADD (start-up, IPAM, kernel work).
+      const delayMs = (i * addMs * 1.2) / kills;
       const run = runCni(node.ns, { command: "ADD", containerId: `kill${i}`, netns: pod.path, ifname: "eth0", stdin: conf }, (pid) => {
         setTimeout(() => {
           try {
