@@ -51,6 +51,7 @@ describe("daemon configuration errors", () => {
       mtu: 0,
       masquerade: true,
       policy: true,
+      policyFailClosed: true,
       vxlan: { vni: 1, port: 8472, directRouting: false },
     });
   });
