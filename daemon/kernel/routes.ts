@@ -29,7 +29,7 @@ async function kernelRoutes(netns: string | undefined): Promise<RouteSpec[]> {
   }));
 }
 
-const sameRoute = (a: RouteSpec | undefined, b: RouteSpec) => a === b || (!!a && a.via === b.via && a.dev === b.dev && a.onlink === b.onlink && !!a.blackhole === !!b.blackhole);
+const sameRoute = (a: RouteSpec | undefined, b: RouteSpec) => !!a && a.via === b.via && a.dev === b.dev && a.onlink === b.onlink && !!a.blackhole === !!b.blackhole;
 
 const replaceLine = (r: RouteSpec) =>
   r.blackhole ? `route replace blackhole ${r.dst} proto ${RTPROT_TWILL}` : `route replace ${r.dst} via ${r.via} dev ${r.dev}${r.onlink ? " onlink" : ""} proto ${RTPROT_TWILL}`;
@@ -51,19 +51,9 @@ export class KernelRoutes {
   async sync(want: RouteSpec[], readKernel: boolean): Promise<number> {
     if (readKernel || !this.have) this.have = new Map((await kernelRoutes(this.netns)).map((r) => [r.dst, r]));
     const have = this.have;
-    const put: RouteSpec[] = [];
-    let kept = 0;
-    for (const r of want) {
-      const h = have.get(r.dst);
-      if (h) kept++;
-      if (!sameRoute(h, r)) put.push(r);
-    }
-    // Removals only when some route we have is not wanted (saves a 100k-entry set on most passes).
-    let del: RouteSpec[] = [];
-    if (kept < have.size) {
-      const wanted = new Set(want.map((r) => r.dst));
-      del = [...have.values()].filter((r) => !wanted.has(r.dst));
-    }
+    const wantByDst = new Map(want.map((r) => [r.dst, r]));
+    const put = want.filter((r) => !sameRoute(have.get(r.dst), r));
+    const del = [...have.values()].filter((r) => !wantByDst.has(r.dst));
     const lines = [...put.map(replaceLine), ...del.map(deleteLine)];
     if (lines.length === 0) return 0;
     // Recorded up front; any failure drops the whole record so the kernel is read again.

@@ -1,7 +1,8 @@
 import { TwillError } from "../../../lib/errors.ts";
 import { RTPROT_TWILL } from "../../../lib/kernel/protocols.ts";
 import { createLogger, type Logger } from "../../../lib/log.ts";
-import { LOCAL, type Route } from "../../bgp/rib/route.ts";
+import type { Route } from "../../bgp/rib/route.ts";
+import { LOCAL } from "../../bgp/rib/route.ts";
 import type { PeerConfig, SpeakerConfig } from "../../bgp/speaker/config.ts";
 import { Speaker, type SpeakerEvents } from "../../bgp/speaker/speaker.ts";
 import type { ClusterView } from "../../cluster/view.ts";
@@ -47,10 +48,6 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
   let speaker: SpeakerLike | undefined;
   let onChange: (() => void) | undefined;
   const announced = new Set<string>();
-  // The RIB keeps an unchanged best route as the same object, so its kernel
-  // route is too: passes over 100k routes allocate nothing new and the
-  // reconcile's diff compares by identity first.
-  const specs = new WeakMap<Route, RouteSpec>();
   /** Set on a graceful restart: until every peer sent End-of-RIB (or restartTime passes) the kernel is left alone. */
   let holdUntil = 0;
 
@@ -119,16 +116,9 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
 
       const state = emptyState();
       for (const dst of own) state.routes.push({ dst, via: "", dev: "", onlink: false, blackhole: true });
-      // Many routes share a next hop: decide "on our L2" once per next hop, not per route (100k routes per pass).
-      const reachable = new Map<string, boolean>();
-      const onL2 = (ip: string) => reachable.get(ip) ?? reachable.set(ip, onSameL2(local, ip)).get(ip)!;
-      const ownSet = new Set(own);
       for (const r of s.routes()) {
-        if (r.peer === LOCAL || !isV4(r.prefix) || ownSet.has(r.prefix) || !r.nextHop || !onL2(r.nextHop)) continue;
-        // Twill's routes for next hops off our L2 would need a recursive lookup (not yet).
-        let spec = specs.get(r);
-        if (!spec || spec.dev !== local.underlay.dev) specs.set(r, (spec = { dst: r.prefix, via: r.nextHop, dev: local.underlay.dev, onlink: false }));
-        state.routes.push(spec);
+        const spec = learnedRoute(r, local, own);
+        if (spec) state.routes.push(spec);
       }
       return state;
     },
@@ -136,6 +126,12 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
       onChange = cb;
     },
   };
+}
+
+/** A learned best route as a kernel route; undefined for our own blocks and next hops off our L2 (no recursive lookup yet). */
+function learnedRoute(r: Route, local: LocalNode, own: string[]): RouteSpec | undefined {
+  if (r.peer === LOCAL || !isV4(r.prefix) || own.includes(r.prefix) || !r.nextHop || !onSameL2(local, r.nextHop)) return undefined;
+  return { dst: r.prefix, via: r.nextHop, dev: local.underlay.dev, onlink: false };
 }
 
 async function kernelHasTwillRoutes(): Promise<boolean> {
