@@ -84,7 +84,7 @@ async function runSize(n: number): Promise<{ twill: Result; bird: Result }> {
       ],
     }));
     const twill = spawn("ip", ["netns", "exec", lan.ns(2), process.execPath, join(REPO, "test/bgp/support/backend-runner.ts"), spec], {
-      stdio: ["ignore", "pipe", process.env.BENCH_DEBUG ? "inherit" : "ignore"], env: { ...process.env, TWILL_BGP_REPORT: "1", TWILL_LOG_LEVEL: "warn", TWILL_RESYNC_MS: "10000" },
+      stdio: ["ignore", "pipe", process.env.BENCH_DEBUG ? "inherit" : "ignore"], env: { ...process.env, TWILL_BGP_REPORT: "1", TWILL_LOG_LEVEL: "warn" },
     });
     procs.push(twill);
     let twillRibAt = 0;

@@ -67,8 +67,6 @@ export class Agent {
   private nodeFileWritten = false;
   private prepared = false;
   private lastError = "";
-  /** Read the kernel's routes on the next pass (start and every resync); other passes trust what was written. */
-  private readKernel = true;
 
   constructor(deps: AgentDeps) {
     this.d = deps;
@@ -77,10 +75,7 @@ export class Agent {
   start(): void {
     this.d.watch.onChange(() => this.kick());
     this.d.backend.watch?.(() => this.kick());
-    this.timer = setInterval(() => {
-      this.readKernel = true;
-      this.kick();
-    }, this.d.node.resyncSeconds * 1000);
+    this.timer = setInterval(() => this.kick(), this.d.node.resyncSeconds * 1000);
     this.kick();
   }
 
@@ -143,9 +138,7 @@ export class Agent {
     }
     const podMtu = cfg.mtu || local.underlay.mtu - backend.overhead;
     const desired = backend.desired(view, local, podMtu);
-    const readKernel = this.readKernel;
-    this.readKernel = false;
-    const changes = await reconcile(desired, { readKernel });
+    const changes = await reconcile(desired);
     const masq = await reconcileMasquerade(cfg.masquerade, [cfg.clusterCIDR], desired.links.map((l) => l.port));
     ensureForwarding();
     for (const [kind, n] of Object.entries(changes)) if (n) metrics.kernelChanges.inc({ kind }, n);

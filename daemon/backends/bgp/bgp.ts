@@ -39,7 +39,8 @@ export interface BgpBackendDeps {
 }
 
 const isV4 = (s: string) => !s.includes(":");
-const GATHER_MS = 50;
+const QUIET_MS = 200;
+const MAX_GATHER_MS = 2000;
 
 export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backend {
   const bgp = cfg.bgp ?? DEFAULT_BGP;
@@ -51,18 +52,23 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
   /** Set on a graceful restart: until every peer sent End-of-RIB (or restartTime passes) the kernel is left alone. */
   let holdUntil = 0;
 
-  // A feed arrives as many UPDATEs: changes within GATHER_MS of the first
-  // make one reconcile (a throttle, not a debounce, so kernel writes start
-  // while the feed is still arriving; the agent runs one pass at a time and
-  // folds whatever comes in meanwhile into the next).
-  let gatherTimer: NodeJS.Timeout | undefined;
+  // A feed arrives as many UPDATEs and each reconcile reads and diffs every
+  // route: changes are gathered until the speaker is quiet for a moment (at
+  // most MAX_GATHER_MS after the first), instead of reconciling per message.
+  let quietTimer: NodeJS.Timeout | undefined;
+  let firstAt = 0;
+  const fire = () => {
+    quietTimer = undefined;
+    firstAt = 0;
+    onChange?.();
+  };
   const kick = () => {
-    if (!onChange || gatherTimer) return;
-    gatherTimer = setTimeout(() => {
-      gatherTimer = undefined;
-      onChange?.();
-    }, GATHER_MS);
-    gatherTimer.unref();
+    if (!onChange) return;
+    const t = Date.now();
+    if (!firstAt) firstAt = t;
+    if (quietTimer) clearTimeout(quietTimer);
+    quietTimer = setTimeout(fire, Math.max(0, Math.min(QUIET_MS, firstAt + MAX_GATHER_MS - t)));
+    quietTimer.unref();
   };
 
   return {

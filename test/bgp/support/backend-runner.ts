@@ -40,8 +40,6 @@ await backend.prepare(local);
 
 let running = false;
 let again = false;
-// As the agent: the kernel's routes are read at start and on each resync only.
-let readKernel = true;
 async function tick(): Promise<void> {
   if (running) {
     again = true;
@@ -50,10 +48,8 @@ async function tick(): Promise<void> {
   running = true;
   try {
     const desired = backend.desired(view, local, 1500);
-    const full = readKernel;
-    readKernel = false;
-    const changes = await reconcile(desired, { readKernel: full });
-    process.stdout.write(`${JSON.stringify({ event: "reconciled", changes, routes: desired.routes.length, readKernel: full, at: Date.now() })}\n`);
+    const changes = await reconcile(desired);
+    process.stdout.write(`${JSON.stringify({ event: "reconciled", changes, routes: desired.routes.length, at: Date.now() })}\n`);
   } catch (err) {
     process.stdout.write(`${JSON.stringify({ event: "error", code: (err as { code?: string }).code, message: (err as Error).message })}\n`);
   } finally {
@@ -65,9 +61,6 @@ async function tick(): Promise<void> {
   }
 }
 backend.watch?.(() => void tick());
-setInterval(() => {
-  readKernel = true;
-  void tick();
-}, Number(process.env.TWILL_RESYNC_MS ?? 2000));
+setInterval(() => void tick(), 2000);
 void tick();
 process.stdout.write(`${JSON.stringify({ event: "ready" })}\n`);
