@@ -1,9 +1,10 @@
 import { sha256Hex } from "../../lib/hash.ts";
+import { HOST_VETH_PREFIX } from "../../lib/kernel/protocols.ts";
 
 // Host-side names and MACs are derived from the attachment (container ID +
 // interface), so a retried ADD, a DEL or a GC finds them without any record.
 
-export const HOST_VETH_PREFIX = "twl";
+export { HOST_VETH_PREFIX } from "../../lib/kernel/protocols.ts";
 export const ALIAS_PREFIX = "twill:";
 
 function digest(containerId: string, ifname: string): Buffer {

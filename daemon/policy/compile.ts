@@ -1,6 +1,6 @@
 import type { V1NetworkPolicy, V1NetworkPolicyPeer, V1NetworkPolicyPort, V1Pod } from "@kubernetes/client-node";
 import { formatIp, lastAddress, parseCidr, parseIp } from "../../lib/net/cidr.ts";
-import { HOST_VETH_PREFIX } from "../../cni/attach/names.ts";
+import { HOST_VETH_PREFIX } from "../../lib/kernel/protocols.ts";
 import { disjoint, type Box } from "./boxes.ts";
 import { validBlock, peerMatches, selectingPolicies, type ClusterState, type Protocol } from "./model.ts";
 

@@ -8,9 +8,11 @@ import { TwillError } from "../../lib/errors.ts";
 // docs/policy.md). Each transaction is sent as ONE input line (commands
 // joined by ";"), which nft parses and commits as one batch: all or nothing.
 // nft -i prints nothing on success, so every line is followed by a sentinel
-// command with a fixed answer; anything starting with "Error:" before it
-// means the transaction was rejected. stderr is merged into stdout (by the
-// shell) so the two stay in order.
+// command with a fixed answer on stdout; an "Error:" on stderr before it means
+// the transaction was rejected. nft writes a line's error before it runs the
+// next line, so when the sentinel's answer arrives the error is already in the
+// stderr pipe: the answer is judged one event-loop turn later, once stderr has
+// been read. No shell: the DaemonSet's image has none.
 
 const SENTINEL = "describe ct mark";
 const SENTINEL_ANSWER = "(packet mark)";
@@ -25,17 +27,22 @@ export class NftSession {
     this.netns = netns;
   }
 
+  private errors = "";
+
   private start(): ChildProcessWithoutNullStreams {
-    const shell = ["sh", "-c", "exec nft -i 2>&1"];
-    const p = spawn(this.netns ? "ip" : shell[0]!, this.netns ? ["netns", "exec", this.netns, ...shell] : shell.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
+    const argv = this.netns ? ["ip", "netns", "exec", this.netns, "nft", "-i"] : ["nft", "-i"];
+    const p = spawn(argv[0]!, argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
     p.stdout.setEncoding("utf8").on("data", (d: string) => this.onData(d));
-    p.stderr.resume();
+    p.stderr.setEncoding("utf8").on("data", (d: string) => (this.errors += d));
     p.stdin.on("error", () => {});
-    p.on("exit", () => {
+    const gone = (why: string) => {
       if (this.proc === p) this.proc = undefined;
-      this.fail(new TwillError("NFT_SESSION", "the nft session ended"));
-    });
+      this.fail(new TwillError("NFT_SESSION", why));
+    };
+    p.on("error", (err) => gone(`the nft session could not run: ${err.message}`));
+    p.on("exit", () => gone("the nft session ended"));
     this.buffer = "";
+    this.errors = "";
     return p;
   }
 
@@ -50,7 +57,11 @@ export class NftSession {
     const p = this.pending;
     this.pending = undefined;
     clearTimeout(p.timer);
-    p.resolve(out);
+    setImmediate(() => {
+      const errors = this.errors;
+      this.errors = "";
+      p.resolve(errors + out);
+    });
   }
 
   private fail(err: Error): void {
@@ -77,7 +88,7 @@ export class NftSession {
       proc.stdin.write(`${line}\n${SENTINEL}\n`);
     }).then((out) => {
       const before = out.slice(0, out.lastIndexOf("ct expression"));
-      if (/^Error:/m.test(before)) throw new TwillError("NFT_APPLY", "nft rejected the NetworkPolicy transaction; the previous table stays in force", before.trim().slice(0, 2000));
+      if (/Error:/.test(before)) throw new TwillError("NFT_APPLY", "nft rejected the NetworkPolicy transaction; the previous table stays in force", before.trim().slice(0, 2000));
     });
   }
 

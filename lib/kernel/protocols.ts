@@ -7,3 +7,9 @@ export const RTPROT_TWILL_POD = 212;
 
 /** Routes the node daemon installs to other nodes' pod CIDRs (overlay and BGP). */
 export const RTPROT_TWILL = 211;
+
+/**
+ * Host-side veth names of pods start with this (the CNI plugin names them,
+ * the daemon's policy table matches them): `twl` + 11 hex digits.
+ */
+export const HOST_VETH_PREFIX = "twl";
