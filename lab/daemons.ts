@@ -1,8 +1,9 @@
+import { underlayKubeconfig } from "./kube.ts";
 import { existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { TwillError } from "../lib/errors.ts";
 import type { LabNode } from "./cluster.ts";
-import { CLUSTER_CIDR, CONTROL_PLANE_IP } from "./names.ts";
+import { CLUSTER_CIDR } from "./names.ts";
 import { startIn, tail, type LabProcess } from "./process.ts";
 
 // Twill's node daemon, one per lab node, running inside the node's namespace
@@ -45,23 +46,7 @@ export function writeDaemonFiles(labDir: string, ca: string, token: string, opts
   const config = join(labDir, "twill-config.yaml");
   writeFileSync(config, daemonConfig(opts));
   const kubeconfig = join(labDir, "twill-daemon.kubeconfig");
-  writeFileSync(
-    kubeconfig,
-    `apiVersion: v1
-kind: Config
-clusters:
-- name: lab
-  cluster: {server: "https://${CONTROL_PLANE_IP}:6443", certificate-authority: "${ca}"}
-users:
-- name: twill
-  user: {token: "${token}"}
-contexts:
-- name: lab
-  context: {cluster: lab, user: twill}
-current-context: lab
-`,
-    { mode: 0o600 },
-  );
+  writeFileSync(kubeconfig, underlayKubeconfig(ca, "twill", `{token: "${token}"}`), { mode: 0o600 });
   return { config, kubeconfig };
 }
 

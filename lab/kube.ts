@@ -1,3 +1,4 @@
+import { CONTROL_PLANE_IP } from "./names.ts";
 import { readFileSync } from "node:fs";
 import { request } from "node:https";
 import { connect, createServer, type Server } from "node:net";
@@ -97,4 +98,24 @@ export function rawRequest(port: number, creds: Credentials, method: string, pat
     req.on("error", reject);
     req.end(body !== undefined ? JSON.stringify(body) : undefined);
   });
+}
+
+/**
+ * A kubeconfig for a process inside a lab node reaching the apiserver over
+ * the underlay; `user` is the YAML flow mapping of its credentials.
+ */
+export function underlayKubeconfig(ca: string, userName: string, user: string): string {
+  return `apiVersion: v1
+kind: Config
+clusters:
+- name: lab
+  cluster: {server: "https://${CONTROL_PLANE_IP}:6443", certificate-authority: "${ca}"}
+users:
+- name: ${userName}
+  user: ${user}
+contexts:
+- name: lab
+  context: {cluster: lab, user: ${userName}}
+current-context: lab
+`;
 }

@@ -1,7 +1,7 @@
+import { underlayKubeconfig } from "../kube.ts";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TwillError } from "../../lib/errors.ts";
-import { CONTROL_PLANE_IP } from "../names.ts";
 import { issue, type Pki } from "../pki.ts";
 import { startIn, tail, type LabProcess } from "../process.ts";
 
@@ -74,23 +74,7 @@ export async function writeKubeletFiles(pki: Pki, n: KubeletNode): Promise<Kubel
   mkdirSync(join(n.dir, "pod-logs"), { recursive: true });
   const cert = await issue(pki, { name: `kubelet-${n.name}`, commonName: `system:node:${n.name}`, organization: "system:nodes", usage: "client" });
   const kubeconfig = join(dir, "kubeconfig");
-  writeFileSync(
-    kubeconfig,
-    `apiVersion: v1
-kind: Config
-clusters:
-- name: lab
-  cluster: {server: "https://${CONTROL_PLANE_IP}:6443", certificate-authority: "${pki.ca}"}
-users:
-- name: ${n.name}
-  user: {client-certificate: "${cert.cert}", client-key: "${cert.key}"}
-contexts:
-- name: lab
-  context: {cluster: lab, user: ${n.name}}
-current-context: lab
-`,
-    { mode: 0o600 },
-  );
+  writeFileSync(kubeconfig, underlayKubeconfig(pki.ca, n.name, `{client-certificate: "${cert.cert}", client-key: "${cert.key}"}`), { mode: 0o600 });
   const config = join(dir, "config.yaml");
   writeFileSync(config, kubeletConfig(n, pki.ca));
   return { rootDir, config, kubeconfig, log: join(n.dir, "kubelet.log") };
