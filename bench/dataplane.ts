@@ -16,7 +16,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  * lab (apiserver, etcd, controller manager, daemons) runs, so all see the
  * same background load on this 2-core machine. Returns medians by path.
  */
-async function measure(backend: "vxlan" | "host-gw", conntrack: boolean, refs: Reference[]): Promise<Record<string, number>> {
+async function measure(backend: "vxlan" | "host-gw" | "bgp", conntrack: boolean, refs: Reference[]): Promise<Record<string, number>> {
   const lab = await startLab({ nodes: 2, podsPerNode: 1, backend, masquerade: conntrack, policy: conntrack });
   const built = [] as { name: string; topo: Awaited<ReturnType<typeof buildReference>> }[];
   try {
@@ -36,14 +36,17 @@ async function measure(backend: "vxlan" | "host-gw", conntrack: boolean, refs: R
 }
 
 console.log(`bench:dataplane — iperf3, one TCP stream, ${SECONDS} s × ${RUNS} runs each (median)`);
-const hostGw = await measure("host-gw", true, ["routes", "veth"]);
+const hostGw = await measure("host-gw", true, ["routes", "routes-nat", "veth"]);
 const vx = await measure("vxlan", true, ["vxlan", "vxlan-nat", "veth"]);
 // Twill with masquerade and NetworkPolicy switched off: no nftables table, so no conntrack — like for like with the plain references.
 const vxBare = await measure("vxlan", false, ["vxlan"]);
 const hgBare = await measure("host-gw", false, ["routes"]);
+// BGP mode: no encapsulation, so its reference is the same plain routes.
+const bgp = await measure("bgp", true, ["routes", "routes-nat"]);
 const r = {
   veth: median([hostGw.veth!, vx.veth!]),
   routes: hostGw.routes!,
+  routesNat: hostGw["routes-nat"]!,
   vxlan: vx.vxlan!,
   vxlanNat: vx["vxlan-nat"]!,
   twillHostGw: hostGw.twill!,
@@ -52,11 +55,17 @@ const r = {
 const fig: Record<string, Figure> = {
   raw_veth_gbps: { value: round(r.veth), unit: "Gbit/s" },
   handbuilt_routes_gbps: { value: round(r.routes), unit: "Gbit/s" },
+  handbuilt_routes_masquerade_gbps: { value: round(r.routesNat), unit: "Gbit/s" },
   handbuilt_vxlan_gbps: { value: round(r.vxlan), unit: "Gbit/s" },
   handbuilt_vxlan_masquerade_gbps: { value: round(r.vxlanNat), unit: "Gbit/s" },
   twill_hostgw_gbps: { value: round(r.twillHostGw), unit: "Gbit/s" },
   twill_vxlan_gbps: { value: round(r.twillVxlan), unit: "Gbit/s" },
   hostgw_ratio_vs_handbuilt_routes: { value: round(r.twillHostGw / r.routes, 3), unit: "ratio" },
+  hostgw_ratio_vs_handbuilt_routes_masquerade: { value: round(r.twillHostGw / r.routesNat, 3), unit: "ratio" },
+  conntrack_cost_handbuilt_routes: { value: round(r.routesNat / r.routes, 3), unit: "ratio" },
+  twill_bgp_gbps: { value: round(bgp.twill!), unit: "Gbit/s" },
+  bgp_ratio_vs_handbuilt_routes: { value: round(bgp.twill! / bgp.routes!, 3), unit: "ratio" },
+  bgp_ratio_vs_handbuilt_routes_masquerade: { value: round(bgp.twill! / bgp["routes-nat"]!, 3), unit: "ratio" },
   vxlan_ratio_vs_handbuilt_vxlan: { value: round(r.twillVxlan / r.vxlan, 3), unit: "ratio" },
   vxlan_ratio_vs_handbuilt_vxlan_masquerade: { value: round(r.twillVxlan / r.vxlanNat, 3), unit: "ratio" },
   conntrack_cost_handbuilt_vxlan: { value: round(r.vxlanNat / r.vxlan, 3), unit: "ratio" },
@@ -71,6 +80,9 @@ const table = [
   `| raw veth pair | ${fig.raw_veth_gbps!.value} | — |`,
   `| hand-built routes (host-gw shape) | ${fig.handbuilt_routes_gbps!.value} | — |`,
   `| Twill host-gw | ${fig.twill_hostgw_gbps!.value} | ${fig.hostgw_ratio_vs_handbuilt_routes!.value}× hand-built routes (goal ≥ 0.98) |`,
+  `| hand-built routes + Twill's masquerade rules (conntrack on) | ${fig.handbuilt_routes_masquerade_gbps!.value} | ${fig.conntrack_cost_handbuilt_routes!.value}× hand-built routes: the price of conntrack |`,
+  `| Twill host-gw vs that | — | ${fig.hostgw_ratio_vs_handbuilt_routes_masquerade!.value}× |`,
+  `| Twill bgp (own lab, same-run pairs) | ${fig.twill_bgp_gbps!.value} | ${fig.bgp_ratio_vs_handbuilt_routes!.value}× hand-built routes, ${fig.bgp_ratio_vs_handbuilt_routes_masquerade!.value}× with masquerade |`,
   `| hand-built VXLAN | ${fig.handbuilt_vxlan_gbps!.value} | — |`,
   `| Twill vxlan | ${fig.twill_vxlan_gbps!.value} | ${fig.vxlan_ratio_vs_handbuilt_vxlan!.value}× hand-built VXLAN (goal ≥ 0.97) |`,
   `| hand-built VXLAN + Twill's masquerade rules (conntrack on) | ${fig.handbuilt_vxlan_masquerade_gbps!.value} | ${fig.conntrack_cost_handbuilt_vxlan!.value}× hand-built VXLAN: the price of conntrack |`,
@@ -94,7 +106,9 @@ updateDocSection(
     barChart("Pod-to-pod TCP throughput (Gbit/s)", "Gbit/s", [
       { label: "raw veth", value: fig.raw_veth_gbps!.value },
       { label: "routes (hand)", value: fig.handbuilt_routes_gbps!.value },
+      { label: "routes+NAT (hand)", value: fig.handbuilt_routes_masquerade_gbps!.value },
       { label: "Twill host-gw", value: fig.twill_hostgw_gbps!.value },
+      { label: "Twill bgp", value: fig.twill_bgp_gbps!.value },
       { label: "VXLAN (hand)", value: fig.handbuilt_vxlan_gbps!.value },
       { label: "Twill vxlan", value: fig.twill_vxlan_gbps!.value },
     ]),

@@ -1,4 +1,4 @@
-// npm run lab [-- --check] [--nodes N] [--pods N] [--backend vxlan|host-gw] [--direct-routing] [--no-daemon] [--kubelet [--daemonset]]
+// npm run lab [-- --check] [--nodes N] [--pods N] [--backend vxlan|host-gw|bgp] [--direct-routing] [--no-daemon] [--kubelet [--daemonset]]
 // npm run lab -- down
 // The lab: a real Kubernetes control plane and Twill nodes and pods, all as
 // network namespaces on this machine. See docs/lab.md.
@@ -38,12 +38,8 @@ async function main(): Promise<number> {
   });
   if (positionals[0] === "down") return down();
   const backend = values.backend as Backend;
-  if (backend === "bgp") {
-    console.error("the bgp backend is not in the node daemon yet (Twill's BGP speaker is being built): use vxlan or host-gw");
-    return 2;
-  }
-  if (!["vxlan", "host-gw"].includes(backend)) {
-    console.error(`unknown backend "${values.backend}": use vxlan or host-gw`);
+  if (!["vxlan", "host-gw", "bgp"].includes(backend)) {
+    console.error(`unknown backend "${values.backend}": use vxlan, host-gw or bgp`);
     return 2;
   }
   const nodes = Number(values.nodes);

@@ -4,8 +4,8 @@ import { addNetns, deleteNetns, execIn } from "../../lib/kernel/netns.ts";
 // (pod veth → node → underlay bridge → node → pod veth), so Twill's dataplane
 // can be compared with the same kernel doing the same work without Twill.
 
-/** "vxlan-nat": the VXLAN reference plus one masquerade rule per node, so conntrack runs as it must under any NAT-ing CNI. */
-export type Reference = "veth" | "routes" | "vxlan" | "vxlan-nat";
+/** "-nat": the reference plus one masquerade rule per node, so conntrack runs as it must under any NAT-ing CNI. */
+export type Reference = "veth" | "routes" | "routes-nat" | "vxlan" | "vxlan-nat";
 
 export interface RefTopology {
   client: string;
@@ -58,7 +58,7 @@ export async function buildReference(kind: Reference, tag: string): Promise<RefT
       await execIn(ns(pod), ["ip", "neigh", "replace", "169.254.1.1", "lladdr", hostMac, "dev", "eth0", "nud", "permanent"]);
       await execIn(ns(node), ["ip", "route", "add", `10.251.${i}.2/32`, "dev", "hv"]);
     }
-    if (kind === "routes") {
+    if (kind === "routes" || kind === "routes-nat") {
       await execIn(ns("n1"), ["ip", "route", "add", "10.251.2.0/24", "via", "172.31.0.2"]);
       await execIn(ns("n2"), ["ip", "route", "add", "10.251.1.0/24", "via", "172.31.0.1"]);
     } else {
@@ -74,7 +74,7 @@ export async function buildReference(kind: Reference, tag: string): Promise<RefT
         await execIn(ns(`p${i}`), ["ip", "link", "set", "eth0", "mtu", "1450"]);
       }
     }
-    if (kind === "vxlan-nat") {
+    if (kind.endsWith("-nat")) {
       for (const i of [1, 2]) {
         await execIn(ns(`n${i}`), ["nft", "-f", "-"], {
           // The same rules Twill's masquerade table holds: NAT to outside, no tracking of the tunnel's own UDP.
