@@ -122,6 +122,17 @@ async function restoreDispatch(ns: string, m: { ingress: string; egress: string 
   if (cmds.length) await execIn(ns, ["nft", "-f", "-"], { input: cmds.join("\n") + "\n" });
 }
 
+/** The daemon's own /metrics (prom-client's runtime figures included), read inside its node's namespace. */
+async function daemonMetrics(ns: string): Promise<Map<string, number>> {
+  const text = (await execIn(ns, ["curl", "-sf", "http://127.0.0.1:9099/metrics"])).stdout;
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const m = /^([a-z_]+(?:\{[^}]*\})?) ([-0-9.e+]+)$/.exec(line);
+    if (m) out.set(m[1]!, Number(m[2]));
+  }
+  return out;
+}
+
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return Number(m?.[1] ?? 0) / 1024;
@@ -131,6 +142,39 @@ async function daemonPid(lab: RunningLab, node: number): Promise<number> {
   const [pid] = await pidsIn(lab.state.nodes[node]!.ns, "daemon/main.ts");
   if (!pid) throw new Error(`no daemon on ${lab.state.nodes[node]!.name}`);
   return pid;
+}
+
+interface Flip {
+  kind: string;
+  /** Epoch ms when the change was sent. */
+  t0: number;
+  /** Until the apiserver answered. */
+  apiMs: number;
+  /** Until the probe's verdict changed for good. */
+  ms: number;
+}
+interface Applied {
+  time: string;
+  ms: number;
+  compileMs: number;
+}
+
+/**
+ * Splits each flip at the daemon's own log line for the apply it caused (the
+ * first "programmed" line after the change was sent): apiserver write, watch
+ * delivery (+ the controller's 5 ms coalescing), the apply, and the probe's
+ * own resolution. Log times are epoch ms from the same clock.
+ */
+function breakdown(flips: Flip[], applied: Applied[]) {
+  const rows = flips.flatMap((f) => {
+    const a = applied.find((x) => Date.parse(x.time) >= f.t0);
+    if (!a) return [];
+    const done = Date.parse(a.time) - f.t0;
+    return [{ ...f, api: f.apiMs, delivery: done - a.ms - f.apiMs, apply: a.ms, probe: f.ms - done }];
+  });
+  const pp = (k: "api" | "delivery" | "apply" | "probe") => `${percentile(rows.map((r) => r[k]), 50).toFixed(1)} / ${percentile(rows.map((r) => r[k]), 99).toFixed(1)}`;
+  const worst = [...rows].sort((a, b) => b.ms - a.ms).slice(0, 5).map((r) => ({ ...r, detail: `api ${r.api.toFixed(0)}, delivery ${r.delivery.toFixed(0)}, apply ${r.apply}, probe ${r.probe.toFixed(0)}` }));
+  return { api: pp("api"), delivery: pp("delivery"), apply: pp("apply"), probe: pp("probe"), worst, rows };
 }
 
 async function main(): Promise<void> {
@@ -190,16 +234,18 @@ async function main(): Promise<void> {
     say(`nft: ${counts.chains} chains, ${counts.rules} rules, ${counts.sets} sets/maps, ${counts.elements} elements; daemon RSS ${rssAfterSync.toFixed(0)} MiB`);
 
     // Flips: 100 changes, half policy updates (allow ⇄ deny), half create/delete of a deny-all policy.
+    const metricsBefore = await daemonMetrics(n1.ns);
     prober = new Prober(client.ns, server.ip, 8080);
     await prober.flip(performance.timeOrigin + performance.now(), true);
-    const flips: { kind: string; ms: number }[] = [];
+    const flips: Flip[] = [];
     const half = Math.floor(CHANGES / 2);
     const policyPath = `/apis/networking.k8s.io/v1/namespaces/${PROBE_NS}/networkpolicies`;
     for (let i = 0; i < half; i++) {
       const allow = i % 2 === 1;
       const t0 = performance.timeOrigin + performance.now();
       await api(lab, "PATCH", `${policyPath}/flip`, { spec: flipPolicy(allow).spec }, "application/merge-patch+json");
-      flips.push({ kind: allow ? "update → allow" : "update → deny", ms: await prober.flip(t0, allow) });
+      const apiMs = performance.timeOrigin + performance.now() - t0;
+      flips.push({ kind: allow ? "update → allow" : "update → deny", t0, apiMs, ms: await prober.flip(t0, allow) });
       await new Promise((r) => setTimeout(r, 100 + Math.random() * 200));
     }
     // Leave "flip" allowing, then toggle a deny-all on top of it: create denies only once "flip" is gone.
@@ -210,7 +256,8 @@ async function main(): Promise<void> {
       const t0 = performance.timeOrigin + performance.now();
       if (create) await api(lab, "POST", policyPath, denyAll);
       else await api(lab, "DELETE", `${policyPath}/deny-all`);
-      flips.push({ kind: create ? "create → deny" : "delete → allow", ms: await prober.flip(t0, !create) });
+      const apiMs = performance.timeOrigin + performance.now() - t0;
+      flips.push({ kind: create ? "create → deny" : "delete → allow", t0, apiMs, ms: await prober.flip(t0, !create) });
       await new Promise((r) => setTimeout(r, 100 + Math.random() * 200));
     }
     prober.stop();
@@ -218,9 +265,21 @@ async function main(): Promise<void> {
     const all = flips.map((f) => f.ms);
     say(`flip latency over ${all.length} changes: p50 ${percentile(all, 50).toFixed(1)} ms, p99 ${percentile(all, 99).toFixed(1)} ms, max ${Math.max(...all).toFixed(1)} ms`);
     const rssAfterFlips = rssMiB(pid);
+    const metricsAfter = await daemonMetrics(n1.ns);
+    const during = (k: string) => (metricsAfter.get(k) ?? 0) - (metricsBefore.get(k) ?? 0);
+    const gc = {
+      majorCount: during('nodejs_gc_duration_seconds_count{kind="major"}'),
+      majorSeconds: during('nodejs_gc_duration_seconds_sum{kind="major"}'),
+      minorSeconds: during('nodejs_gc_duration_seconds_sum{kind="minor"}'),
+      heapUsedMiB: (metricsAfter.get("nodejs_heap_size_used_bytes") ?? 0) / 1048576,
+    };
+    say(`daemon during the flips: ${gc.majorCount} major GCs (${(gc.majorSeconds * 1000).toFixed(0)} ms), minor GCs ${(gc.minorSeconds * 1000).toFixed(0)} ms; heap used ${gc.heapUsedMiB.toFixed(0)} MiB`);
 
     // Daemon-side share: the controller's own timing of each apply after the restart.
-    const applied = readFileSync(logPath, "utf8").slice(mark).split("\n").filter((l) => l.includes('"NetworkPolicy programmed"') && l.includes('"mode":"diff"')).map((l) => JSON.parse(l) as { ms: number; compileMs: number });
+    const applied = readFileSync(logPath, "utf8").slice(mark).split("\n").filter((l) => l.includes('"NetworkPolicy programmed"') && l.includes('"mode":"diff"')).map((l) => JSON.parse(l) as Applied);
+    const parts = breakdown(flips, applied);
+    say(`where a flip's time goes (p50 / p99 ms): apiserver write ${parts.api}, write → daemon has the event ${parts.delivery}, daemon apply ${parts.apply}, programmed → probe sees it ${parts.probe}`);
+    for (const f of parts.worst) say(`slow flip ${f.ms.toFixed(0)} ms (${f.kind}): ${f.detail}`);
 
     await api(lab, "POST", policyPath, flipPolicy(true));
     await new Promise((r) => setTimeout(r, 1000));
@@ -262,6 +321,9 @@ async function main(): Promise<void> {
       "nft set elements": { value: counts.elements, unit: "elements" },
       "daemon RSS after initial sync": { value: round(rssAfterSync, 0), unit: "MiB" },
       "daemon RSS after flips": { value: round(rssAfterFlips, 0), unit: "MiB" },
+      "daemon heap used after flips": { value: round(gc.heapUsedMiB, 0), unit: "MiB" },
+      "daemon major GCs during the flips": { value: gc.majorCount, unit: "collections" },
+      "daemon major GC time during the flips": { value: round(gc.majorSeconds * 1000, 0), unit: "ms" },
       "nft session RSS after flips": { value: round((await pidsIn(n1.ns, "nft\u0000-i")).map(rssMiB).reduce((a, b) => a + b, 0), 0), unit: "MiB" },
       "throughput without policies": { value: round(mean(without), 2), unit: "Gbit/s" },
       "throughput with policies": { value: round(mean(withPolicies), 2), unit: "Gbit/s" },

@@ -13,13 +13,16 @@ const REPO = resolve(import.meta.dirname, "..");
 
 /**
  * V8 flags the daemon runs with (also in manifests/twill.yaml and the
- * Containerfile). A 1 MiB young generation cut RSS at 1,000 nodes from 212 to
- * 148 MiB; capping the old generation at 128 MiB makes V8 collect the garbage
- * of large reconciles instead of growing (5,000 nodes: 323 → 179 MiB), which
- * is safe because the node cache is slim and the Node list is paged
- * (bench:convergence, docs/benchmarks.md).
+ * Containerfile). A small young generation keeps RSS down (the default cost
+ * 212 vs 148 MiB at 1,000 nodes), but 1 MiB was too small: a policy change's
+ * short-lived garbage (~0.8 MB) got promoted, and the old-generation
+ * collections that followed were the policy-flip latency tail (in-process at
+ * 10,000 pods: compile p99 55 ms with 1 MiB, 13 ms with 4 MiB). Capping the
+ * old generation at 128 MiB makes V8 collect the garbage of large reconciles
+ * instead of growing (5,000 nodes: 323 → 179 MiB), which is safe because the
+ * caches are slim and lists are paged (bench:convergence, bench:policy).
  */
-export const DAEMON_NODE_FLAGS = ["--max-semi-space-size=1", "--max-old-space-size=128"];
+export const DAEMON_NODE_FLAGS = ["--max-semi-space-size=4", "--max-old-space-size=128"];
 
 export interface DaemonOptions {
   backend: string;

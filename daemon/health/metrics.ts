@@ -1,7 +1,10 @@
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 
 export function createMetrics() {
   const registry = new Registry();
+  // Process and runtime figures an operator expects beside Twill's own: RSS,
+  // heap, event-loop lag, and garbage-collection pauses by kind.
+  collectDefaultMetrics({ register: registry });
   return {
     registry,
     reconcileDuration: new Histogram({ name: "twill_reconcile_duration_seconds", help: "Time of one reconcile of the node's dataplane", buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] }),

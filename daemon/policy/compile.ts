@@ -236,16 +236,26 @@ const element = (b: Box) => [addrRange(b.addr), range(...b.proto), range(...b.po
 const podId = (ip: string) => ip.replaceAll(".", "_");
 
 /**
- * One isolated pod's sets and chains. Memoised per PodRules object: the
- * incremental compiler hands back the same object for a pod whose inputs did
- * not change, so its (possibly large) element lists are built once and the
- * diff recognises them as unchanged by identity.
+ * One isolated pod as the table needs it: its sets and chains rendered, the
+ * boxes they came from dropped (at 182,000 elements the boxes held ~22 MB of a
+ * daemon heap capped at 128 MB, and the collector's work near the cap was the
+ * policy-flip latency tail). The incremental compiler keeps one per pod and
+ * hands back the same object while the pod's inputs do not change, so the diff
+ * recognises its element lists as unchanged by identity.
  */
-const pieces = new WeakMap<PodRules, { sets: NftSet[]; chains: NftChain[] }>();
-function podPieces(r: PodRules): { sets: NftSet[]; chains: NftChain[] } {
-  const hit = pieces.get(r);
-  if (hit) return hit;
-  const out = { sets: [] as NftSet[], chains: [] as NftChain[] };
+export interface RenderedPod {
+  ip: string;
+  ip6?: string[];
+  /** Isolated in that direction. */
+  ingress: boolean;
+  egress: boolean;
+  sets: NftSet[];
+  chains: NftChain[];
+}
+
+export function renderPod(r: PodRules): RenderedPod {
+  const out: RenderedPod = { ip: r.ip, ingress: !!r.ingress, egress: !!r.egress, sets: [], chains: [] };
+  if (r.ip6) out.ip6 = r.ip6;
   for (const [dir, prefix, field, verdict] of [["ingress", "in", "saddr", "accept"], ["egress", "eg", "daddr", "return"]] as const) {
     const boxes = r[dir];
     if (!boxes) continue;
@@ -258,9 +268,10 @@ function podPieces(r: PodRules): { sets: NftSet[]; chains: NftChain[] } {
     chainRules.push("drop");
     out.chains.push({ name, rules: chainRules });
   }
-  pieces.set(r, out);
   return out;
 }
+
+const rendered = (r: PodRules | RenderedPod): RenderedPod => ("sets" in r ? r : renderPod(r));
 
 /**
  * The table for one node. Per packet: conntrack, (fail closed,) one lookup in
@@ -268,7 +279,8 @@ function podPieces(r: PodRules): { sets: NftSet[]; chains: NftChain[] } {
  * interval set of allowed (peer . protocol . port): the rule count a packet
  * meets does not grow with the number of policies.
  */
-export function describeNode(rules: PodRules[], opts: DescribeOptions = {}): NftDescription {
+export function describeNode(pods: (PodRules | RenderedPod)[], opts: DescribeOptions = {}): NftDescription {
+  const rules = pods.map(rendered);
   const sets: NftSet[] = [];
   const chains: NftChain[] = [];
   const dispatch = (name: string, dir: "ingress" | "egress", prefix: string): NftSet => ({
@@ -279,9 +291,8 @@ export function describeNode(rules: PodRules[], opts: DescribeOptions = {}): Nft
   });
   sets.push(dispatch("ingress", "ingress", "in"), dispatch("egress", "egress", "eg"));
   for (const r of rules) {
-    const own = podPieces(r);
-    sets.push(...own.sets);
-    chains.push(...own.chains);
+    sets.push(...r.sets);
+    chains.push(...r.chains);
   }
   // Anti-spoofing first: a packet arriving from a pod's veth must carry a
   // source address routed back through that same veth (strict reverse-path

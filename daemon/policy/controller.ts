@@ -66,7 +66,7 @@ export class PolicyController {
   }
 
   /** Coalesces a burst of events into one compile; events during a compile make one more. */
-  private schedule(delayMs = 5): void {
+  private schedule(delayMs = 0): void {
     if (this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;

@@ -1,5 +1,5 @@
 import type { V1NetworkPolicy, V1NetworkPolicyPeer, V1Pod } from "@kubernetes/client-node";
-import { compilePod, EVERY_ADDRESS, peerBlockIntervals, podsWithin, rulePeers, type PeerResolver, type PodRules } from "./compile.ts";
+import { compilePod, EVERY_ADDRESS, peerBlockIntervals, podsWithin, renderPod, rulePeers, type PeerResolver, type RenderedPod } from "./compile.ts";
 import { policyTypes, selectorMatches, type ClusterState, type Direction } from "./model.ts";
 import { SelectorIndex } from "./selector-index.ts";
 
@@ -8,7 +8,7 @@ import { SelectorIndex } from "./selector-index.ts";
 // the pod itself, the policies selecting it, and the version of every peer
 // those policies name (from the selector index). One policy change therefore
 // recompiles only the pods it selects; one pod change only the pods whose
-// peers include it. The result equals compileNode() on the same state (a
+// peers include it. The result equals compileNode() on the same state, rendered (a
 // property test holds them to that).
 
 const ids = new WeakMap<object, number>();
@@ -33,7 +33,7 @@ export interface CompileStats {
 
 export class NodeCompiler {
   private readonly index = new SelectorIndex();
-  private memo = new Map<string, { sig: string; rules: PodRules | undefined }>();
+  private memo = new Map<string, { sig: string; rules: RenderedPod | undefined }>();
   private byNs = new Map<string, V1NetworkPolicy[]>();
   lastStats: CompileStats = { recompiled: 0, retested: 0 };
 
@@ -42,7 +42,7 @@ export class NodeCompiler {
    * the last call) skips bringing the index up to date: one pass over every
    * pod saved on a policy-only change.
    */
-  compile(state: ClusterState, localPods: V1Pod[], podsOrNamespacesChanged = true): PodRules[] {
+  compile(state: ClusterState, localPods: V1Pod[], podsOrNamespacesChanged = true): RenderedPod[] {
     const retested = podsOrNamespacesChanged ? this.index.update(state.pods, state.namespaces) : 0;
     this.index.sweep();
     this.byNs = new Map();
@@ -53,8 +53,8 @@ export class NodeCompiler {
       list.push(p);
     }
     const res = this.resolver();
-    const next = new Map<string, { sig: string; rules: PodRules | undefined }>();
-    const out: PodRules[] = [];
+    const next = new Map<string, { sig: string; rules: RenderedPod | undefined }>();
+    const out: RenderedPod[] = [];
     let recompiled = 0;
     for (const pod of localPods) {
       const sig = this.signature(pod);
@@ -62,7 +62,8 @@ export class NodeCompiler {
       const old = this.memo.get(key);
       let rules = old?.sig === sig ? old.rules : undefined;
       if (old?.sig !== sig) {
-        rules = compilePod(res, pod);
+        const compiled = compilePod(res, pod);
+        rules = compiled && renderPod(compiled);
         recompiled++;
       }
       next.set(key, { sig, rules });

@@ -25,7 +25,9 @@ export type Labels = Record<string, string>;
 /** apimachinery's label selector: matchLabels AND matchExpressions; NotIn and DoesNotExist match a missing key. */
 export function selectorMatches(sel: V1LabelSelector | undefined, labels: Labels): boolean {
   if (!sel) return true;
-  for (const [k, v] of Object.entries(sel.matchLabels ?? {})) if (labels[k] !== v) return false;
+  // A for-in loop, not Object.entries: the daemon runs this for every pod when a peer is new, and the pairs' garbage showed up as collector pauses.
+  const ml = sel.matchLabels;
+  if (ml) for (const k in ml) if (labels[k] !== ml[k]) return false;
   for (const e of sel.matchExpressions ?? []) {
     const has = Object.hasOwn(labels, e.key);
     const values = e.values ?? [];

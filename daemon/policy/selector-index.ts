@@ -10,6 +10,7 @@ import { peerSelectsPod, type Labels } from "./model.ts";
 // selects (or a selected pod) changes: the compiler's memo key.
 
 interface PodRecord {
+  key: string;
   pod: V1Pod;
   json: string;
   version: number;
@@ -68,7 +69,7 @@ export class SelectorIndex {
         prev.pod = pod;
         continue;
       }
-      this.pods.set(key, { pod, json, version: this.nextVersion++ });
+      this.pods.set(key, { key, pod, json, version: this.nextVersion++ });
       changed.add(key);
     }
     for (const key of this.pods.keys()) {
@@ -115,7 +116,7 @@ export class SelectorIndex {
     let e = this.entries.get(id);
     if (!e) {
       e = { peer, policyNs, members: new Map(), version: this.nextVersion++, lastUsed: this.sweepNo };
-      for (const [key, r] of this.pods) if (this.selects(e, r.pod)) e.members.set(key, r.pod);
+      for (const r of this.pods.values()) if (this.selects(e, r.pod)) e.members.set(r.key, r.pod);
       this.entries.set(id, e);
     }
     e.lastUsed = this.sweepNo;
