@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { startLab, type RunningLab } from "../../lab/lab.ts";
+import { startDaemon } from "../../lab/daemons.ts";
+import { pidsIn, startLab, type RunningLab } from "../../lab/lab.ts";
 import { execIn } from "../../lib/kernel/netns.ts";
 import { deleteNodeObject, eventually, routesOf, tcpPeerAddress, unreachablePairs } from "./helpers.ts";
 
@@ -49,6 +50,21 @@ describe("bgp backend in the lab", () => {
     expect(await unreachablePairs(lab.state.pods)).toEqual([]);
     const [p1, p2] = lab.state.pods;
     expect(await tcpPeerAddress(p1!, p2!.ns, p2!.ip, 7202)).toBe(p1!.ip);
+
+    // Graceful restart between Twill speakers: node1's daemon killed and
+    // restarted; its peers keep its route (stale, then refreshed), so a
+    // running flow from node2's pod to node1's loses nothing.
+    const flow = execIn(p2!.ns, ["ping", "-q", "-i", "0.01", "-c", "500", "-W", "1", p1!.ip], { allowFailure: true });
+    await new Promise((r) => setTimeout(r, 300));
+    const pids = await pidsIn(n1!.ns, "daemon/main.ts");
+    expect(pids.length).toBeGreaterThan(0);
+    for (const pid of pids) process.kill(pid, "SIGKILL");
+    startDaemon(n1!, lab.state.daemonFiles!);
+    const out = (await flow).stdout;
+    const m = /(\d+) packets transmitted, (\d+) received/.exec(out);
+    expect(m, out).not.toBeNull();
+    expect(Number(m![2])).toBe(Number(m![1]));
+    await eventually(async () => (await routesOf(n2!.ns)).includes(`${n1!.podCIDR} via ${n1!.ip} dev eth0`), "node2 to keep node1's route");
 
     await deleteNodeObject(lab, n3!.name);
     for (const n of [n1!, n2!]) await eventually(async () => !(await routesOf(n.ns)).includes(n3!.podCIDR), `${n.name} to withdraw ${n3!.name}'s pod CIDR`);
