@@ -1,5 +1,4 @@
 import { TwillError } from "../../../lib/errors.ts";
-import { RTPROT_TWILL } from "../../../lib/kernel/protocols.ts";
 import { createLogger, type Logger } from "../../../lib/log.ts";
 import type { Route } from "../../bgp/rib/route.ts";
 import { LOCAL } from "../../bgp/rib/route.ts";
@@ -7,8 +6,8 @@ import type { PeerConfig, SpeakerConfig } from "../../bgp/speaker/config.ts";
 import { Speaker, type SpeakerEvents } from "../../bgp/speaker/speaker.ts";
 import type { ClusterView } from "../../cluster/view.ts";
 import { DEFAULT_BGP, type DaemonConfig } from "../../config.ts";
-import { readJson } from "../../kernel/ip.ts";
 import { emptyState, type DesiredState, type RouteSpec } from "../../kernel/desired.ts";
+import { twillRoutes } from "../../kernel/routes.ts";
 import type { Backend, LocalNode } from "../backend.ts";
 import { onSameL2, peersOf } from "../peers.ts";
 
@@ -141,6 +140,5 @@ function learnedRoute(r: Route, local: LocalNode, own: string[]): RouteSpec | un
 }
 
 async function kernelHasTwillRoutes(): Promise<boolean> {
-  const routes = await readJson<{ dst: string }>(["ip", "-j", "route", "show", "proto", String(RTPROT_TWILL)]);
-  return routes.length > 0;
+  return (await twillRoutes()).length > 0;
 }
