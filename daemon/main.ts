@@ -32,11 +32,11 @@ const log = createLogger({ name: "twill-daemon", level: values["log-level"], ...
 try {
   const cfg = loadConfig(values.config);
   const node = nodeSettings(values, process.env);
-  const backend = createBackend(cfg);
   const kc = new KubeConfig();
   if (node.kubeconfig) kc.loadFromFile(node.kubeconfig);
   else kc.loadFromCluster();
   const metrics = createMetrics();
+  const backend = createBackend(cfg, { kc, log, onWatchError: () => metrics.watchErrors.inc() });
   const watch = watchNodes(kc, log, () => metrics.watchErrors.inc());
   const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics });
   // NetworkPolicy, when enabled in the ConfigMap.

@@ -10,6 +10,8 @@ import { emptyState, type DesiredState, type RouteSpec } from "../../kernel/desi
 import { twillRoutes } from "../../kernel/routes.ts";
 import type { Backend, LocalNode } from "../backend.ts";
 import { onSameL2, peersOf } from "../peers.ts";
+import type { BgpCrds } from "./crd.ts";
+import { settingsFor, wantedPeers, type Settings } from "./settings.ts";
 
 // bgp: no encapsulation; every node announces its pod CIDR over BGP (iBGP
 // full mesh by default) and installs what it learns, Calico-style. The node's
@@ -35,6 +37,8 @@ export interface BgpBackendDeps {
   /** Whether Twill's routes are already in the kernel (a restart): then Twill restarts gracefully. */
   routesInstalled?: () => Promise<boolean>;
   now?: () => number;
+  /** BGPConfiguration / BGPPeer from the apiserver; without it config.yaml's bgp section is all there is. */
+  crds?: BgpCrds;
 }
 
 const isV4 = (s: string) => !s.includes(":");
@@ -48,6 +52,9 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
   let speaker: SpeakerLike | undefined;
   let onChange: (() => void) | undefined;
   const announced = new Set<string>();
+  let started: Settings | undefined;
+  let identityWarned = "";
+  const peerCfgs = new Map<string, PeerConfig>();
   /** Set on a graceful restart: until every peer sent End-of-RIB (or restartTime passes) the kernel is left alone. */
   let holdUntil = 0;
 
@@ -76,15 +83,20 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
     async prepare(local: LocalNode): Promise<Record<string, string>> {
       if (speaker) return {};
       if (!isV4(local.info.ip)) throw new TwillError("BGP_NEEDS_IPV4", `the bgp backend needs an IPv4 node address for its BGP identifier; node ${local.info.name} has ${local.info.ip}`);
+      if (deps.crds) {
+        deps.crds.onChange(kick);
+        await waitSynced(deps.crds, log);
+      }
+      started = settingsFor(bgp, deps.crds?.config(), local.info, log);
       const restarting = await (deps.routesInstalled ?? kernelHasTwillRoutes)();
       const sc: SpeakerConfig = {
-        asn: bgp.asn,
-        routerId: local.info.ip,
-        listen: { host: "0.0.0.0", port: bgp.port },
+        asn: started.asn,
+        routerId: started.routerId,
+        listen: { host: "0.0.0.0", port: started.port },
         localAddress: local.info.ip,
         connectRetryTime: 1,
         idleHoldTime: 2,
-        gracefulRestart: { restartTime: bgp.restartTime, restarting },
+        gracefulRestart: { restartTime: started.restartTime, restarting },
         peers: [],
       };
       const events: SpeakerEvents = {
@@ -96,18 +108,29 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
       };
       speaker = deps.makeSpeaker ? deps.makeSpeaker(sc, events) : new Speaker(sc, log, events);
       await speaker.start();
-      if (restarting) holdUntil = now() + bgp.restartTime * 1000;
-      log.info({ asn: bgp.asn, port: bgp.port, mesh: bgp.mesh, restarting }, "BGP speaker started");
+      if (restarting) holdUntil = now() + started.restartTime * 1000;
+      log.info({ asn: started.asn, port: started.port, routerId: started.routerId, restarting }, "BGP speaker started");
       return {};
     },
     desired(view: ClusterView, local: LocalNode): DesiredState {
       if (!speaker) throw new TwillError("BGP_NOT_STARTED", "the BGP speaker has not started yet (prepare failed?)");
       const s = speaker;
-      // The mesh: one iBGP session per other node.
-      const want = new Set(bgp.mesh ? peersOf(view, local).map((n) => n.ip).filter(isV4) : []);
-      for (const addr of s.peerAddresses()) if (!want.has(addr)) s.removePeer(addr);
+      const crdConfig = deps.crds?.config();
+      // AS, port, router ID and restart time are the speaker's identity: they change at the next start only.
+      const now_ = settingsFor(bgp, crdConfig, local.info, log);
+      const key = identity(now_);
+      if (started && key !== identity(started) && key !== identityWarned) {
+        identityWarned = key;
+        log.warn({ running: started, configured: now_ }, "BGP AS, listen port, router ID or restart time changed: restart the Twill daemon on this node to apply; sessions keep the running values");
+      }
+      // Peers (the mesh with mesh on, plus the BGPPeers selecting this node), re-created when their settings change.
+      const want = wantedPeers(started!, crdConfig?.mesh ?? bgp.mesh, crdConfig?.asn ?? bgp.asn, peersOf(view, local), deps.crds?.peers() ?? [], local.info, log);
+      for (const addr of s.peerAddresses()) {
+        const w = want.get(addr);
+        if (!w || JSON.stringify(w) !== JSON.stringify(peerCfgs.get(addr))) (s.removePeer(addr), peerCfgs.delete(addr));
+      }
       const have = new Set(s.peerAddresses());
-      for (const addr of want) if (!have.has(addr)) s.addPeer({ address: addr, asn: bgp.asn, port: bgp.port });
+      for (const [addr, pc] of want) if (!have.has(addr)) (s.addPeer(pc), peerCfgs.set(addr, pc));
 
       const own = local.info.podCIDRs.filter(isV4);
       for (const p of own) if (!announced.has(p)) (s.announce(p), announced.add(p));
@@ -137,6 +160,16 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
 function learnedRoute(r: Route, local: LocalNode, own: string[]): RouteSpec | undefined {
   if (r.peer === LOCAL || !isV4(r.prefix) || own.includes(r.prefix) || !r.nextHop || !onSameL2(local, r.nextHop)) return undefined;
   return { dst: r.prefix, via: r.nextHop, dev: local.underlay.dev, onlink: false };
+}
+
+const identity = (x: Settings) => `${x.asn} ${x.port} ${x.routerId} ${x.restartTime}`;
+
+/** Waits for the first lists of BGPConfiguration and BGPPeer (the AS and port are fixed at start). */
+async function waitSynced(crds: BgpCrds, log: Logger): Promise<void> {
+  for (let i = 0; !crds.synced(); i++) {
+    if (i === 50) log.warn({}, "still waiting for the BGPConfiguration and BGPPeer lists: are the CRDs from manifests/twill.yaml installed and may the daemon list them?");
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 async function kernelHasTwillRoutes(): Promise<boolean> {
