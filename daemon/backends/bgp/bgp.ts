@@ -144,8 +144,12 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
 
       const state = emptyState();
       for (const dst of own) state.routes.push({ dst, via: "", dev: "", onlink: false, blackhole: true });
+      // Many routes share a next hop: "on our L2?" is decided once per next hop, not per route (100k per pass).
+      const reachable = new Map<string, boolean>();
+      const onL2 = (ip: string) => reachable.get(ip) ?? reachable.set(ip, onSameL2(local, ip)).get(ip)!;
+      const ownSet = new Set(own);
       for (const r of s.routes()) {
-        const spec = learnedRoute(r, local, own);
+        const spec = learnedRoute(r, local, ownSet, onL2);
         if (spec) state.routes.push(spec);
       }
       return state;
@@ -157,8 +161,8 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
 }
 
 /** A learned best route as a kernel route; undefined for our own blocks and next hops off our L2 (no recursive lookup yet). */
-function learnedRoute(r: Route, local: LocalNode, own: string[]): RouteSpec | undefined {
-  if (r.peer === LOCAL || !isV4(r.prefix) || own.includes(r.prefix) || !r.nextHop || !onSameL2(local, r.nextHop)) return undefined;
+function learnedRoute(r: Route, local: LocalNode, own: Set<string>, onL2: (ip: string) => boolean): RouteSpec | undefined {
+  if (r.peer === LOCAL || !isV4(r.prefix) || own.has(r.prefix) || !r.nextHop || !onL2(r.nextHop)) return undefined;
   return { dst: r.prefix, via: r.nextHop, dev: local.underlay.dev, onlink: false };
 }
 
