@@ -29,6 +29,8 @@ const MAX_DATAGRAM = 64 << 10;
 /** Messages per batch: bounds how many failure replies can wait in the receive buffer at once. */
 const MAX_BATCH = 1024;
 const TIMEOUT_MS = 15_000;
+/** Room left for one message before encoding it (a route message is at most 76 bytes). */
+const MAX_MESSAGE = 256;
 
 let loaded: (new (protocol: number, options: { recvBufferSize: number; sendBufferSize: number }) => RawSocket) | undefined;
 
@@ -54,6 +56,9 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** Encodes request `index` with sequence number `seq` into buf at off; returns the offset after it. */
+export type Encoder = (index: number, seq: number, buf: Uint8Array, off: number) => number;
+
 export interface Failure {
   /** Index of the failed message in the batch passed to send. */
   index: number;
@@ -70,6 +75,8 @@ export class RtnlSocket {
   private seq = 1;
   private current: Exchange | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Reused for every batch: a batch is sent and answered before the next is encoded. */
+  private readonly batchBuffer = new Uint8Array(MAX_DATAGRAM + 64);
 
   private open(): RawSocket {
     if (this.sock) return this.sock;
@@ -141,35 +148,35 @@ export class RtnlSocket {
   }
 
   /**
-   * Sends requests that ask for no ACK (route writes) in batches, each closed
-   * by an ACK barrier, and returns the ones the kernel refused. Every message
-   * is applied on its own: a failure does not stop the rest.
+   * Sends `count` requests that ask for no ACK (route writes), encoded in
+   * place by `encode` (which returns the offset after the message), in
+   * batches each closed by an ACK barrier, and returns the ones the kernel
+   * refused. Every message is applied on its own: a failure does not stop
+   * the rest.
    */
-  write(build: ((seq: number) => Uint8Array)[]): Promise<Failure[]> {
+  write(count: number, encode: Encoder): Promise<Failure[]> {
     return this.serial(async () => {
       const failures: Failure[] = [];
-      for (let start = 0; start < build.length; ) {
+      const buf = this.batchBuffer;
+      for (let start = 0; start < count; ) {
         this.wrapSeq();
         const firstSeq = this.seq + 1;
-        const parts: Uint8Array[] = [];
-        let bytes = 0;
+        let off = 0;
         let i = start;
-        for (; i < build.length && i - start < MAX_BATCH && bytes < MAX_DATAGRAM; i++) {
-          const m = build[i]!(this.nextSeq());
-          parts.push(m);
-          bytes += m.length;
-        }
+        for (; i < count && i - start < MAX_BATCH && off + MAX_MESSAGE <= MAX_DATAGRAM; i++) off = encode(i, this.nextSeq(), buf, off);
         const barrier = this.nextSeq();
-        parts.push(ackBarrier(barrier));
+        const ack = ackBarrier(barrier);
+        buf.set(ack, off);
         const batchStart = start;
-        await this.exchange(parts, `${i - start} route writes`, (buf, m) => {
+        const end = i;
+        await this.exchange([buf.subarray(0, off + ack.length)], `${end - start} route writes`, (reply, m) => {
           if (m.type !== NLMSG_ERROR) return false;
           if (m.seq === barrier) return true;
           const index = batchStart + (m.seq - firstSeq);
-          if (index >= batchStart && index < i) failures.push({ index, errno: errorOf(buf, m) });
+          if (index >= batchStart && index < end) failures.push({ index, errno: errorOf(reply, m) });
           return false;
         });
-        start = i;
+        start = end;
       }
       return failures;
     });

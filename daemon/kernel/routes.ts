@@ -1,7 +1,7 @@
 import { TwillError } from "../../lib/errors.ts";
 import { RTPROT_TWILL } from "../../lib/kernel/protocols.ts";
 import { errnoSentence } from "../../lib/netlink/errno.ts";
-import { deleteRoute, dumpRoutes, parseRoute, replaceRoute, type DumpedRoute } from "../../lib/netlink/routes.ts";
+import { dumpRoutes, encodeRoute, parseRoute, type DumpedRoute } from "../../lib/netlink/routes.ts";
 import { AF, getLinkByName, parseReply, RT_TABLE_MAIN } from "../../lib/netlink/rtnl.ts";
 import type { RouteSpec } from "./desired.ts";
 import { RtnlSocket } from "./netlink-socket.ts";
@@ -67,13 +67,13 @@ export async function reconcileRoutes(want: RouteSpec[], sock: RtnlSocket = shar
   const wanted = new Set(want.map((r) => r.dst));
   const dels = [...have.values()].filter((r) => !wanted.has(r.dst));
 
-  const putFailures = await sock.write(
-    puts.map((r) => (seq: number) =>
-      replaceRoute(seq, r.blackhole ? { dst: r.dst, protocol: RTPROT_TWILL, blackhole: true } : { dst: r.dst, gateway: r.via || undefined, oif: devs.get(r.dev)!, protocol: RTPROT_TWILL, onlink: r.onlink }),
-    ),
-  );
+  const putFailures = await sock.write(puts.length, (i, seq, buf, off) => {
+    const r = puts[i]!;
+    const w = r.blackhole ? { dst: r.dst, protocol: RTPROT_TWILL, blackhole: true } : { dst: r.dst, gateway: r.via || undefined, oif: devs.get(r.dev)!, protocol: RTPROT_TWILL, onlink: r.onlink };
+    return encodeRoute(buf, off, "replace", seq, w);
+  });
   for (const f of putFailures) failed.push({ what: describe("replace", puts[f.index]!), why: errnoSentence(f.errno) });
-  const delFailures = await sock.write(dels.map((r) => (seq: number) => deleteRoute(seq, { dst: r.dst, protocol: RTPROT_TWILL, blackhole: r.blackhole })));
+  const delFailures = await sock.write(dels.length, (i, seq, buf, off) => encodeRoute(buf, off, "delete", seq, { dst: dels[i]!.dst, protocol: RTPROT_TWILL, blackhole: dels[i]!.blackhole }));
   for (const f of delFailures) {
     // Gone already (someone else removed it between the read and the write): what was wanted.
     if (f.errno === ERRNO_ESRCH || f.errno === ERRNO_ENOENT) continue;

@@ -26,51 +26,94 @@ export interface RouteWrite {
   onlink?: boolean;
 }
 
-function split(dst: string): { family: number; bytes: Uint8Array; prefix: number } {
-  const slash = dst.indexOf("/");
-  const { family, bytes } = ipBytes(slash < 0 ? dst : dst.slice(0, slash));
-  return { family, bytes, prefix: slash < 0 ? bytes.length * 8 : Number(dst.slice(slash + 1)) };
+/** Bytes one route message takes at most (IPv6, every attribute): room to leave before encoding one. */
+export const MAX_ROUTE_MESSAGE = 16 + 12 + 20 + 8 + 20;
+
+/** Writes dotted-quad IPv4 text[start, end) at buf[at]; false when it is not one (then it is IPv6, or invalid). */
+function putIPv4(text: string, start: number, end: number, buf: Uint8Array, at: number): boolean {
+  let octet = 0;
+  let digits = 0;
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46 /* . */) {
+      if (digits === 0 || n === 3) return false;
+      buf[at + n++] = octet;
+      octet = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57 && digits < 3) {
+      octet = octet * 10 + (c - 48);
+      digits++;
+      if (octet > 255) return false;
+    } else return false;
+  }
+  if (digits === 0 || n !== 3) return false;
+  buf[at + 3] = octet;
+  return true;
 }
 
-/** One message laid out in a single buffer: rtmsg, then DST / OIF / GATEWAY as present. */
-function routeMessage(type: number, flags: number, seq: number, r: RouteWrite, scope: number): Uint8Array {
-  const { family, bytes, prefix } = split(r.dst);
-  const gw = r.gateway ? ipBytes(r.gateway).bytes : undefined;
-  const attrLen = (n: number) => 4 + ((n + 3) & ~3);
-  const size = 12 + (prefix > 0 ? attrLen(bytes.length) : 0) + (r.oif !== undefined ? attrLen(4) : 0) + (gw ? attrLen(gw.length) : 0);
-  const body = new Uint8Array(size);
-  const dv = new DataView(body.buffer);
-  body[0] = family;
-  body[1] = prefix;
-  body[4] = RT_TABLE_MAIN;
-  body[5] = r.protocol;
-  body[6] = scope;
-  body[7] = r.blackhole ? RTN_BLACKHOLE : RTN_UNICAST;
-  dv.setUint32(8, r.onlink ? RTNH_F_ONLINK : 0, true);
-  let off = 12;
-  const put = (attrType: number, payload: Uint8Array) => {
-    dv.setUint16(off, 4 + payload.length, true);
-    dv.setUint16(off + 2, attrType, true);
-    body.set(payload, off + 4);
-    off += attrLen(payload.length);
-  };
-  if (prefix > 0) put(RTA.DST, bytes);
-  if (r.oif !== undefined) {
-    const oif = new Uint8Array(4);
-    new DataView(oif.buffer).setUint32(0, r.oif, true);
-    put(RTA.OIF, oif);
+/** Writes an address as an rtattr at buf[off]; returns its length in bytes (4 or 16). */
+function putAddressAttr(buf: Uint8Array, dv: DataView, off: number, type: number, text: string, end: number): number {
+  let len = 4;
+  if (!putIPv4(text, 0, end, buf, off + 4)) {
+    const { bytes } = ipBytes(text.slice(0, end));
+    buf.set(bytes, off + 4);
+    len = bytes.length;
   }
-  if (gw) put(RTA.GATEWAY, gw);
-  return message(type, flags, seq, body);
+  dv.setUint16(off, 4 + len, true);
+  dv.setUint16(off + 2, type, true);
+  return len;
+}
+
+/**
+ * Encodes one route message into buf at off (buf needs MAX_ROUTE_MESSAGE
+ * bytes free there) and returns the offset after it. Written in place: the
+ * daemon encodes batches of up to 100,000s, and a message object per route
+ * (with its attributes) cost more than the kernel's work.
+ */
+export function encodeRoute(buf: Uint8Array, off: number, op: "replace" | "delete", seq: number, r: RouteWrite): number {
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
+  const start = off;
+  buf.fill(0, off, off + 28);
+  dv.setUint16(off + 4, op === "replace" ? RTM.NEWROUTE : RTM.DELROUTE, true);
+  dv.setUint16(off + 6, op === "replace" ? NLM_F.REQUEST | NLM_F.CREATE | NLM_F.REPLACE : NLM_F.REQUEST, true);
+  dv.setUint32(off + 8, seq, true);
+  const rtm = off + 16;
+  buf[rtm + 4] = RT_TABLE_MAIN;
+  buf[rtm + 5] = r.protocol;
+  buf[rtm + 6] = op === "replace" ? 0 /* universe */ : RT_SCOPE_NOWHERE;
+  buf[rtm + 7] = r.blackhole ? RTN_BLACKHOLE : RTN_UNICAST;
+  if (op === "replace" && r.onlink) dv.setUint32(rtm + 8, RTNH_F_ONLINK, true);
+  off = rtm + 12;
+  const slash = r.dst.indexOf("/");
+  const addrEnd = slash < 0 ? r.dst.length : slash;
+  const len = putAddressAttr(buf, dv, off, RTA.DST, r.dst, addrEnd);
+  const prefix = slash < 0 ? len * 8 : Number(r.dst.slice(slash + 1));
+  buf[rtm] = len === 4 ? AF.INET : AF.INET6;
+  buf[rtm + 1] = prefix;
+  // A default route carries no RTA_DST.
+  if (prefix > 0) off += 4 + len;
+  if (op === "replace" && r.oif !== undefined) {
+    dv.setUint16(off, 8, true);
+    dv.setUint16(off + 2, RTA.OIF, true);
+    dv.setUint32(off + 4, r.oif, true);
+    off += 8;
+  }
+  if (op === "replace" && r.gateway) off += 4 + putAddressAttr(buf, dv, off, RTA.GATEWAY, r.gateway, r.gateway.length);
+  dv.setUint32(start, off - start, true);
+  return off;
+}
+
+function single(op: "replace" | "delete", seq: number, r: RouteWrite): Uint8Array {
+  const buf = new Uint8Array(MAX_ROUTE_MESSAGE);
+  return buf.slice(0, encodeRoute(buf, 0, op, seq, r));
 }
 
 /** `ip route replace` (create or overwrite), no ACK: only a failure is answered. */
-export const replaceRoute = (seq: number, r: RouteWrite) =>
-  routeMessage(RTM.NEWROUTE, NLM_F.REQUEST | NLM_F.CREATE | NLM_F.REPLACE, seq, r, 0 /* universe */);
+export const replaceRoute = (seq: number, r: RouteWrite) => single("replace", seq, r);
 
 /** `ip route del DST [type] proto P`: the kernel matches protocol and type, so only that route goes. No ACK. */
-export const deleteRoute = (seq: number, r: RouteWrite) =>
-  routeMessage(RTM.DELROUTE, NLM_F.REQUEST, seq, { dst: r.dst, protocol: r.protocol, ...(r.blackhole ? { blackhole: true } : {}) }, RT_SCOPE_NOWHERE);
+export const deleteRoute = (seq: number, r: RouteWrite) => single("delete", seq, r);
 
 /** `ip route show` for one family (AF.INET / AF.INET6), every table: filter the answer with parseRoute. */
 export function dumpRoutes(seq: number, family: number): Uint8Array {
