@@ -75,15 +75,7 @@ export function macBytes(mac: string): Bytes {
   return Uint8Array.from(mac.split(":").map((h) => parseInt(h, 16)));
 }
 
-const DOTTED_QUAD = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
-
 export function ipBytes(ip: string): { family: number; bytes: Bytes } {
-  // IPv4 without the bigint detour: the daemon encodes 100,000s of these.
-  const q = DOTTED_QUAD.exec(ip);
-  if (q) {
-    const bytes = Uint8Array.of(Number(q[1]), Number(q[2]), Number(q[3]), Number(q[4]));
-    if (bytes.every((b, i) => b === Number(q[i + 1]))) return { family: AF.INET, bytes };
-  }
   const { family, value } = parseIp(ip);
   const n = family === 4 ? 4 : 16;
   const bytes = new Uint8Array(n);
