@@ -13,10 +13,15 @@ const registry = new Map<string, BackendFactory>([
   ["bgp", (cfg, ctx) => bgpBackend(cfg, ctx ? { log: ctx.log, crds: watchBgpCrds(ctx.kc, ctx.log, ctx.onWatchError) } : {})],
 ]);
 
-export function createBackend(cfg: DaemonConfig, ctx?: BackendContext): Backend {
+/** The configured backend's constructor: an unknown name is a config error, found before anything starts. */
+export function backendFactory(cfg: DaemonConfig): (ctx?: BackendContext) => Backend {
   const factory = registry.get(cfg.backend);
   if (!factory) {
     throw new TwillError("CONFIG_INVALID", `unknown backend "${cfg.backend}"; this build has ${[...registry.keys()].join(", ")}`);
   }
-  return factory(cfg, ctx);
+  return (ctx) => factory(cfg, ctx);
+}
+
+export function createBackend(cfg: DaemonConfig, ctx?: BackendContext): Backend {
+  return backendFactory(cfg)(ctx);
 }
