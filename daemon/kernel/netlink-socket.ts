@@ -182,8 +182,12 @@ export class RtnlSocket {
     });
   }
 
-  /** Sends one request that answers with a dump (NLM_F_DUMP) and hands each message to `each`. */
-  dump(build: (seq: number) => Uint8Array, what: string, each: (buf: Uint8Array, m: MessageHeader) => void): Promise<void> {
+  /**
+   * Sends one request that answers with a dump (NLM_F_DUMP) and hands each
+   * message to `each`; `emptyOn` lists errnos that mean "nothing to dump"
+   * (EAFNOSUPPORT for IPv6 on a kernel booted without it).
+   */
+  dump(build: (seq: number) => Uint8Array, what: string, each: (buf: Uint8Array, m: MessageHeader) => void, emptyOn: number[] = []): Promise<void> {
     return this.serial(async () => {
       this.wrapSeq();
       const seq = this.nextSeq();
@@ -198,7 +202,7 @@ export class RtnlSocket {
         each(buf, m);
         return false;
       });
-      if (failed) throw new TwillError("KERNEL_READ", `reading ${what} from the kernel failed: ${errnoSentence(failed)}`);
+      if (failed && !emptyOn.includes(failed)) throw new TwillError("KERNEL_READ", `reading ${what} from the kernel failed: ${errnoSentence(failed)}`);
     });
   }
 

@@ -16,6 +16,7 @@ import { RtnlSocket } from "./netlink-socket.ts";
 const ERRNO_ESRCH = 3;
 const ERRNO_ENOENT = 2;
 const ERRNO_ENODEV = 19;
+const ERRNO_EAFNOSUPPORT = 97;
 
 const shared = new RtnlSocket();
 
@@ -26,7 +27,7 @@ export async function twillRoutes(sock: RtnlSocket = shared): Promise<DumpedRout
     await sock.dump((seq) => dumpRoutes(seq, family), "Twill's routes", (buf, m) => {
       const r = parseRoute(buf, m, RTPROT_TWILL);
       if (r && r.table === RT_TABLE_MAIN) out.push(r);
-    });
+    }, [ERRNO_EAFNOSUPPORT]);
   }
   return out;
 }
