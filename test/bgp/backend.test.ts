@@ -145,4 +145,23 @@ describe("bgp backend (pure mapping)", () => {
     expect(await reconciled).toBeGreaterThanOrEqual(440);
   });
 
+  it("a peer's End-of-RIB reconciles at once: its table is complete, there is nothing more to gather", async () => {
+    const fake = new FakeSpeaker();
+    let events: SpeakerEvents = {};
+    const backend = bgpBackend(parseConfig("clusterCIDR: 10.244.0.0/16\nbackend: bgp\n"), {
+      log, routesInstalled: async () => false, makeSpeaker: (_cfg, ev) => ((events = ev), fake),
+    });
+    await backend.prepare(local);
+    fake.learned = Array.from({ length: 40_000 }, (_, i) => learned(`10.${50 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32`, "172.30.0.12"));
+    backend.desired(viewOf(a, b), local, 1500);
+    let reconciles = 0;
+    backend.watch?.(() => reconciles++);
+    events.onBest?.([{ prefix: "10.10.0.0/24", best: undefined }]);
+    events.onEndOfRib?.("172.30.0.12");
+    expect(reconciles).toBe(1);
+    // The gathering window it cut short does not fire a second pass.
+    await new Promise((r) => setTimeout(r, 600));
+    expect(reconciles).toBe(1);
+  });
+
 });

@@ -66,7 +66,8 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
   // here), so the window grows by 10 µs per route in the last desired set:
   // while a 100k feed streams in, reconciles take about a third of the
   // thread the speaker decodes it on. The agent folds changes that arrive
-  // during a pass into the next one.
+  // during a pass into the next one. A peer's End-of-RIB ends the wait: its
+  // table is complete, nothing more is coming to gather.
   let lastRoutes = 0;
   let gatherTimer: NodeJS.Timeout | undefined;
   const kick = () => {
@@ -76,6 +77,11 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
       onChange?.();
     }, GATHER_MS + lastRoutes * GATHER_MS_PER_ROUTE);
     gatherTimer.unref();
+  };
+  const reconcileNow = () => {
+    if (gatherTimer) clearTimeout(gatherTimer);
+    gatherTimer = undefined;
+    onChange?.();
   };
 
   return {
@@ -102,6 +108,7 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
       };
       const events: SpeakerEvents = {
         onBest: kick,
+        onEndOfRib: reconcileNow,
         onPeerState: (peer, state, detail) => {
           log.info({ peer, state, detail }, "BGP peer");
           kick();

@@ -15,6 +15,8 @@ export interface SpeakerEvents {
   /** Best routes changed (learned or withdrawn), batched per received message. */
   onBest?(changes: BestChange[]): void;
   onPeerState?(peer: string, state: "established" | "down", detail: string): void;
+  /** A peer's initial table is complete (End-of-RIB, RFC 4724 §2). */
+  onEndOfRib?(peer: string): void;
 }
 
 export class Speaker {
@@ -63,6 +65,7 @@ export class Speaker {
     const peer = new Peer(cfg, this.cfg, this.rib, this.clock, this.log, {
       changes: (c) => this.changed(c),
       state: (addr, state, detail) => this.events.onPeerState?.(addr, state, detail),
+      endOfRib: (addr) => this.events.onEndOfRib?.(addr),
     });
     this.peers.set(cfg.address, peer);
     if (this.started) peer.start();
