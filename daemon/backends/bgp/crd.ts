@@ -86,10 +86,11 @@ export function parseBgpPeer(o: Obj): BgpPeerSpec {
   if (hold !== undefined && !(hold === 0 || isInt(hold, 3, 65535))) throw invalid("BGPPeer", name, "spec.holdTimeSeconds must be 0 or 3..65535");
   const gr = s.gracefulRestartSeconds;
   if (gr !== undefined && !isInt(gr, 0, 4095)) throw invalid("BGPPeer", name, "spec.gracefulRestartSeconds must be 0..4095");
-  // Node.js exposes no setsockopt(), so TCP_MD5SIG (RFC 2385) cannot be set on
-  // the speaker's sockets; a router configured for MD5 drops every segment
-  // without the option, so a session without it could never come up.
-  if (s.password !== undefined) throw invalid("BGPPeer", name, "spec.password (TCP MD5) is not supported: Node.js cannot set TCP_MD5SIG on a socket; remove the password on both sides or peer through a router that does not require it");
+  // The speaker can set TCP_MD5SIG (RFC 2385) on its listener through the twill
+  // binary (speaker/md5.ts; MD5 peers are passive), but the password's Secret
+  // is not read from here yet: a peer with one is left out, since a router
+  // configured for MD5 drops every unsigned segment anyway.
+  if (s.password !== undefined) throw invalid("BGPPeer", name, "spec.password (TCP MD5) is not applied from BGPPeer yet: the speaker can set TCP_MD5SIG keys (passive peers, docs/bgp.md) but the daemon does not read the Secret yet; remove the password on both sides for now");
   let selects: BgpPeerSpec["selects"];
   try {
     selects = parseSelector(typeof s.nodeSelector === "string" ? s.nodeSelector : "");
