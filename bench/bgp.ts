@@ -3,13 +3,14 @@
 // N prefixes over iBGP to two receivers on one veth LAN of namespaces: Twill
 // (the bgp backend with the daemon's reconcile, 10.77.0.2) and BIRD with its
 // kernel protocol (10.77.0.3). Measured from the feeder's start: all N in the
-// receiver's RIB, all N in its kernel; CPU time (with children: Twill programs
-// the kernel through `ip -batch`) and peak RSS of each receiver. Nothing polls
-// the kernel's table during the run (listing 100k routes costs a core): Twill
+// receiver's RIB, all N in its kernel; CPU time (with children) and peak RSS
+// of each receiver (Twill writes routes over rtnetlink from its own process).
+// Nothing polls the kernel's table during the run (listing 100k routes costs a core): Twill
 // reports each finished reconcile, BIRD's kernel protocol its export count;
 // both kernels are counted once at the end to check.
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { execIn } from "../lib/kernel/netns.ts";
@@ -151,10 +152,14 @@ async function runSize(n: number): Promise<{ twill: Result; bird: Result }> {
 
 const figures: Record<string, Figure> = {};
 const rows: string[] = [];
+// The machine is shared: its load around each size says how contended these figures are.
+const loads: string[] = [];
 const ratios: { label: string; value: number }[] = [];
 for (const n of SIZES) {
   process.stderr.write(`[bench:bgp] ${n} prefixes…\n`);
+  const loadBefore = loadavg()[0]!.toFixed(1);
   const { twill, bird } = await runSize(n);
+  loads.push(`${n}: ${loadBefore} before, ${loadavg()[0]!.toFixed(1)} after`);
   for (const [who, r] of [["twill", twill], ["bird", bird]] as const) {
     figures[`${who}.${n}.rib`] = { value: r.rib, unit: "s" };
     figures[`${who}.${n}.kernel`] = { value: r.kernel, unit: "s" };
@@ -169,15 +174,17 @@ for (const n of SIZES) {
   rows.push(`| ${n} | ${twill.up} / ${bird.up} | ${fromUp(twill, twill.rib)} / ${fromUp(bird, bird.rib)} | ${fromUp(twill, twill.kernel)} / ${fromUp(bird, bird.kernel)} | ${ratio}× | ${twill.cpu} / ${bird.cpu} | ${twill.rss} / ${bird.rss} |`);
   process.stderr.write(`[bench:bgp] ${n}: twill ${JSON.stringify(twill)} bird ${JSON.stringify(bird)}\n`);
 }
-const path = writeResults("bgp", figures, { sizes: SIZES, pollMs: POLL_MS });
+const path = writeResults("bgp", figures, { sizes: SIZES, pollMs: POLL_MS, loadAvg1m: loads });
 updateDocSection("bgp", `
 ## BGP feed (\`npm run bench:bgp\`)
 
-Measured ${new Date().toISOString().slice(0, 10)}: a BIRD feeder announces N /24s over iBGP on a veth LAN of namespaces to Twill (bgp backend + the daemon's reconcile) and to BIRD (kernel protocol), in the same run. The feeder loads its table first, then enables both sessions at once; session set-up times are from that moment, the others from each receiver's own session coming up (RIB and kernel reports polled every ${POLL_MS} ms: Twill's finished reconciles, BIRD's \`show route count\` and kernel-protocol export count; both kernels counted at the end); CPU is user+system including children (Twill programs routes with \`ip -batch\`); RSS is the peak. Goal: Twill ≤ 1.5× BIRD's time.
+Measured ${new Date().toISOString().slice(0, 10)}: a BIRD feeder announces N /24s over iBGP on a veth LAN of namespaces to Twill (bgp backend + the daemon's reconcile) and to BIRD (kernel protocol), in the same run. The feeder loads its table first, then enables both sessions at once; session set-up times are from that moment, the others from each receiver's own session coming up (RIB and kernel reports polled every ${POLL_MS} ms: Twill's finished reconciles, BIRD's \`show route count\` and kernel-protocol export count; both kernels counted at the end); CPU is user+system including children (Twill writes routes over rtnetlink from its own process; \`ip\` only for its few devices); RSS is the peak. Goal: Twill ≤ 1.5× BIRD's time.
 
 | prefixes | session up after the feeder enables it (s) Twill / BIRD | session up → all in the RIB (s) Twill / BIRD | session up → all in the kernel (s) Twill / BIRD | Twill ÷ BIRD (kernel) | CPU (s) Twill / BIRD | peak RSS (MiB) Twill / BIRD |
 |---|---|---|---|---|---|---|
 ${rows.join("\n")}
+
+1-minute load average of this 2-core, shared machine around each size: ${loads.join("; ")}.
 
 ${barChart("Twill ÷ BIRD, time to all routes in the kernel", "ratio", ratios)}
 `);

@@ -11,6 +11,7 @@ import { decodeJson, parseNetConf } from "./config.ts";
 import { readCommand, readEnv } from "./env.ts";
 import { runInstallCli } from "./install.ts";
 import { runIpamPlugin } from "./ipam/plugin.ts";
+import { runMd5sigCli } from "./md5sig.ts";
 import { createCniLogger, type CniLogger } from "./log.ts";
 import { CniError, ErrorCode, formatResult, isSupportedVersion, SPEC_VERSION, SUPPORTED_VERSIONS, type Result } from "./spec.ts";
 
@@ -71,6 +72,15 @@ async function dispatch(inv: Invocation): Promise<Result | undefined> {
 }
 
 async function main(): Promise<number> {
+  // Run by the daemon: set a TCP MD5 key on a socket it lends (Node has no setsockopt).
+  if (!process.env.CNI_COMMAND && process.argv[2] === "md5sig") {
+    try {
+      return runMd5sigCli(process.argv.slice(3));
+    } catch (err) {
+      console.error(JSON.stringify({ msg: "md5sig failed", code: (err as TwillError).code ?? "MD5SIG_FAILED", error: String((err as Error).message) }));
+      return 1;
+    }
+  }
   // Run by a person or an init container (no CNI_COMMAND): the install step.
   if (!process.env.CNI_COMMAND && process.argv.length > 2) {
     try {

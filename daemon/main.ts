@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 import { TwillError } from "../lib/errors.ts";
 import { createLogger } from "../lib/log.ts";
 import { Agent } from "./agent.ts";
-import { createBackend } from "./backends/registry.ts";
+import { backendFactory } from "./backends/registry.ts";
 import { watchNodes } from "./cluster/watch.ts";
 import { loadConfig, nodeSettings } from "./config.ts";
 import { createMetrics } from "./health/metrics.ts";
@@ -31,12 +31,14 @@ const log = createLogger({ name: "twill-daemon", level: values["log-level"], ...
 
 try {
   const cfg = loadConfig(values.config);
+  // Before the kubeconfig: a config error is reported as such, whatever else is missing.
+  const makeBackend = backendFactory(cfg);
   const node = nodeSettings(values, process.env);
-  const backend = createBackend(cfg);
   const kc = new KubeConfig();
   if (node.kubeconfig) kc.loadFromFile(node.kubeconfig);
   else kc.loadFromCluster();
   const metrics = createMetrics();
+  const backend = makeBackend({ kc, log, onWatchError: () => metrics.watchErrors.inc() });
   const watch = watchNodes(kc, log, () => metrics.watchErrors.inc());
   const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics });
   // NetworkPolicy, when enabled in the ConfigMap.

@@ -1,3 +1,5 @@
+import type { KubeConfig } from "@kubernetes/client-node";
+import type { Logger } from "../../lib/log.ts";
 import type { DaemonConfig } from "../config.ts";
 import type { ClusterView, NodeInfo } from "../cluster/view.ts";
 import type { DesiredState } from "../kernel/desired.ts";
@@ -28,4 +30,11 @@ export interface Backend {
   watch?(onChange: () => void): void;
 }
 
-export type BackendFactory = (cfg: DaemonConfig) => Backend;
+/** What the daemon gives a backend that reads more of the cluster than Nodes (bgp: its CRDs). */
+export interface BackendContext {
+  kc: KubeConfig;
+  log: Logger;
+  onWatchError: (err: unknown) => void;
+}
+
+export type BackendFactory = (cfg: DaemonConfig, ctx?: BackendContext) => Backend;

@@ -10,6 +10,10 @@ export const ANNOTATION = {
   backend: "twill.dev/backend",
   vtepMac: "twill.dev/vtep-mac",
   publicIp: "twill.dev/public-ip",
+  /** bgp backend: this node's AS number when it differs from the cluster's (then its sessions are eBGP). */
+  bgpAs: "twill.dev/bgp-as",
+  /** bgp backend: the router ID when BGPConfiguration.spec.routerIdSource is Annotation. */
+  bgpRouterId: "twill.dev/bgp-router-id",
 } as const;
 
 export interface NodeInfo {
@@ -18,6 +22,8 @@ export interface NodeInfo {
   /** The underlay address peers send to: the public-ip annotation, else InternalIP. */
   ip: string;
   annotations: Record<string, string>;
+  /** The Node's labels (BGPPeer node selectors match them). */
+  labels?: Record<string, string>;
 }
 
 export interface ClusterView {
@@ -47,7 +53,7 @@ export function parseNode(n: V1Node): NodeInfo {
   if (mac !== undefined && !MAC.test(mac)) {
     throw new TwillError("NODE_BAD_ANNOTATION", `node ${name}: ${ANNOTATION.vtepMac} "${mac}" is not a MAC address`);
   }
-  return { name, podCIDRs, ip, annotations };
+  return { name, podCIDRs, ip, annotations, labels: n.metadata?.labels ?? {} };
 }
 
 export function buildView(nodes: Iterable<V1Node>): ClusterView {

@@ -13,7 +13,7 @@ const PREFIX = "twill.dev/";
 export function slimNode(n: V1Node): V1Node {
   const annotations = Object.fromEntries(Object.entries(n.metadata?.annotations ?? {}).filter(([k]) => k.startsWith(PREFIX)));
   return {
-    metadata: { name: n.metadata?.name ?? "", annotations },
+    metadata: { name: n.metadata?.name ?? "", annotations, ...(n.metadata?.labels ? { labels: n.metadata.labels } : {}) },
     spec: { ...(n.spec?.podCIDR ? { podCIDR: n.spec.podCIDR } : {}), ...(n.spec?.podCIDRs ? { podCIDRs: n.spec.podCIDRs } : {}) },
     status: { addresses: (n.status?.addresses ?? []).map((a) => ({ type: a.type, address: a.address })) },
   };

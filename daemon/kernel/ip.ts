@@ -23,5 +23,3 @@ export async function batch(tool: "ip" | "bridge", lines: string[]): Promise<num
   }
   return lines.length;
 }
-
-export const withPrefix = (dst: string) => (dst.includes("/") ? dst : `${dst}/${dst.includes(":") ? 128 : 32}`);

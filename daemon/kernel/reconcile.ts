@@ -1,12 +1,14 @@
-import { RTPROT_TWILL } from "../../lib/kernel/protocols.ts";
-import type { DesiredState, FdbSpec, NeighSpec, RouteSpec, VxlanLink } from "./desired.ts";
-import { batch, readJson, withPrefix } from "./ip.ts";
+import type { DesiredState, FdbSpec, NeighSpec, VxlanLink } from "./desired.ts";
+import { batch, readJson } from "./ip.ts";
+import { reconcileRoutes } from "./routes.ts";
 
 // Desired kernel state against the kernel: read, diff, apply only the
 // difference (STYLE.md §2). Twill owns its VXLAN device by name and its routes
 // by protocol number; nothing else is read or touched. Additions go in the
 // order neighbour → FDB → route (route last, so the kernel never has to ARP for
-// a next hop), removals in the reverse order.
+// a next hop), removals in the reverse order. Routes, the one kind that
+// counts in the 100,000s (bgp), go over rtnetlink (routes.ts); the few
+// devices, neighbours and FDB entries through `ip` / `bridge`.
 
 export interface Changes {
   links: number;
@@ -24,13 +26,6 @@ interface KLink {
   flags: string[];
   linkinfo?: { info_kind?: string; info_data?: { id?: number; local?: string; link?: string; port?: number; learning?: boolean } };
   addr_info?: { local: string; prefixlen: number; family: string }[];
-}
-interface KRoute {
-  dst: string;
-  gateway?: string;
-  dev?: string;
-  flags?: string[];
-  type?: string;
 }
 interface KNeigh {
   dst: string;
@@ -92,16 +87,6 @@ async function currentFdb(devs: string[]): Promise<FdbSpec[]> {
   return out;
 }
 
-async function currentRoutes(): Promise<RouteSpec[]> {
-  const routes = await readJson<KRoute>(["ip", "-j", "route", "show", "proto", String(RTPROT_TWILL)]);
-  return routes.map((r) => ({
-    dst: withPrefix(r.dst),
-    via: r.gateway ?? "",
-    dev: r.dev ?? "",
-    onlink: r.flags?.includes("onlink") ?? false,
-    ...(r.type === "blackhole" ? { blackhole: true } : {}),
-  }));
-}
 
 const neighKey = (n: NeighSpec) => `${n.dev} ${n.ip}`;
 const fdbKey = (f: FdbSpec) => `${f.dev} ${f.mac} ${f.dst}`;
@@ -113,10 +98,8 @@ export async function reconcile(want: DesiredState): Promise<Changes> {
 
   const haveNeigh = new Map((await currentNeighbours(devs)).map((n) => [neighKey(n), n]));
   const haveFdb = new Map((await currentFdb(devs)).map((f) => [fdbKey(f), f]));
-  const haveRoutes = new Map((await currentRoutes()).map((r) => [r.dst, r]));
   const wantNeigh = new Map(want.neighbours.map((n) => [neighKey(n), n]));
   const wantFdb = new Map(want.fdb.map((f) => [fdbKey(f), f]));
-  const wantRoutes = new Map(want.routes.map((r) => [r.dst, r]));
 
   // Additions and changes: neighbour, FDB, then route.
   changes.neighbours += await batch(
@@ -127,19 +110,8 @@ export async function reconcile(want: DesiredState): Promise<Changes> {
     "bridge",
     want.fdb.filter((f) => !haveFdb.has(fdbKey(f))).map((f) => `fdb append ${f.mac} dev ${f.dev} dst ${f.dst} self permanent`),
   );
-  const sameRoute = (a: RouteSpec | undefined, b: RouteSpec) =>
-    a && a.via === b.via && a.dev === b.dev && a.onlink === b.onlink && !!a.blackhole === !!b.blackhole;
-  changes.routes += await batch(
-    "ip",
-    want.routes
-      .filter((r) => !sameRoute(haveRoutes.get(r.dst), r))
-      .map((r) => (r.blackhole ? `route replace blackhole ${r.dst} proto ${RTPROT_TWILL}` : `route replace ${r.dst} via ${r.via} dev ${r.dev}${r.onlink ? " onlink" : ""} proto ${RTPROT_TWILL}`)),
-  );
-  // Removals: route, FDB, then neighbour.
-  changes.routes += await batch(
-    "ip",
-    [...haveRoutes.values()].filter((r) => !wantRoutes.has(r.dst)).map((r) => `route del ${r.blackhole ? "blackhole " : ""}${r.dst} proto ${RTPROT_TWILL}`),
-  );
+  // Route changes and removals, then the FDB and neighbour removals.
+  changes.routes += await reconcileRoutes(want.routes);
   changes.fdb += await batch(
     "bridge",
     [...haveFdb.values()].filter((f) => !wantFdb.has(fdbKey(f))).map((f) => `fdb del ${f.mac} dev ${f.dev} dst ${f.dst} self`),

@@ -2,7 +2,9 @@ import { parseIp } from "../net/cidr.ts";
 
 // rtnetlink requests, built as bytes (RFC 3549; include/uapi/linux/
 // {netlink,rtnetlink,if_link,if_addr,neighbour,veth}.h). Pure: no socket
-// here, so it is tested anywhere; the CNI binary sends them (cni/attach/).
+// here, so it is tested anywhere; the CNI binary sends them through Bun's FFI
+// (cni/attach/), the daemon through the `netlink` addon (daemon/kernel/).
+// Route writes, dumps and their replies are in routes.ts beside this file.
 
 export const RTM = {
   NEWLINK: 16,
@@ -10,10 +12,15 @@ export const RTM = {
   GETLINK: 18,
   NEWADDR: 20,
   NEWROUTE: 24,
+  DELROUTE: 25,
+  GETROUTE: 26,
   NEWNEIGH: 28,
 } as const;
+export const NLMSG_NOOP = 1;
 export const NLMSG_ERROR = 2;
-export const NLM_F = { REQUEST: 0x1, ACK: 0x4, REPLACE: 0x100, EXCL: 0x200, CREATE: 0x400 } as const;
+export const NLMSG_DONE = 3;
+/** DUMP (ROOT | MATCH) shares bits with REPLACE / EXCL: they mean one thing on GET requests, the other on NEW. */
+export const NLM_F = { REQUEST: 0x1, MULTI: 0x2, ACK: 0x4, REPLACE: 0x100, EXCL: 0x200, CREATE: 0x400, DUMP: 0x300 } as const;
 const IFLA = { ADDRESS: 1, IFNAME: 3, MTU: 4, LINKINFO: 18, IFALIAS: 20, NET_NS_FD: 28 } as const;
 const IFLA_INFO = { KIND: 1, DATA: 2 } as const;
 const VETH_INFO_PEER = 1;
@@ -191,6 +198,37 @@ export function replaceNeigh(seq: number, index: number, ip: string, mac: string
   dv.setUint16(8, NUD_PERMANENT, true);
   return message(RTM.NEWNEIGH, CREATE_REPLACE, seq, concat([hdr, attr(NDA.DST, bytes), attr(NDA.LLADDR, macBytes(mac))]));
 }
+
+export interface MessageHeader {
+  type: number;
+  flags: number;
+  seq: number;
+  /** Where the message starts in the buffer, and its length (header included). */
+  offset: number;
+  length: number;
+}
+
+/** Every netlink message in a received datagram (a dump part or a batch of errors holds many). */
+export function parseMessages(buf: Bytes, length = buf.length): MessageHeader[] {
+  const dv = new DataView(buf.buffer, buf.byteOffset, length);
+  const out: MessageHeader[] = [];
+  for (let off = 0; off + 16 <= length; ) {
+    const len = dv.getUint32(off, true);
+    if (len < 16 || off + len > length) break;
+    out.push({ type: dv.getUint16(off + 4, true), flags: dv.getUint16(off + 6, true), seq: dv.getUint32(off + 8, true), offset: off, length: len });
+    off += align4(len);
+  }
+  return out;
+}
+
+/** An NLMSG_ERROR's errno (0 = an acknowledgement). */
+export function errorOf(buf: Bytes, m: MessageHeader): number {
+  if (m.length < 20) return 71; // EPROTO
+  return Math.abs(new DataView(buf.buffer, buf.byteOffset + m.offset, m.length).getInt32(16, true));
+}
+
+/** An NLMSG_NOOP with an acknowledgement requested: its ACK marks everything sent before it as processed. */
+export const ackBarrier = (seq: number) => message(NLMSG_NOOP, NLM_F.REQUEST | NLM_F.ACK, seq, new Uint8Array(0));
 
 export type Reply = { kind: "ack" } | { kind: "error"; errno: number } | { kind: "link"; index: number } | { kind: "other"; type: number };
 

@@ -99,7 +99,7 @@ describe("bgp backend (pure mapping)", () => {
     expect(second.backend.desired(viewOf(a, b), local, 1500).routes.length).toBe(1);
   });
 
-  it("a burst of route changes (a feed of many UPDATEs) leads to one reconcile, not one per message", async () => {
+  it("a burst of route changes is gathered into one reconcile; a change after it gets its own; a long feed gets one per window, not one per message", async () => {
     const fake = new FakeSpeaker();
     let events: SpeakerEvents = {};
     const backend = bgpBackend(parseConfig("clusterCIDR: 10.244.0.0/16\nbackend: bgp\n"), {
@@ -108,16 +108,60 @@ describe("bgp backend (pure mapping)", () => {
     await backend.prepare(local);
     let reconciles = 0;
     backend.watch?.(() => reconciles++);
-    // A feed spread over about a second, an UPDATE every 40 ms: longer than one
-    // gathering window, never quiet for one.
+    const until = (n: number) =>
+      new Promise<void>((resolve) => {
+        const check = () => (reconciles >= n ? resolve() : setTimeout(check, 10));
+        check();
+      });
+    for (let i = 0; i < 100; i++) events.onBest?.([{ prefix: `10.9.${i}.0/24`, best: undefined }]);
+    await until(1);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(reconciles).toBe(1);
+    events.onBest?.([{ prefix: "10.10.0.0/24", best: undefined }]);
+    await until(2);
+    // A feed spread over about a second, an UPDATE every 40 ms: writes start during it, in a handful of passes.
     for (let i = 0; i < 25; i++) {
-      events.onBest?.([{ prefix: `10.9.${i}.0/24`, best: undefined }]);
+      events.onBest?.([{ prefix: `10.11.${i}.0/24`, best: undefined }]);
       await new Promise((r) => setTimeout(r, 40));
     }
-    await new Promise<void>((resolve) => {
-      const check = () => (reconciles > 0 ? resolve() : setTimeout(check, 50));
-      check();
+    await new Promise((r) => setTimeout(r, 150));
+    expect(reconciles - 2).toBeGreaterThanOrEqual(2);
+    expect(reconciles - 2).toBeLessThan(25);
+  });
+
+  it("the gathering window grows with the routing table (a pass goes over every route)", async () => {
+    const fake = new FakeSpeaker();
+    let events: SpeakerEvents = {};
+    const backend = bgpBackend(parseConfig("clusterCIDR: 10.244.0.0/16\nbackend: bgp\n"), {
+      log, routesInstalled: async () => false, makeSpeaker: (_cfg, ev) => ((events = ev), fake),
     });
+    await backend.prepare(local);
+    fake.learned = Array.from({ length: 40_000 }, (_, i) => learned(`10.${50 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32`, "172.30.0.12"));
+    expect(backend.desired(viewOf(a, b), local, 1500).routes.length).toBe(40_001);
+    const t0 = performance.now();
+    const reconciled = new Promise<number>((resolve) => backend.watch?.(() => resolve(performance.now() - t0)));
+    events.onBest?.([{ prefix: "10.10.0.0/24", best: undefined }]);
+    // 50 ms + 10 µs × 40,001 routes; timers never fire early.
+    expect(await reconciled).toBeGreaterThanOrEqual(440);
+  });
+
+  it("a peer's End-of-RIB reconciles at once: its table is complete, there is nothing more to gather", async () => {
+    const fake = new FakeSpeaker();
+    let events: SpeakerEvents = {};
+    const backend = bgpBackend(parseConfig("clusterCIDR: 10.244.0.0/16\nbackend: bgp\n"), {
+      log, routesInstalled: async () => false, makeSpeaker: (_cfg, ev) => ((events = ev), fake),
+    });
+    await backend.prepare(local);
+    fake.learned = Array.from({ length: 40_000 }, (_, i) => learned(`10.${50 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32`, "172.30.0.12"));
+    backend.desired(viewOf(a, b), local, 1500);
+    let reconciles = 0;
+    backend.watch?.(() => reconciles++);
+    events.onBest?.([{ prefix: "10.10.0.0/24", best: undefined }]);
+    events.onEndOfRib?.("172.30.0.12");
+    expect(reconciles).toBe(1);
+    // The gathering window it cut short does not fire a second pass.
+    await new Promise((r) => setTimeout(r, 600));
     expect(reconciles).toBe(1);
   });
+
 });

@@ -89,6 +89,27 @@ describe("RIB best path (RFC 4271 §9.1.2)", () => {
     expect(rib.clearPeer("b")).toEqual([{ prefix: P, best: undefined }]);
     expect(rib.size).toBe(0);
   });
+
+  it("candidates grow from one route to several and back without losing any (the single-route layout)", () => {
+    const rib = ribWith(peer({ id: "a" }), peer({ id: "b", asn: 65002 }), peer({ id: "c", asn: 65003 }));
+    announce(rib, "a", base);
+    expect(rib.update("b", [], [P])).toEqual([]); // b never announced P
+    announce(rib, "b", { ...base, asPath: seq(65002, 1) });
+    announce(rib, "c", { ...base, asPath: seq(65003, 1, 2) });
+    rib.update("a", [], [P]);
+    expect(rib.best(P)?.peer).toBe("b");
+    rib.update("b", [], [P]);
+    expect(rib.best(P)?.peer).toBe("c");
+    expect(rib.adjRibIn("c").map((r) => r.peer)).toEqual(["c"]);
+    expect(rib.adjRibIn("b")).toEqual([]);
+    announce(rib, "a", base);
+    expect(rib.best(P)?.peer).toBe("a");
+    expect(rib.update("c", [], [P])).toEqual([]);
+    expect(rib.adjRibIn("a").map((r) => r.prefix)).toEqual([P]);
+    expect(rib.markStale("a")).toBe(1);
+    expect(rib.sweepStale("a")).toEqual([{ prefix: P, best: undefined }]);
+    expect(rib.size).toBe(0);
+  });
 });
 
 describe("RIB loop checks", () => {

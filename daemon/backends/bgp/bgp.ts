@@ -1,5 +1,4 @@
 import { TwillError } from "../../../lib/errors.ts";
-import { RTPROT_TWILL } from "../../../lib/kernel/protocols.ts";
 import { createLogger, type Logger } from "../../../lib/log.ts";
 import type { Route } from "../../bgp/rib/route.ts";
 import { LOCAL } from "../../bgp/rib/route.ts";
@@ -7,10 +6,12 @@ import type { PeerConfig, SpeakerConfig } from "../../bgp/speaker/config.ts";
 import { Speaker, type SpeakerEvents } from "../../bgp/speaker/speaker.ts";
 import type { ClusterView } from "../../cluster/view.ts";
 import { DEFAULT_BGP, type DaemonConfig } from "../../config.ts";
-import { readJson } from "../../kernel/ip.ts";
 import { emptyState, type DesiredState, type RouteSpec } from "../../kernel/desired.ts";
+import { twillRoutes } from "../../kernel/routes.ts";
 import type { Backend, LocalNode } from "../backend.ts";
 import { onSameL2, peersOf } from "../peers.ts";
+import type { BgpCrds } from "./crd.ts";
+import { settingsFor, wantedPeers, type Settings } from "./settings.ts";
 
 // bgp: no encapsulation; every node announces its pod CIDR over BGP (iBGP
 // full mesh by default) and installs what it learns, Calico-style. The node's
@@ -36,11 +37,14 @@ export interface BgpBackendDeps {
   /** Whether Twill's routes are already in the kernel (a restart): then Twill restarts gracefully. */
   routesInstalled?: () => Promise<boolean>;
   now?: () => number;
+  /** BGPConfiguration / BGPPeer from the apiserver; without it config.yaml's bgp section is all there is. */
+  crds?: BgpCrds;
 }
 
 const isV4 = (s: string) => !s.includes(":");
-const QUIET_MS = 200;
-const MAX_GATHER_MS = 2000;
+/** How long changes are gathered after the first: a base, plus time in proportion to the table a pass goes over. */
+const GATHER_MS = 50;
+const GATHER_MS_PER_ROUTE = 0.01;
 
 export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backend {
   const bgp = cfg.bgp ?? DEFAULT_BGP;
@@ -49,26 +53,35 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
   let speaker: SpeakerLike | undefined;
   let onChange: (() => void) | undefined;
   const announced = new Set<string>();
+  let started: Settings | undefined;
+  let identityWarned = "";
+  const peerCfgs = new Map<string, PeerConfig>();
   /** Set on a graceful restart: until every peer sent End-of-RIB (or restartTime passes) the kernel is left alone. */
   let holdUntil = 0;
 
-  // A feed arrives as many UPDATEs and each reconcile reads and diffs every
-  // route: changes are gathered until the speaker is quiet for a moment (at
-  // most MAX_GATHER_MS after the first), instead of reconciling per message.
-  let quietTimer: NodeJS.Timeout | undefined;
-  let firstAt = 0;
-  const fire = () => {
-    quietTimer = undefined;
-    firstAt = 0;
-    onChange?.();
-  };
+  // A feed arrives as many UPDATEs: changes are gathered into one reconcile
+  // for a window after the first (a throttle, not a debounce: kernel writes
+  // start while the feed is still arriving; at 10k prefixes BIRD's whole
+  // time is ~0.2 s). A pass dumps and diffs every route (~5 µs a route
+  // here), so the window grows by 10 µs per route in the last desired set:
+  // while a 100k feed streams in, reconciles take about a third of the
+  // thread the speaker decodes it on. The agent folds changes that arrive
+  // during a pass into the next one. A peer's End-of-RIB ends the wait: its
+  // table is complete, nothing more is coming to gather.
+  let lastRoutes = 0;
+  let gatherTimer: NodeJS.Timeout | undefined;
   const kick = () => {
-    if (!onChange) return;
-    const t = Date.now();
-    if (!firstAt) firstAt = t;
-    if (quietTimer) clearTimeout(quietTimer);
-    quietTimer = setTimeout(fire, Math.max(0, Math.min(QUIET_MS, firstAt + MAX_GATHER_MS - t)));
-    quietTimer.unref();
+    if (!onChange || gatherTimer) return;
+    gatherTimer = setTimeout(() => {
+      gatherTimer = undefined;
+      onChange?.();
+    }, GATHER_MS + lastRoutes * GATHER_MS_PER_ROUTE);
+    gatherTimer.unref();
+  };
+  const reconcileNow = () => {
+    if (gatherTimer) clearTimeout(gatherTimer);
+    gatherTimer = undefined;
+    onChange?.();
   };
 
   return {
@@ -77,19 +90,25 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
     async prepare(local: LocalNode): Promise<Record<string, string>> {
       if (speaker) return {};
       if (!isV4(local.info.ip)) throw new TwillError("BGP_NEEDS_IPV4", `the bgp backend needs an IPv4 node address for its BGP identifier; node ${local.info.name} has ${local.info.ip}`);
+      if (deps.crds) {
+        deps.crds.onChange(kick);
+        await waitSynced(deps.crds, log);
+      }
+      started = settingsFor(bgp, deps.crds?.config(), local.info, log);
       const restarting = await (deps.routesInstalled ?? kernelHasTwillRoutes)();
       const sc: SpeakerConfig = {
-        asn: bgp.asn,
-        routerId: local.info.ip,
-        listen: { host: "0.0.0.0", port: bgp.port },
+        asn: started.asn,
+        routerId: started.routerId,
+        listen: { host: "0.0.0.0", port: started.port },
         localAddress: local.info.ip,
         connectRetryTime: 1,
         idleHoldTime: 2,
-        gracefulRestart: { restartTime: bgp.restartTime, restarting },
+        gracefulRestart: { restartTime: started.restartTime, restarting },
         peers: [],
       };
       const events: SpeakerEvents = {
         onBest: kick,
+        onEndOfRib: reconcileNow,
         onPeerState: (peer, state, detail) => {
           log.info({ peer, state, detail }, "BGP peer");
           kick();
@@ -97,18 +116,29 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
       };
       speaker = deps.makeSpeaker ? deps.makeSpeaker(sc, events) : new Speaker(sc, log, events);
       await speaker.start();
-      if (restarting) holdUntil = now() + bgp.restartTime * 1000;
-      log.info({ asn: bgp.asn, port: bgp.port, mesh: bgp.mesh, restarting }, "BGP speaker started");
+      if (restarting) holdUntil = now() + started.restartTime * 1000;
+      log.info({ asn: started.asn, port: started.port, routerId: started.routerId, restarting }, "BGP speaker started");
       return {};
     },
     desired(view: ClusterView, local: LocalNode): DesiredState {
       if (!speaker) throw new TwillError("BGP_NOT_STARTED", "the BGP speaker has not started yet (prepare failed?)");
       const s = speaker;
-      // The mesh: one iBGP session per other node.
-      const want = new Set(bgp.mesh ? peersOf(view, local).map((n) => n.ip).filter(isV4) : []);
-      for (const addr of s.peerAddresses()) if (!want.has(addr)) s.removePeer(addr);
+      const crdConfig = deps.crds?.config();
+      // AS, port, router ID and restart time are the speaker's identity: they change at the next start only.
+      const now_ = settingsFor(bgp, crdConfig, local.info, log);
+      const key = identity(now_);
+      if (started && key !== identity(started) && key !== identityWarned) {
+        identityWarned = key;
+        log.warn({ running: started, configured: now_ }, "BGP AS, listen port, router ID or restart time changed: restart the Twill daemon on this node to apply; sessions keep the running values");
+      }
+      // Peers (the mesh with mesh on, plus the BGPPeers selecting this node), re-created when their settings change.
+      const want = wantedPeers(started!, crdConfig?.mesh ?? bgp.mesh, crdConfig?.asn ?? bgp.asn, peersOf(view, local), deps.crds?.peers() ?? [], local.info, log);
+      for (const addr of s.peerAddresses()) {
+        const w = want.get(addr);
+        if (!w || JSON.stringify(w) !== JSON.stringify(peerCfgs.get(addr))) (s.removePeer(addr), peerCfgs.delete(addr));
+      }
       const have = new Set(s.peerAddresses());
-      for (const addr of want) if (!have.has(addr)) s.addPeer({ address: addr, asn: bgp.asn, port: bgp.port });
+      for (const [addr, pc] of want) if (!have.has(addr)) (s.addPeer(pc), peerCfgs.set(addr, pc));
 
       const own = local.info.podCIDRs.filter(isV4);
       for (const p of own) if (!announced.has(p)) (s.announce(p), announced.add(p));
@@ -122,10 +152,15 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
 
       const state = emptyState();
       for (const dst of own) state.routes.push({ dst, via: "", dev: "", onlink: false, blackhole: true });
+      // Many routes share a next hop: "on our L2?" is decided once per next hop, not per route (100k per pass).
+      const reachable = new Map<string, boolean>();
+      const onL2 = (ip: string) => reachable.get(ip) ?? reachable.set(ip, onSameL2(local, ip)).get(ip)!;
+      const ownSet = new Set(own);
       for (const r of s.routes()) {
-        const spec = learnedRoute(r, local, own);
+        const spec = learnedRoute(r, local, ownSet, onL2);
         if (spec) state.routes.push(spec);
       }
+      lastRoutes = state.routes.length;
       return state;
     },
     watch(cb: () => void): void {
@@ -135,12 +170,21 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
 }
 
 /** A learned best route as a kernel route; undefined for our own blocks and next hops off our L2 (no recursive lookup yet). */
-function learnedRoute(r: Route, local: LocalNode, own: string[]): RouteSpec | undefined {
-  if (r.peer === LOCAL || !isV4(r.prefix) || own.includes(r.prefix) || !r.nextHop || !onSameL2(local, r.nextHop)) return undefined;
+function learnedRoute(r: Route, local: LocalNode, own: Set<string>, onL2: (ip: string) => boolean): RouteSpec | undefined {
+  if (r.peer === LOCAL || !isV4(r.prefix) || own.has(r.prefix) || !r.nextHop || !onL2(r.nextHop)) return undefined;
   return { dst: r.prefix, via: r.nextHop, dev: local.underlay.dev, onlink: false };
 }
 
+const identity = (x: Settings) => `${x.asn} ${x.port} ${x.routerId} ${x.restartTime}`;
+
+/** Waits for the first lists of BGPConfiguration and BGPPeer (the AS and port are fixed at start). */
+async function waitSynced(crds: BgpCrds, log: Logger): Promise<void> {
+  for (let i = 0; !crds.synced(); i++) {
+    if (i === 50) log.warn({}, "still waiting for the BGPConfiguration and BGPPeer lists: are the CRDs from manifests/twill.yaml installed and may the daemon list them?");
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 async function kernelHasTwillRoutes(): Promise<boolean> {
-  const routes = await readJson<{ dst: string }>(["ip", "-j", "route", "show", "proto", String(RTPROT_TWILL)]);
-  return routes.length > 0;
+  return (await twillRoutes()).length > 0;
 }

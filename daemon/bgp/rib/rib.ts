@@ -8,8 +8,12 @@ import { LOCAL, type BestChange, type LocalSpeaker, type PeerInfo, type Route } 
 export class Rib {
   readonly local: LocalSpeaker;
   private peers = new Map<string, PeerInfo>();
-  /** prefix → peer → route: all candidates (the union of the Adj-RIBs-In and local routes). */
-  private candidates = new Map<string, Map<string, Route>>();
+  /**
+   * prefix → all candidates (the union of the Adj-RIBs-In and local routes):
+   * the route itself while there is one (the usual case: a Map per prefix
+   * cost ~200 bytes × 100k prefixes), a peer → route Map once there are more.
+   */
+  private candidates = new Map<string, Route | Map<string, Route>>();
   /** peer → prefixes it announced (its Adj-RIB-In, indexed). */
   private adjIn = new Map<string, Set<string>>();
   private loc = new Map<string, Route>();
@@ -57,7 +61,7 @@ export class Rib {
   markStale(peerId: string): number {
     let n = 0;
     for (const p of this.adjIn.get(peerId) ?? []) {
-      const r = this.candidates.get(p)?.get(peerId);
+      const r = this.candidate(p, peerId);
       if (r) {
         r.stale = true;
         n++;
@@ -70,7 +74,7 @@ export class Rib {
   sweepStale(peerId: string): BestChange[] {
     const changes: BestChange[] = [];
     for (const p of [...(this.adjIn.get(peerId) ?? [])]) {
-      if (this.candidates.get(p)?.get(peerId)?.stale) changes.push(...this.drop(peerId, p));
+      if (this.candidate(p, peerId)?.stale) changes.push(...this.drop(peerId, p));
     }
     return changes;
   }
@@ -84,7 +88,7 @@ export class Rib {
   }
 
   adjRibIn(peerId: string): Route[] {
-    return [...(this.adjIn.get(peerId) ?? [])].flatMap((p) => this.candidates.get(p)?.get(peerId) ?? []);
+    return [...(this.adjIn.get(peerId) ?? [])].flatMap((p) => this.candidate(p, peerId) ?? []);
   }
 
   get size(): number {
@@ -100,27 +104,42 @@ export class Rib {
     return cluster !== undefined && (attrs.clusterList?.includes(cluster) ?? false);
   }
 
+  private candidate(prefix: string, peerId: string): Route | undefined {
+    const c = this.candidates.get(prefix);
+    if (c instanceof Map) return c.get(peerId);
+    return c?.peer === peerId ? c : undefined;
+  }
+
   private put(peerId: string, prefix: string, attrs: PathAttrs, nextHop: string): BestChange[] {
-    let c = this.candidates.get(prefix);
-    if (!c) this.candidates.set(prefix, (c = new Map()));
-    c.set(peerId, { prefix, peer: peerId, attrs, nextHop, stale: false });
+    const route: Route = { prefix, peer: peerId, attrs, nextHop, stale: false };
+    const c = this.candidates.get(prefix);
+    if (c instanceof Map) c.set(peerId, route);
+    else if (c && c.peer !== peerId) this.candidates.set(prefix, new Map([[c.peer, c], [peerId, route]]));
+    else this.candidates.set(prefix, route);
     let set = this.adjIn.get(peerId);
     if (!set) this.adjIn.set(peerId, (set = new Set()));
     set.add(prefix);
-    return this.decide(prefix, c);
+    return this.decide(prefix);
   }
 
   private drop(peerId: string, prefix: string): BestChange[] {
     const c = this.candidates.get(prefix);
-    if (!c?.delete(peerId)) return [];
+    if (c instanceof Map) {
+      if (!c.delete(peerId)) return [];
+      if (c.size === 1) this.candidates.set(prefix, c.values().next().value!);
+    } else {
+      if (c?.peer !== peerId) return [];
+      this.candidates.delete(prefix);
+    }
     this.adjIn.get(peerId)?.delete(prefix);
-    if (c.size === 0) this.candidates.delete(prefix);
-    return this.decide(prefix, c);
+    return this.decide(prefix);
   }
 
-  private decide(prefix: string, c: Map<string, Route>): BestChange[] {
+  private decide(prefix: string): BestChange[] {
     const before = this.loc.get(prefix);
-    const best = selectBest([...c.values()], (id) => this.peers.get(id));
+    const c = this.candidates.get(prefix);
+    const all = c instanceof Map ? [...c.values()] : c ? [c] : [];
+    const best = selectBest(all, (id) => this.peers.get(id));
     if (best) this.loc.set(prefix, best);
     else this.loc.delete(prefix);
     // A replaced route object counts as a change even from the same peer: its attributes may differ.

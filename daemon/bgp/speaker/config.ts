@@ -11,6 +11,8 @@ export interface PeerConfig {
   holdTime?: number;
   /** This peer is a route-reflector client of ours (only when clusterId is set). */
   rrClient?: boolean;
+  /** TCP MD5 key (RFC 2385): set on the listener, so the peer is passive (see md5.ts). */
+  password?: string;
 }
 
 export interface SpeakerConfig {
@@ -31,6 +33,8 @@ export interface SpeakerConfig {
   /** Reflect routes between iBGP peers with this cluster ID (RFC 4456). */
   clusterId?: string;
   peers: PeerConfig[];
+  /** The `twill` binary that sets TCP MD5 keys (`twill md5sig`); without it peers with a password are left out. */
+  md5Helper?: string;
 }
 
 export const BGP_PORT = 179;

@@ -23,6 +23,8 @@ export interface PeerEvents {
   /** Best routes changed because of this peer. */
   changes(changes: BestChange[]): void;
   state(peer: string, state: "established" | "down", detail: string): void;
+  /** The peer sent End-of-RIB for IPv4 unicast: its initial table is complete. */
+  endOfRib?(peer: string): void;
 }
 
 export class Peer implements SessionHooks {
@@ -176,8 +178,11 @@ export class Peer implements SessionHooks {
     const empty = u.withdrawn.length === 0 && u.nlri.length === 0 && !mpReach;
     if (empty && (Object.keys(u.attrs).length === 0 || (mpUnreach && mpUnreach.withdrawn.length === 0 && Object.keys(u.attrs).length === 1))) {
       this.log.debug("End-of-RIB received");
-      if (!mpUnreach) this.endOfRib = true;
       if (this.restartTimer !== undefined) this.endRestart();
+      if (!mpUnreach) {
+        this.endOfRib = true;
+        this.events.endOfRib?.(this.cfg.address);
+      }
       return;
     }
     const announced: { prefix: string; attrs: PathAttrs; nextHop: string }[] = [];

@@ -5,6 +5,7 @@ import { systemClock, type Clock } from "../fsm/timers.ts";
 import { Rib } from "../rib/rib.ts";
 import type { BestChange, Route } from "../rib/route.ts";
 import { ipv4ToNumber, type PeerConfig, type SpeakerConfig } from "./config.ts";
+import { setListenerKey } from "./md5.ts";
 import { Peer } from "./peer.ts";
 
 // The speaker: one listening socket, one Peer per configured neighbour, one
@@ -15,6 +16,8 @@ export interface SpeakerEvents {
   /** Best routes changed (learned or withdrawn), batched per received message. */
   onBest?(changes: BestChange[]): void;
   onPeerState?(peer: string, state: "established" | "down", detail: string): void;
+  /** A peer's initial table is complete (End-of-RIB, RFC 4724 §2). */
+  onEndOfRib?(peer: string): void;
 }
 
 export class Speaker {
@@ -47,8 +50,25 @@ export class Speaker {
       });
       this.server = server;
     }
-    for (const p of this.peers.values()) p.start();
+    const keyed = await Promise.all([...this.peers.values()].map(async (p) => [p, !p.cfg.password || (await this.setKey(p.cfg.address, p.cfg.password))] as const));
+    for (const [p, ok] of keyed) if (ok) p.start();
     this.started = true;
+  }
+
+  /** Sets a peer's TCP MD5 key on the listener; false (logged) when it cannot be. */
+  private async setKey(address: string, key: string): Promise<boolean> {
+    if (!this.server || !this.cfg.md5Helper) {
+      this.log.error({ peer: address, code: "BGP_MD5_UNAVAILABLE" }, "this peer has a TCP MD5 password, which needs the speaker's listener and the twill binary (md5Helper): the peer is left out");
+      return false;
+    }
+    try {
+      await setListenerKey(this.server, address, key, this.cfg.md5Helper);
+      return true;
+    } catch (err) {
+      const e = err as { code?: string; details?: string; message: string };
+      this.log.error({ peer: address, code: e.code, details: e.details }, e.message);
+      return false;
+    }
   }
 
   async stop(): Promise<void> {
@@ -60,12 +80,15 @@ export class Speaker {
 
   /** Adds a neighbour; once the speaker runs, its session starts right away. */
   addPeer(cfg: PeerConfig): Peer {
-    const peer = new Peer(cfg, this.cfg, this.rib, this.clock, this.log, {
+    // An MD5 key is set on the listener only: such a peer must connect to us.
+    const peer = new Peer(cfg.password ? { ...cfg, passive: true } : cfg, this.cfg, this.rib, this.clock, this.log, {
       changes: (c) => this.changed(c),
       state: (addr, state, detail) => this.events.onPeerState?.(addr, state, detail),
+      endOfRib: (addr) => this.events.onEndOfRib?.(addr),
     });
     this.peers.set(cfg.address, peer);
-    if (this.started) peer.start();
+    if (this.started && cfg.password) void this.setKey(cfg.address, cfg.password).then((ok) => ok && this.peers.get(cfg.address) === peer && peer.start());
+    else if (this.started) peer.start();
     return peer;
   }
 
@@ -75,6 +98,8 @@ export class Speaker {
     if (!peer) return;
     peer.stop();
     this.peers.delete(address);
+    // An empty key removes it from the listener.
+    if (peer.cfg.password && this.server && this.cfg.md5Helper) void this.setKey(address, "");
     this.changed([...this.rib.clearPeer(address), ...this.rib.sweepStale(address)]);
   }
 

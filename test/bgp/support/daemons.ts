@@ -31,6 +31,8 @@ interface Opts {
   announce: string[];
   /** BIRD reflects routes between Twill and these further iBGP neighbours (RFC 4456). */
   clients?: string[];
+  /** TCP MD5 (RFC 2385) key for the session with Twill; BIRD only. */
+  password?: string;
 }
 
 function run(ns: string, argv: string[]): { child: ChildProcess; out: () => string } {
@@ -77,6 +79,7 @@ protocol bgp twill {
   error wait time 1, 2;
   graceful restart on;
   ${o.clients ? "rr client;" : ""}
+  ${o.password ? `password "${o.password}";` : ""}
   ${o.asn === o.twill.asn ? "direct;" : ""}
   ipv4 { import all; export all; };
 }
