@@ -170,10 +170,10 @@ function breakdown(flips: Flip[], applied: Applied[]) {
     const a = applied.find((x) => Date.parse(x.time) >= f.t0);
     if (!a) return [];
     const done = Date.parse(a.time) - f.t0;
-    return [{ ...f, api: f.apiMs, delivery: done - a.ms - f.apiMs, apply: a.ms, probe: f.ms - done }];
+    return [{ ...f, api: f.apiMs, delivery: done - a.ms - f.apiMs, apply: a.ms, compile: a.compileMs, probe: f.ms - done }];
   });
   const pp = (k: "api" | "delivery" | "apply" | "probe") => `${percentile(rows.map((r) => r[k]), 50).toFixed(1)} / ${percentile(rows.map((r) => r[k]), 99).toFixed(1)}`;
-  const worst = [...rows].sort((a, b) => b.ms - a.ms).slice(0, 5).map((r) => ({ ...r, detail: `api ${r.api.toFixed(0)}, delivery ${r.delivery.toFixed(0)}, apply ${r.apply}, probe ${r.probe.toFixed(0)}` }));
+  const worst = [...rows].sort((a, b) => b.ms - a.ms).slice(0, 5).map((r) => ({ ...r, detail: `api ${r.api.toFixed(0)}, delivery ${r.delivery.toFixed(0)}, apply ${r.apply} (compile ${r.compile}), probe ${r.probe.toFixed(0)}` }));
   return { api: pp("api"), delivery: pp("delivery"), apply: pp("apply"), probe: pp("probe"), worst, rows };
 }
 
