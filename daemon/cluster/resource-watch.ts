@@ -85,8 +85,19 @@ export function watchResource<T extends Meta>(o: ResourceWatchOptions<T>): Resou
             }
             resourceVersion = obj.metadata?.resourceVersion ?? resourceVersion;
             if (type === "BOOKMARK") return;
-            if (type === "DELETED") cache.delete(keyOf(obj));
-            else cache.set(keyOf(obj), o.slim(obj));
+            const key = keyOf(obj);
+            if (type === "DELETED") cache.delete(key);
+            else {
+              const next = o.slim(obj);
+              const prev = cache.get(key);
+              // A change the slim copy does not carry (status heartbeats, conditions,
+              // taints, managed fields) is nothing to act on: no reconcile, and the
+              // cached object keeps its identity (memos keyed on it stay valid).
+              // At 5,000 nodes such updates kept the reconcile loop busy and
+              // pushed a joining node's route behind them.
+              if (prev && JSON.stringify(prev) === JSON.stringify(next)) return;
+              cache.set(key, next);
+            }
             changed();
           },
           (err: unknown) => (err ? reject(err) : resolve()),
