@@ -67,6 +67,9 @@ export class Agent {
   private nodeFileWritten = false;
   private prepared = false;
   private lastError = "";
+  /** The next pass re-reads what event passes take from memory (underlay, masquerade table): set by the resync timer. */
+  private verify = true;
+  private underlay: LocalNode["underlay"] | undefined;
 
   constructor(deps: AgentDeps) {
     this.d = deps;
@@ -75,7 +78,10 @@ export class Agent {
   start(): void {
     this.d.watch.onChange(() => this.kick());
     this.d.backend.watch?.(() => this.kick());
-    this.timer = setInterval(() => this.kick(), this.d.node.resyncSeconds * 1000);
+    this.timer = setInterval(() => {
+      this.verify = true;
+      this.kick();
+    }, this.d.node.resyncSeconds * 1000);
     this.kick();
   }
 
@@ -130,7 +136,14 @@ export class Agent {
       throw Object.assign(new Error(`waiting for this node: ${why}`), { code: "NODE_NOT_READY" });
     }
     checkPodCidrs(cfg.clusterCIDR, self.podCIDRs);
-    const local: LocalNode = { info: self, underlay: await findUnderlay(self.ip) };
+    // Each `ip` a pass spawns costs 20–50 ms here, so a pass woken by a
+    // cluster event (a node joining) takes the underlay and the masquerade
+    // table as the last verifying pass found them; the resync timer's passes
+    // read both again, so drift still heals within one resync period.
+    const verify = this.verify;
+    this.verify = false;
+    if (verify || this.underlay?.address !== self.ip) this.underlay = await findUnderlay(self.ip);
+    const local: LocalNode = { info: self, underlay: this.underlay };
     if (!this.prepared) {
       const annotations = await backend.prepare(local);
       if (await publishAnnotations(this.d.kc, self, annotations)) log.info({ annotations }, "published this node's annotations");
@@ -139,7 +152,7 @@ export class Agent {
     const podMtu = cfg.mtu || local.underlay.mtu - backend.overhead;
     const desired = backend.desired(view, local, podMtu);
     const changes = await reconcile(desired);
-    const masq = await reconcileMasquerade(cfg.masquerade, [cfg.clusterCIDR], desired.links.map((l) => l.port));
+    const masq = await reconcileMasquerade(cfg.masquerade, [cfg.clusterCIDR], desired.links.map((l) => l.port), !verify);
     ensureForwarding();
     for (const [kind, n] of Object.entries(changes)) if (n) metrics.kernelChanges.inc({ kind }, n);
     if (masq) metrics.kernelChanges.inc({ kind: "nft" }, masq);

@@ -35,21 +35,35 @@ export function masqueradeRuleset(clusterCIDRs: string[], notrackUdpPorts: numbe
   return `table ip ${NAT_TABLE} {\n  comment "twill:${hash}"\n${body}\n}\n`;
 }
 
-/** Returns 1 when the table was (re)written or removed, 0 when it was already right. */
-export async function reconcileMasquerade(enabled: boolean, clusterCIDRs: string[], notrackUdpPorts: number[] = []): Promise<number> {
+/** What this process last found or put in the kernel (undefined: unknown; "" : no table). */
+let verified: string | undefined;
+
+/**
+ * Returns 1 when the table was (re)written or removed, 0 when it was already
+ * right. `trustMemory`: when the wanted table is what this process last
+ * verified, skip reading the kernel (an event-driven pass; resync passes read).
+ */
+export async function reconcileMasquerade(enabled: boolean, clusterCIDRs: string[], notrackUdpPorts: number[] = [], trustMemory = false): Promise<number> {
+  const wanted = enabled ? masqueradeRuleset(clusterCIDRs, notrackUdpPorts) : "";
+  if (trustMemory && verified === wanted) return 0;
+  verified = undefined;
   const current = await exec(["nft", "list", "table", "ip", NAT_TABLE], { allowFailure: true });
   const exists = current.code === 0;
   if (!enabled) {
-    if (!exists) return 0;
-    await exec(["nft", "delete", "table", "ip", NAT_TABLE]);
-    return 1;
+    if (exists) await exec(["nft", "delete", "table", "ip", NAT_TABLE]);
+    verified = "";
+    return exists ? 1 : 0;
   }
-  const want = masqueradeRuleset(clusterCIDRs, notrackUdpPorts);
+  const want = wanted;
   const hash = /comment "(twill:[0-9a-f]+)"/.exec(want)![1]!;
-  if (exists && current.stdout.includes(hash)) return 0;
+  if (exists && current.stdout.includes(hash)) {
+    verified = want;
+    return 0;
+  }
   // Create-if-missing, delete, re-create: one transaction, never a moment without the rule.
   const tx = `table ip ${NAT_TABLE}\ndelete table ip ${NAT_TABLE}\n${want}`;
   const r = await exec(["nft", "-f", "-"], { input: tx, allowFailure: true });
   if (r.code !== 0) throw new TwillError("KERNEL_WRITE", "programming the masquerade table failed", r.stderr.trim());
+  verified = want;
   return 1;
 }

@@ -79,6 +79,12 @@ describe("healing", () => {
     await eventually(async () => (await unreachablePairs([podOn("node1"), podOn("node2"), podOn("node3")])).length === 0, "connectivity to return after the device was deleted");
   });
 
+  it("restores its masquerade table deleted by hand (event passes trust memory; resync passes read the kernel)", async () => {
+    const ns = node(1).ns;
+    await execIn(ns, ["nft", "delete", "table", "ip", "twill-nat"]);
+    await eventually(async () => (await execIn(ns, ["nft", "list", "table", "ip", "twill-nat"], { allowFailure: true })).stdout.includes("masquerade"), "the masquerade table to be restored");
+  });
+
   it("removes a stale route Twill owns that no node needs, and leaves routes it does not own alone", async () => {
     const ns = node(1).ns;
     await execIn(ns, ["ip", "route", "add", "10.244.200.0/24", "via", node(2).ip, "proto", "211"]);
