@@ -112,7 +112,11 @@ export interface NodeSettings {
   resyncSeconds: number;
   /** The CNI IPAM data directory: allocation times for the policy-ready metric. */
   ipamDir: string;
+  /** The `twill` binary (bgp: sets TCP MD5 keys with `twill md5sig`); where the image has it by default. */
+  twillBinary: string;
 }
+
+export const DEFAULT_TWILL_BINARY = "/opt/twill/bin/twill";
 
 export function nodeSettings(values: Record<string, string | undefined>, env: NodeJS.ProcessEnv): NodeSettings {
   const nodeName = values["node-name"] ?? env.NODE_NAME;
@@ -125,5 +129,6 @@ export function nodeSettings(values: Record<string, string | undefined>, env: No
     healthPort: Number(values["health-port"] ?? 9099),
     resyncSeconds: Number(values["resync-seconds"] ?? 10),
     ipamDir: values["ipam-dir"] ?? "/var/lib/cni/networks",
+    twillBinary: values["twill-binary"] ?? DEFAULT_TWILL_BINARY,
   };
 }

@@ -1,5 +1,6 @@
 // The Twill node daemon: one per node. Wiring only; see agent.ts.
 //   node daemon/main.ts --config /etc/twill/config.yaml [--node-name N] [--kubeconfig F] [--node-file F]
+//     [--twill-binary /opt/twill/bin/twill]
 import { KubeConfig } from "@kubernetes/client-node";
 import { parseArgs } from "node:util";
 import { TwillError } from "../lib/errors.ts";
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     "ipam-dir": { type: "string" },
     "log-file": { type: "string" },
     "log-level": { type: "string", default: "info" },
+    "twill-binary": { type: "string" },
   },
 });
 const log = createLogger({ name: "twill-daemon", level: values["log-level"], ...(values["log-file"] ? { file: values["log-file"] } : {}) });
@@ -38,7 +40,7 @@ try {
   if (node.kubeconfig) kc.loadFromFile(node.kubeconfig);
   else kc.loadFromCluster();
   const metrics = createMetrics();
-  const backend = makeBackend({ kc, log, onWatchError: () => metrics.watchErrors.inc() });
+  const backend = makeBackend({ kc, log, onWatchError: () => metrics.watchErrors.inc(), twillBinary: node.twillBinary });
   const watch = watchNodes(kc, log, () => metrics.watchErrors.inc());
   const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics });
   // NetworkPolicy, when enabled in the ConfigMap.

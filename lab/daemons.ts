@@ -64,6 +64,8 @@ export function startDaemon(node: LabNode, files: { config: string; kubeconfig: 
     "--node-file", node.nodeFile,
     "--resync-seconds", "5",
     "--ipam-dir", node.ipamDir,
+    // The repo's build (npm test builds it), as the image has /opt/twill/bin/twill.
+    "--twill-binary", join(REPO, "dist/cni/twill"),
   ], join(node.dir, "daemon.log"));
 }
 

@@ -35,6 +35,8 @@ export interface BackendContext {
   kc: KubeConfig;
   log: Logger;
   onWatchError: (err: unknown) => void;
+  /** The `twill` binary (bgp: TCP MD5 keys through `twill md5sig`). */
+  twillBinary?: string;
 }
 
 export type BackendFactory = (cfg: DaemonConfig, ctx?: BackendContext) => Backend;

@@ -35,6 +35,8 @@ export interface ResourceWatchOptions<T> {
   slim: (obj: T) => T;
   onError: (err: unknown) => void;
   retryMs?: number;
+  /** Extra watch query parameters (a fieldSelector naming the one object RBAC lets the daemon watch). */
+  params?: Record<string, string>;
 }
 
 const keyOf = (o: Meta) => `${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`;
@@ -76,7 +78,7 @@ export function watchResource<T extends Meta>(o: ResourceWatchOptions<T>): Resou
       watcher
         .watch(
           o.path,
-          { resourceVersion, allowWatchBookmarks: true },
+          { ...o.params, resourceVersion, allowWatchBookmarks: true },
           (type: string, obj: T & { code?: number; message?: string }) => {
             if (type === "ERROR") {
               if (obj.code === 410) resourceVersion = "";

@@ -39,6 +39,8 @@ export interface BgpBackendDeps {
   now?: () => number;
   /** BGPConfiguration / BGPPeer from the apiserver; without it config.yaml's bgp section is all there is. */
   crds?: BgpCrds;
+  /** The `twill` binary, which sets BGPPeers' TCP MD5 keys on the listener (`twill md5sig`). */
+  twillBinary?: string;
 }
 
 const isV4 = (s: string) => !s.includes(":");
@@ -105,6 +107,7 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
         idleHoldTime: 2,
         gracefulRestart: { restartTime: started.restartTime, restarting },
         peers: [],
+        ...(deps.twillBinary ? { md5Helper: deps.twillBinary } : {}),
       };
       const events: SpeakerEvents = {
         onBest: kick,

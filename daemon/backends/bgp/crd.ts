@@ -3,13 +3,15 @@ import { TwillError } from "../../../lib/errors.ts";
 import type { Logger } from "../../../lib/log.ts";
 import { parseIp } from "../../../lib/net/cidr.ts";
 import { watchResource, type ListPage, type ResourceWatch } from "../../cluster/resource-watch.ts";
+import { PASSWORD_NAMESPACE, PASSWORD_SECRET, passwordFor, watchPasswordSecret, type PasswordSecret, type PasswordWatch, type SecretRef } from "./password.ts";
 import { parseSelector } from "./selector.ts";
 
 // The bgp backend's cluster settings from the apiserver: the BGPConfiguration
 // named "default" and every BGPPeer (manifests/twill.yaml has their schemas).
 // The apiserver validates the schema; what it cannot (a node selector's
-// syntax, a password Twill cannot apply) is checked here. An invalid object
-// is logged once per version and left out: it never stops the daemon.
+// syntax, a password in a Secret the daemon may not read) is checked here. An
+// invalid object is logged once per version and left out: it never stops the
+// daemon. Passwords are resolved from their Secret (password.ts) on every read.
 
 const GROUP = "twill.dev";
 const VERSION = "v1alpha1";
@@ -31,6 +33,10 @@ export interface BgpPeerSpec {
   routeReflector: boolean;
   holdTime?: number;
   restartTime?: number;
+  /** spec.password.secretKeyRef: where the TCP MD5 password is. */
+  passwordRef?: SecretRef;
+  /** The password itself, once read from the Secret (BgpCrds.peers() fills it in). */
+  password?: string;
 }
 
 interface Obj {
@@ -86,11 +92,14 @@ export function parseBgpPeer(o: Obj): BgpPeerSpec {
   if (hold !== undefined && !(hold === 0 || isInt(hold, 3, 65535))) throw invalid("BGPPeer", name, "spec.holdTimeSeconds must be 0 or 3..65535");
   const gr = s.gracefulRestartSeconds;
   if (gr !== undefined && !isInt(gr, 0, 4095)) throw invalid("BGPPeer", name, "spec.gracefulRestartSeconds must be 0..4095");
-  // The speaker can set TCP_MD5SIG (RFC 2385) on its listener through the twill
-  // binary (speaker/md5.ts; MD5 peers are passive), but the password's Secret
-  // is not read from here yet: a peer with one is left out, since a router
-  // configured for MD5 drops every unsigned segment anyway.
-  if (s.password !== undefined) throw invalid("BGPPeer", name, "spec.password (TCP MD5) is not applied from BGPPeer yet: the speaker can set TCP_MD5SIG keys (passive peers, docs/bgp.md) but the daemon does not read the Secret yet; remove the password on both sides for now");
+  let passwordRef: SecretRef | undefined;
+  if (s.password !== undefined) {
+    const ref = (s.password as { secretKeyRef?: { name?: unknown; key?: unknown } }).secretKeyRef;
+    if (typeof ref?.name !== "string" || typeof ref.key !== "string" || !ref.key) throw invalid("BGPPeer", name, "spec.password.secretKeyRef needs a name and a key");
+    // RBAC (Role twill-bgp-password) lets the daemon read this one Secret only.
+    if (ref.name !== PASSWORD_SECRET) throw invalid("BGPPeer", name, `spec.password.secretKeyRef.name is "${ref.name}", but the daemon may read only Secret ${PASSWORD_NAMESPACE}/${PASSWORD_SECRET}: put the password under a key there and name that Secret`);
+    passwordRef = { name: ref.name, key: ref.key };
+  }
   let selects: BgpPeerSpec["selects"];
   try {
     selects = parseSelector(typeof s.nodeSelector === "string" ? s.nodeSelector : "");
@@ -105,7 +114,29 @@ export function parseBgpPeer(o: Obj): BgpPeerSpec {
     routeReflector: s.routeReflector === true,
     ...(hold !== undefined ? { holdTime: hold as number } : {}),
     ...(gr !== undefined ? { restartTime: gr as number } : {}),
+    ...(passwordRef ? { passwordRef } : {}),
   };
+}
+
+/**
+ * The peers with their passwords filled in from the Secret (pure): a peer whose
+ * password cannot be had is left out and comes back in `missing` with why.
+ */
+export function withPasswords(peers: BgpPeerSpec[], secret: PasswordSecret): { peers: BgpPeerSpec[]; missing: Map<string, TwillError> } {
+  const out: BgpPeerSpec[] = [];
+  const missing = new Map<string, TwillError>();
+  for (const p of peers) {
+    if (!p.passwordRef) {
+      out.push(p);
+      continue;
+    }
+    // Before the first read of the Secret the peer waits, unlogged.
+    if (!secret.synced) continue;
+    const pw = passwordFor(p.name, p.passwordRef, secret);
+    if (pw instanceof TwillError) missing.set(p.name, pw);
+    else out.push({ ...p, password: pw });
+  }
+  return { peers: out, missing };
 }
 
 export interface BgpCrds {
@@ -145,6 +176,22 @@ function parsed<T>(log: Logger, parse: (o: Obj) => T) {
   };
 }
 
+/** Logs each peer's missing password once, until its reason changes or it is found. */
+function missingLogger(log: Logger) {
+  const logged = new Map<string, string>();
+  return (missing: Map<string, TwillError>, present: BgpPeerSpec[]) => {
+    for (const [peer, e] of missing) {
+      if (logged.get(peer) === e.message) continue;
+      logged.set(peer, e.message);
+      log.error({ code: e.code, peer }, e.message);
+    }
+    for (const p of present) {
+      if (p.password !== undefined && logged.delete(p.name)) log.info({ peer: p.name }, "BGPPeer's TCP MD5 password found in its Secret: the peer is configured");
+    }
+    for (const k of logged.keys()) if (!missing.has(k) && !present.some((p) => p.name === k)) logged.delete(k);
+  };
+}
+
 export function watchBgpCrds(kc: KubeConfig, log: Logger, onError: (err: unknown) => void = () => {}): BgpCrds {
   const api = kc.makeApiClient(CustomObjectsApi);
   const watch = (plural: string): ResourceWatch<Obj> =>
@@ -161,17 +208,35 @@ export function watchBgpCrds(kc: KubeConfig, log: Logger, onError: (err: unknown
   const peers = watch("bgppeers");
   const parseConfigs = parsed(log, parseBgpConfiguration);
   const parsePeers = parsed(log, parseBgpPeer);
+  const logMissing = missingLogger(log);
+  // The Secret is watched from the first BGPPeer with a password on: a cluster
+  // without MD5 makes no request for it.
+  let secret: PasswordWatch | undefined;
+  const listeners: (() => void)[] = [];
   return {
     config: () => parseConfigs(configs.list().filter((o) => o.metadata?.name === CONFIG_NAME))[0],
-    peers: () => parsePeers(peers.list()),
+    peers: () => {
+      const all = parsePeers(peers.list());
+      if (!all.some((p) => p.passwordRef)) return all;
+      if (!secret) {
+        secret = watchPasswordSecret(kc, log, onError);
+        for (const fn of listeners) secret.onChange(fn);
+      }
+      const r = withPasswords(all, secret.secret());
+      logMissing(r.missing, r.peers);
+      return r.peers;
+    },
     synced: () => configs.synced() && peers.synced(),
     onChange: (fn) => {
+      listeners.push(fn);
       configs.onChange(fn);
       peers.onChange(fn);
+      secret?.onChange(fn);
     },
     stop: () => {
       configs.stop();
       peers.stop();
+      secret?.stop();
     },
   };
 }

@@ -60,7 +60,7 @@ export function wantedPeers(self: Settings, mesh: boolean, clusterAsn: number, o
       warnOnce(log, `v6 ${p.name}`, `BGPPeer ${p.name} has an IPv6 address: the bgp backend peers over IPv4 only for now; the peer is ignored`);
       continue;
     }
-    out.set(p.address, { address: p.address, asn: p.asn, port: BGP_PORT, ...(p.holdTime !== undefined ? { holdTime: p.holdTime } : {}) });
+    out.set(p.address, { address: p.address, asn: p.asn, port: BGP_PORT, ...(p.holdTime !== undefined ? { holdTime: p.holdTime } : {}), ...(p.password !== undefined ? { password: p.password } : {}) });
   }
   return out;
 }

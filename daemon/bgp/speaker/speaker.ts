@@ -29,6 +29,8 @@ export class Speaker {
   private peers = new Map<string, Peer>();
   private server: net.Server | undefined;
   private started = false;
+  /** The last key change per peer address: changes run one after another (see setKey). */
+  private keyOps = new Map<string, Promise<boolean>>();
 
   constructor(cfg: SpeakerConfig, log: Logger, events: SpeakerEvents = {}, clock: Clock = systemClock) {
     this.cfg = cfg;
@@ -55,8 +57,20 @@ export class Speaker {
     this.started = true;
   }
 
-  /** Sets a peer's TCP MD5 key on the listener; false (logged) when it cannot be. */
-  private async setKey(address: string, key: string): Promise<boolean> {
+  /**
+   * Sets a peer's TCP MD5 key on the listener; false (logged) when it cannot be.
+   * Each change is a child process: a peer re-created with a new password
+   * removes the old key and sets the new one, and the removal must not land last.
+   */
+  private setKey(address: string, key: string): Promise<boolean> {
+    const prev = this.keyOps.get(address) ?? Promise.resolve(true);
+    const op = prev.then(() => this.applyKey(address, key));
+    this.keyOps.set(address, op);
+    void op.then(() => this.keyOps.get(address) === op && this.keyOps.delete(address));
+    return op;
+  }
+
+  private async applyKey(address: string, key: string): Promise<boolean> {
     if (!this.server || !this.cfg.md5Helper) {
       this.log.error({ peer: address, code: "BGP_MD5_UNAVAILABLE" }, "this peer has a TCP MD5 password, which needs the speaker's listener and the twill binary (md5Helper): the peer is left out");
       return false;
