@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { addNetns, deleteNetns, netnsPath } from "../../lib/kernel/netns.ts";
-import { parseConfig } from "../../daemon/config.ts";
+import { DEFAULT_TWILL_BINARY, nodeSettings, parseConfig } from "../../daemon/config.ts";
 import { uniqueName } from "../support/cni.ts";
 
 // A configuration error stops the daemon before it touches anything: one
@@ -43,6 +43,12 @@ describe("daemon configuration errors", () => {
       expect(tables).toBe("");
     });
   }
+
+  it("the twill binary (TCP MD5 keys for BGP) is where the image has it unless --twill-binary says otherwise", () => {
+    expect(DEFAULT_TWILL_BINARY).toBe("/opt/twill/bin/twill");
+    expect(nodeSettings({ "node-name": "n1" }, {}).twillBinary).toBe(DEFAULT_TWILL_BINARY);
+    expect(nodeSettings({ "node-name": "n1", "twill-binary": "/x/twill" }, {}).twillBinary).toBe("/x/twill");
+  });
 
   it("parses the ConfigMap's defaults", () => {
     expect(parseConfig("clusterCIDR: 10.244.0.0/16\n")).toEqual({

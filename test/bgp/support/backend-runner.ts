@@ -1,5 +1,8 @@
 import { readFileSync } from "node:fs";
+import { attachLab } from "../../../lab/lab.ts";
+import { kubeConfig } from "../../../lab/kube.ts";
 import { bgpBackend } from "../../../daemon/backends/bgp/bgp.ts";
+import { watchBgpCrds, type BgpCrds } from "../../../daemon/backends/bgp/crd.ts";
 import { Speaker } from "../../../daemon/bgp/speaker/speaker.ts";
 import type { ClusterView, NodeInfo } from "../../../daemon/cluster/view.ts";
 import { parseConfig } from "../../../daemon/config.ts";
@@ -10,16 +13,36 @@ import { createLogger } from "../../../lib/log.ts";
 // The bgp backend and the daemon's real reconcile, run inside a test node's
 // namespace on a fixed cluster view: what the agent loop does, minus the API
 // server. Usage: node backend-runner.ts SPEC.json  ({ self, nodes: NodeInfo[] }).
+// With `lab`, BGPPeers (and their password Secret) come from the shared lab's
+// apiserver as the twill ServiceAccount, reached through a forwarder opened in
+// this namespace; only the BGPPeers named with `peerPrefix` are used (other
+// files create theirs in the same cluster), and the BGPConfiguration is not.
 
-const spec = JSON.parse(readFileSync(process.argv[2]!, "utf8")) as { self: string; nodes: NodeInfo[]; config?: string };
+interface Spec {
+  self: string;
+  nodes: NodeInfo[];
+  config?: string;
+  lab?: { name: string; token: string; peerPrefix: string };
+  twillBinary?: string;
+}
+const spec = JSON.parse(readFileSync(process.argv[2]!, "utf8")) as Spec;
 const view: ClusterView = { nodes: new Map(spec.nodes.map((n) => [n.name, n])), skipped: new Map() };
 const info = view.nodes.get(spec.self)!;
 const cfg = parseConfig(spec.config ?? "clusterCIDR: 10.244.0.0/16\nbackend: bgp\nbgp: {}\n");
 const log = createLogger({ name: "bgp-backend-test", level: process.env.TWILL_LOG_LEVEL ?? "debug" });
 // With TWILL_BGP_REPORT set, every RIB size change is reported (the benchmark times the RIB with it).
 const report = process.env.TWILL_BGP_REPORT === "1";
+let crds: BgpCrds | undefined;
+if (spec.lab) {
+  const lab = await attachLab(spec.lab.name);
+  const all = watchBgpCrds(kubeConfig(lab.forwarder.port, { ca: lab.state.admin.ca, token: spec.lab.token }, "twill"), log);
+  const prefix = spec.lab.peerPrefix;
+  crds = { ...all, config: () => undefined, peers: () => all.peers().filter((p) => p.name.startsWith(prefix)) };
+}
 const backend = bgpBackend(cfg, {
   log,
+  ...(crds ? { crds } : {}),
+  ...(spec.twillBinary ? { twillBinary: spec.twillBinary } : {}),
   makeSpeaker: (sc, events) => {
     const speaker: Speaker = new Speaker(sc, log, {
       ...events,
