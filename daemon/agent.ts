@@ -108,6 +108,8 @@ export class Agent {
     this.running = true;
     void this.reconcileOnce()
       .catch((err: unknown) => {
+        // After a failure the next pass trusts nothing from memory.
+        this.verify = true;
         this.d.metrics.reconcileErrors.inc();
         const msg = (err as Error).message;
         const details = (err as { details?: string }).details;
