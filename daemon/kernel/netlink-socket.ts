@@ -1,7 +1,7 @@
 import { createRequire } from "node:module";
 import { TwillError } from "../../lib/errors.ts";
 import { errnoSentence } from "../../lib/netlink/errno.ts";
-import { ackBarrier, errorOf, NLMSG_DONE, NLMSG_ERROR, parseMessages, type MessageHeader } from "../../lib/netlink/rtnl.ts";
+import { ackBarrier, concat, errorOf, NLMSG_DONE, NLMSG_ERROR, parseMessages, type MessageHeader } from "../../lib/netlink/rtnl.ts";
 
 // An rtnetlink socket for the daemon, through the `netlink` addon (Node has
 // no AF_NETLINK sockets). Only its raw layer is used: Twill builds and parses
@@ -45,16 +45,8 @@ function rawSocketClass() {
   return loaded!;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
+// A datagram of one part goes as it is; more are joined into one buffer.
+const joined = (parts: Uint8Array[]): Uint8Array => (parts.length === 1 ? parts[0]! : concat(parts));
 
 /** Encodes request `index` with sequence number `seq` into buf at off; returns the offset after it. */
 export type Encoder = (index: number, seq: number, buf: Uint8Array, off: number) => number;
@@ -141,7 +133,7 @@ export class RtnlSocket {
       this.current = ex;
       sock.ref();
       // One buffer, not an iovec per message: sendmsg(2) takes at most 1024 iovecs (UIO_MAXIOV).
-      sock.send(concat(datagram), { port: 0 }, (err) => {
+      sock.send(joined(datagram), { port: 0 }, (err) => {
         if (err) done(new TwillError("NETLINK_SEND", `sending ${what} to the kernel failed: ${err.errno ? errnoSentence(err.errno) : err.message}`));
       });
     });

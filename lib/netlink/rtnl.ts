@@ -40,7 +40,8 @@ export const AF = { INET: 2, INET6: 10 } as const;
 
 type Bytes = Uint8Array;
 
-function concat(parts: Bytes[]): Bytes {
+/** One buffer holding `parts` in order (always a new buffer). */
+export function concat(parts: Bytes[]): Bytes {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let off = 0;
   for (const p of parts) {
