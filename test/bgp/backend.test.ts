@@ -129,14 +129,20 @@ describe("bgp backend (pure mapping)", () => {
     expect(reconciles - 2).toBeLessThan(25);
   });
 
-  it("the gathering window grows with the routing table (a pass goes over every route)", async () => {
+  /** A prepared backend whose speaker has learned `n` /32 routes from one peer. */
+  async function backendWithLearned(n: number) {
     const fake = new FakeSpeaker();
-    let events: SpeakerEvents = {};
+    const events: SpeakerEvents = {};
     const backend = bgpBackend(parseConfig("clusterCIDR: 10.244.0.0/16\nbackend: bgp\n"), {
-      log, routesInstalled: async () => false, makeSpeaker: (_cfg, ev) => ((events = ev), fake),
+      log, routesInstalled: async () => false, makeSpeaker: (_cfg, ev) => (Object.assign(events, ev), fake),
     });
     await backend.prepare(local);
-    fake.learned = Array.from({ length: 40_000 }, (_, i) => learned(`10.${50 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32`, "172.30.0.12"));
+    fake.learned = Array.from({ length: n }, (_, i) => learned(`10.${50 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32`, "172.30.0.12"));
+    return { backend, events };
+  }
+
+  it("the gathering window grows with the routing table (a pass goes over every route)", async () => {
+    const { backend, events } = await backendWithLearned(40_000);
     expect(backend.desired(viewOf(a, b), local, 1500).routes.length).toBe(40_001);
     const t0 = performance.now();
     const reconciled = new Promise<number>((resolve) => backend.watch?.(() => resolve(performance.now() - t0)));
@@ -146,13 +152,7 @@ describe("bgp backend (pure mapping)", () => {
   });
 
   it("a peer's End-of-RIB reconciles at once: its table is complete, there is nothing more to gather", async () => {
-    const fake = new FakeSpeaker();
-    let events: SpeakerEvents = {};
-    const backend = bgpBackend(parseConfig("clusterCIDR: 10.244.0.0/16\nbackend: bgp\n"), {
-      log, routesInstalled: async () => false, makeSpeaker: (_cfg, ev) => ((events = ev), fake),
-    });
-    await backend.prepare(local);
-    fake.learned = Array.from({ length: 40_000 }, (_, i) => learned(`10.${50 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32`, "172.30.0.12"));
+    const { backend, events } = await backendWithLearned(40_000);
     backend.desired(viewOf(a, b), local, 1500);
     let reconciles = 0;
     backend.watch?.(() => reconciles++);
