@@ -15,6 +15,8 @@ export const RTM = {
   DELROUTE: 25,
   GETROUTE: 26,
   NEWNEIGH: 28,
+  DELNEIGH: 29,
+  GETNEIGH: 30,
 } as const;
 export const NLMSG_NOOP = 1;
 export const NLMSG_ERROR = 2;
