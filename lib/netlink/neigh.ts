@@ -157,23 +157,30 @@ export interface DumpedNeighbour {
 
 const malformed = (why: string) => new TwillError("KERNEL_READ", `a neighbour or FDB entry from the kernel is malformed: ${why}`);
 
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
 function formatMac(b: Uint8Array, off: number, len: number): string {
-  let s = "";
-  for (let i = 0; i < len; i++) s += (i ? ":" : "") + b[off + i]!.toString(16).padStart(2, "0");
-  return s;
+  if (len === 6) return `${HEX[b[off]!]}:${HEX[b[off + 1]!]}:${HEX[b[off + 2]!]}:${HEX[b[off + 3]!]}:${HEX[b[off + 4]!]}:${HEX[b[off + 5]!]}`;
+  const parts: string[] = [];
+  for (let i = 0; i < len; i++) parts.push(HEX[b[off + i]!]!);
+  return parts.join(":");
 }
+
+// Netlink is host-endian; Twill runs on little-endian hosts (as the DataView
+// reads elsewhere assume). Byte reads here: a dump holds 10,000s of these.
+const u16 = (b: Uint8Array, at: number) => b[at]! | (b[at + 1]! << 8);
+const s32 = (b: Uint8Array, at: number) => b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24);
 
 /** An RTM_NEWNEIGH message of a dump, or undefined for other messages; throws a KERNEL_READ TwillError for one that does not hold together. */
 export function parseNeighbour(buf: Uint8Array, m: MessageHeader): DumpedNeighbour | undefined {
   if (m.type !== RTM.NEWNEIGH) return undefined;
   const end = m.offset + m.length;
   if (m.length < 16 + NDMSG || end > buf.length) throw malformed(`a message of ${m.length} bytes is shorter than its header`);
-  const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
   const ndm = m.offset + 16;
-  const out: DumpedNeighbour = { family: buf[ndm]!, index: dv.getInt32(ndm + 4, true), state: dv.getUint16(ndm + 8, true), flags: buf[ndm + 10]!, dst: "", mac: "" };
+  const out: DumpedNeighbour = { family: buf[ndm]!, index: s32(buf, ndm + 4), state: u16(buf, ndm + 8), flags: buf[ndm + 10]!, dst: "", mac: "" };
   for (let off = ndm + NDMSG; off + 4 <= end; ) {
-    const len = dv.getUint16(off, true);
-    const type = dv.getUint16(off + 2, true);
+    const len = u16(buf, off);
+    const type = u16(buf, off + 2);
     if (len < 4 || off + len > end) throw malformed(`attribute ${type} of ${len} bytes runs past the end of its ${m.length}-byte message`);
     if (type === NDA.DST) {
       if (len - 4 !== 4 && len - 4 !== 16) throw malformed(`an address of ${len - 4} bytes`);
