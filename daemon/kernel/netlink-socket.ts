@@ -206,12 +206,13 @@ export class RtnlSocket {
     });
   }
 
-  /** One request with NLM_F_ACK that returns a single message or an error (e.g. RTM_GETLINK by name). */
+  /** One request with NLM_F_ACK that returns a single message or an error (e.g. RTM_GETLINK by name); an error `read` throws is the request's. */
   request<T>(build: (seq: number) => Uint8Array, what: string, read: (buf: Uint8Array, m: MessageHeader) => T): Promise<T | { errno: number }> {
     return this.serial(async () => {
       this.wrapSeq();
       const seq = this.nextSeq();
       let out: T | { errno: number } = { errno: 71 };
+      let thrown: unknown;
       await this.exchange([build(seq)], what, (buf, m) => {
         if (m.seq !== seq) return false;
         if (m.type === NLMSG_ERROR) {
@@ -219,10 +220,16 @@ export class RtnlSocket {
           if (errno !== 0) out = { errno };
           return true;
         }
-        out = read(buf, m);
+        // Thrown here, an error would escape through the socket's event handler.
+        try {
+          out = read(buf, m);
+        } catch (err) {
+          thrown = err;
+        }
         // A GET without NLM_F_ACK ends with its answer.
         return true;
       });
+      if (thrown !== undefined) throw thrown;
       return out;
     });
   }

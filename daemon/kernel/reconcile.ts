@@ -1,6 +1,5 @@
-import type { DesiredState, FdbSpec, NeighSpec, VxlanLink } from "./desired.ts";
-import { batch, readJson } from "./ip.ts";
-import { linkIndexes } from "./link-index.ts";
+import type { DesiredState, FdbSpec, NeighSpec } from "./desired.ts";
+import { linkIndexes, reconcileLinks } from "./links.ts";
 import { appendFdb, deleteFdb, deleteNeighbours, permanentFdb, permanentNeighbours, replaceNeighbours } from "./neighbours.ts";
 import { rtnl, type RtnlSocket } from "./netlink-socket.ts";
 import { reconcileRoutes } from "./routes.ts";
@@ -11,9 +10,10 @@ import { throwIfFailed } from "./write-failures.ts";
 // by protocol number; nothing else is read or touched. Additions go in the
 // order neighbour → FDB → route (route last, so the kernel never has to ARP for
 // a next hop), removals in the reverse order. Routes, neighbours and FDB
-// entries go over one rtnetlink socket (routes.ts, neighbours.ts): at 5,000
-// peers an `ip`/`bridge` process per read and write, and its JSON, cost most
-// of a pass. The rare device changes still go through `ip`.
+// entries, and the reads of devices, go over one rtnetlink socket (routes.ts,
+// neighbours.ts, links.ts): at 5,000 peers an `ip`/`bridge` process per read
+// and write, and its JSON, cost most of a pass. The rare device changes still
+// go through `ip -batch`.
 
 export interface Changes {
   links: number;
@@ -23,43 +23,6 @@ export interface Changes {
 }
 
 export const totalChanges = (c: Changes) => c.links + c.neighbours + c.fdb + c.routes;
-
-interface KLink {
-  ifname: string;
-  address: string;
-  mtu: number;
-  flags: string[];
-  linkinfo?: { info_kind?: string; info_data?: { id?: number; local?: string; link?: string; port?: number; learning?: boolean } };
-  addr_info?: { local: string; prefixlen: number; family: string }[];
-}
-/** The VXLAN devices Twill may own (one per backend that uses one). */
-const OWNED_LINKS = ["twill.vxlan"];
-
-async function reconcileLinks(want: VxlanLink[]): Promise<number> {
-  const lines: string[] = [];
-  for (const name of OWNED_LINKS.filter((n) => !want.some((l) => l.name === n))) {
-    if ((await readJson<KLink>(["ip", "-j", "link", "show", "dev", name])).length > 0) lines.push(`link del ${name}`);
-  }
-  for (const l of want) {
-    const [have] = await readJson<KLink>(["ip", "-j", "-d", "addr", "show", "dev", l.name]);
-    const d = have?.linkinfo?.info_data;
-    const same = have && have.linkinfo?.info_kind === "vxlan" && d?.id === l.vni && d.local === l.local && d.link === l.dev && d.port === l.port && d.learning === false;
-    if (have && !same) lines.push(`link del ${l.name}`);
-    if (!have || !same) {
-      lines.push(`link add ${l.name} address ${l.mac} mtu ${l.mtu} type vxlan id ${l.vni} local ${l.local} dev ${l.dev} dstport ${l.port} nolearning`);
-      lines.push(`link set ${l.name} up`);
-      for (const a of l.addresses) lines.push(`addr add ${a} dev ${l.name}`);
-      continue;
-    }
-    if (have.address !== l.mac) lines.push(`link set ${l.name} address ${l.mac}`);
-    if (have.mtu !== l.mtu) lines.push(`link set ${l.name} mtu ${l.mtu}`);
-    if (!have.flags.includes("UP")) lines.push(`link set ${l.name} up`);
-    const addrs = new Set((have.addr_info ?? []).filter((a) => a.family === "inet").map((a) => `${a.local}/${a.prefixlen}`));
-    for (const a of l.addresses) if (!addrs.has(a)) lines.push(`addr add ${a} dev ${l.name}`);
-    for (const a of addrs) if (!l.addresses.includes(a)) lines.push(`addr del ${a} dev ${l.name}`);
-  }
-  return batch("ip", lines);
-}
 
 const neighKey = (n: NeighSpec) => `${n.dev} ${n.ip}`;
 const fdbKey = (f: FdbSpec) => `${f.dev} ${f.mac} ${f.dst}`;
@@ -74,12 +37,10 @@ export async function reconcile(want: DesiredState, sock: RtnlSocket = rtnl): Pr
     const devs = new Map(owned.flatMap((name) => (indexes.has(name) ? [[name, indexes.get(name)!] as const] : [])));
     return { indexes, neighbours: await permanentNeighbours(devs, sock), fdb: await permanentFdb(devs, sock) };
   };
-  // Read beside the link check (an `ip` process, 20–50 ms here), and again
-  // if a device was changed: a new device has a new index and no entries.
-  const early = readKernel();
-  early.catch(() => {});
-  changes.links = await reconcileLinks(want.links);
-  const now = changes.links > 0 ? await readKernel() : await early;
+  // Entries are read after the device check: a device made again there has a
+  // new index and no entries.
+  changes.links = await reconcileLinks(want.links, sock);
+  const now = await readKernel();
 
   const haveNeigh = new Map(now.neighbours.map((n) => [neighKey(n), n]));
   const haveFdb = new Map(now.fdb.map((f) => [fdbKey(f), f]));

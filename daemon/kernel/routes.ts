@@ -3,7 +3,7 @@ import { errnoSentence } from "../../lib/netlink/errno.ts";
 import { dumpRoutes, encodeRoute, parseRoute, type DumpedRoute } from "../../lib/netlink/routes.ts";
 import { AF, RT_TABLE_MAIN } from "../../lib/netlink/rtnl.ts";
 import type { RouteSpec } from "./desired.ts";
-import { linkIndexes } from "./link-index.ts";
+import { linkIndexes } from "./links.ts";
 import { rtnl, type RtnlSocket } from "./netlink-socket.ts";
 import { throwIfFailed, type Failed } from "./write-failures.ts";
 

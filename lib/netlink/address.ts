@@ -1,6 +1,6 @@
 import { AF, ipBytes } from "./rtnl.ts";
 
-// Addresses in and out of rtattrs without a detour through bigints: the
+// Addresses (IP and MAC) in and out of rtattrs without a detour through bigints: the
 // daemon encodes and reads them by the 100,000 (routes) and 10,000s
 // (neighbours, FDB). Pure, like rtnl.ts.
 
@@ -56,4 +56,14 @@ export function formatAddress(family: number, b: Uint8Array, off: number): strin
   }
   if (best < 0) return groups.join(":");
   return `${groups.slice(0, best).join(":")}::${groups.slice(best + bestLen).join(":")}`;
+}
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+/** A link-layer address as "aa:bb:…" (lower case, as ip prints it). */
+export function formatMac(b: Uint8Array, off: number, len: number): string {
+  if (len === 6) return `${HEX[b[off]!]}:${HEX[b[off + 1]!]}:${HEX[b[off + 2]!]}:${HEX[b[off + 3]!]}:${HEX[b[off + 4]!]}:${HEX[b[off + 5]!]}`;
+  const parts: string[] = [];
+  for (let i = 0; i < len; i++) parts.push(HEX[b[off + i]!]!);
+  return parts.join(":");
 }

@@ -1,6 +1,6 @@
 import { TwillError } from "../errors.ts";
-import { formatAddress, putAddressAttr } from "./address.ts";
-import { AF, message, NLM_F, NUD_PERMANENT, RTM, type MessageHeader } from "./rtnl.ts";
+import { formatAddress, formatMac, putAddressAttr } from "./address.ts";
+import { AF, eachAttr, message, NLM_F, NUD_PERMANENT, readS32, readU16, RTM, type MessageHeader } from "./rtnl.ts";
 
 // Neighbour and FDB entries as rtnetlink bytes (include/uapi/linux/
 // neighbour.h): what `ip neigh replace|del|show` and `bridge fdb
@@ -157,36 +157,19 @@ export interface DumpedNeighbour {
 
 const malformed = (why: string) => new TwillError("KERNEL_READ", `a neighbour or FDB entry from the kernel is malformed: ${why}`);
 
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
-
-function formatMac(b: Uint8Array, off: number, len: number): string {
-  if (len === 6) return `${HEX[b[off]!]}:${HEX[b[off + 1]!]}:${HEX[b[off + 2]!]}:${HEX[b[off + 3]!]}:${HEX[b[off + 4]!]}:${HEX[b[off + 5]!]}`;
-  const parts: string[] = [];
-  for (let i = 0; i < len; i++) parts.push(HEX[b[off + i]!]!);
-  return parts.join(":");
-}
-
-// Netlink is host-endian; Twill runs on little-endian hosts (as the DataView
-// reads elsewhere assume). Byte reads here: a dump holds 10,000s of these.
-const u16 = (b: Uint8Array, at: number) => b[at]! | (b[at + 1]! << 8);
-const s32 = (b: Uint8Array, at: number) => b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24);
-
 /** An RTM_NEWNEIGH message of a dump, or undefined for other messages; throws a KERNEL_READ TwillError for one that does not hold together. */
 export function parseNeighbour(buf: Uint8Array, m: MessageHeader): DumpedNeighbour | undefined {
   if (m.type !== RTM.NEWNEIGH) return undefined;
   const end = m.offset + m.length;
-  if (m.length < 16 + NDMSG || end > buf.length) throw malformed(`a message of ${m.length} bytes is shorter than its header`);
+  if (m.length < 16 + NDMSG) throw malformed(`a message of ${m.length} bytes is shorter than its header`);
+  if (end > buf.length) throw malformed(`a message of ${m.length} bytes runs past the end of its datagram`);
   const ndm = m.offset + 16;
-  const out: DumpedNeighbour = { family: buf[ndm]!, index: s32(buf, ndm + 4), state: u16(buf, ndm + 8), flags: buf[ndm + 10]!, dst: "", mac: "" };
-  for (let off = ndm + NDMSG; off + 4 <= end; ) {
-    const len = u16(buf, off);
-    const type = u16(buf, off + 2);
-    if (len < 4 || off + len > end) throw malformed(`attribute ${type} of ${len} bytes runs past the end of its ${m.length}-byte message`);
+  const out: DumpedNeighbour = { family: buf[ndm]!, index: readS32(buf, ndm + 4), state: readU16(buf, ndm + 8), flags: buf[ndm + 10]!, dst: "", mac: "" };
+  eachAttr(buf, ndm + NDMSG, end, malformed, (type, at, len) => {
     if (type === NDA.DST) {
-      if (len - 4 !== 4 && len - 4 !== 16) throw malformed(`an address of ${len - 4} bytes`);
-      out.dst = formatAddress(len - 4 === 4 ? AF.INET : AF.INET6, buf, off + 4);
-    } else if (type === NDA.LLADDR) out.mac = formatMac(buf, off + 4, len - 4);
-    off += (len + 3) & ~3;
-  }
+      if (len !== 4 && len !== 16) throw malformed(`an address of ${len} bytes`);
+      out.dst = formatAddress(len === 4 ? AF.INET : AF.INET6, buf, at);
+    } else if (type === NDA.LLADDR) out.mac = formatMac(buf, at, len);
+  });
   return out;
 }

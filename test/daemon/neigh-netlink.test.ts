@@ -143,6 +143,35 @@ describe("neighbour and FDB reconcile over rtnetlink", () => {
     expect(await sync(desired([1, 2], { vni: 8 }))).toEqual({ changes: none });
   });
 
+  it("a device's MTU, MAC, state and addresses are corrected in place, under the same index", async () => {
+    const want = desired([1, 2]);
+    await sync(want);
+    const index = await run("cat", `/sys/class/net/${DEV}/ifindex`);
+    await run("ip", "link", "set", DEV, "down");
+    await run("ip", "link", "set", DEV, "mtu", "1400", "address", "0e:ff:00:00:00:99");
+    await run("ip", "addr", "del", "10.199.0.0/32", "dev", DEV);
+    await run("ip", "addr", "add", "10.199.9.9/32", "dev", DEV);
+    // Down took the routes and the neighbour entries (permanent too) with it; the FDB entries stay.
+    expect(await sync(want)).toEqual({ changes: { ...none, links: 5, neighbours: 2, routes: 2 } });
+    expect(await run("cat", `/sys/class/net/${DEV}/ifindex`)).toBe(index);
+    const link = JSON.parse(await run("ip", "-4", "-j", "addr", "show", "dev", DEV))[0] as { mtu: number; flags: string[]; addr_info: { local: string }[] };
+    expect([link.mtu, link.flags.includes("UP"), link.addr_info.map((a) => a.local)]).toEqual([1450, true, ["10.199.0.0"]]);
+    expect((await run("cat", `/sys/class/net/${DEV}/address`)).trim()).toBe("0e:ff:00:00:00:01");
+    expect(await neighbours()).toEqual([1, 2].map(permanentNeigh).sort());
+    expect(await sync(want)).toEqual({ changes: none });
+  });
+
+  it("a device that learns, or is not a VXLAN device, is made again", async () => {
+    await sync(desired([1]));
+    await run("ip", "link", "set", DEV, "type", "vxlan", "learning");
+    expect((await sync(desired([1]))).changes).toMatchObject({ neighbours: 1, fdb: 1, routes: 1 });
+    await run("ip", "link", "del", DEV);
+    await run("ip", "link", "add", DEV, "type", "veth", "peer", "name", "tw-peer");
+    expect((await sync(desired([1]))).changes).toMatchObject({ neighbours: 1, fdb: 1, routes: 1 });
+    expect(JSON.parse(await run("ip", "-j", "-d", "link", "show", "dev", DEV))[0].linkinfo.info_kind).toBe("vxlan");
+    expect(await sync(desired([1]))).toEqual({ changes: none });
+  });
+
   it("an entry the kernel refuses is named with its errno as a sentence; the others of its step are written", async () => {
     await sync(desired([1]));
     // An IPv6 remote on an IPv4 VXLAN device: the driver refuses it.

@@ -113,7 +113,7 @@ describe("malformed neighbour replies", () => {
     const { buf, m } = valid();
     const long = buf.slice();
     new DataView(long.buffer).setUint16(28, 200, true);
-    expect(() => parseNeighbour(long, m)).toThrow(/attribute 2 of 200 bytes runs past the end of its 48-byte message/);
+    expect(() => parseNeighbour(long, m)).toThrow(/malformed: attribute 2 of 200 bytes runs past the end of the 20 bytes that hold it/);
     const odd = buf.slice();
     new DataView(odd.buffer).setUint16(40, 7, true); // NDA_DST of 3 bytes
     expect(() => parseNeighbour(odd, m)).toThrow(/an address of 3 bytes/);
