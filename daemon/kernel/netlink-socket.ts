@@ -29,7 +29,7 @@ const MAX_DATAGRAM = 64 << 10;
 /** Messages per batch: bounds how many failure replies can wait in the receive buffer at once. */
 const MAX_BATCH = 1024;
 const TIMEOUT_MS = 15_000;
-/** Room left for one message before encoding it (a route message is at most 76 bytes). */
+/** Room left for one message before encoding it (a route message is at most 76 bytes, a neighbour or FDB one 60). */
 const MAX_MESSAGE = 256;
 
 let loaded: (new (protocol: number, options: { recvBufferSize: number; sendBufferSize: number }) => RawSocket) | undefined;
@@ -146,7 +146,7 @@ export class RtnlSocket {
    * refused. Every message is applied on its own: a failure does not stop
    * the rest.
    */
-  write(count: number, encode: Encoder): Promise<Failure[]> {
+  write(count: number, encode: Encoder, what = "route writes"): Promise<Failure[]> {
     return this.serial(async () => {
       const failures: Failure[] = [];
       const buf = this.batchBuffer;
@@ -161,7 +161,7 @@ export class RtnlSocket {
         buf.set(ack, off);
         const batchStart = start;
         const end = i;
-        await this.exchange([buf.subarray(0, off + ack.length)], `${end - start} route writes`, (reply, m) => {
+        await this.exchange([buf.subarray(0, off + ack.length)], `${end - start} ${what}`, (reply, m) => {
           if (m.type !== NLMSG_ERROR) return false;
           if (m.seq === barrier) return true;
           const index = batchStart + (m.seq - firstSeq);
@@ -177,13 +177,16 @@ export class RtnlSocket {
   /**
    * Sends one request that answers with a dump (NLM_F_DUMP) and hands each
    * message to `each`; `emptyOn` lists errnos that mean "nothing to dump"
-   * (EAFNOSUPPORT for IPv6 on a kernel booted without it).
+   * (EAFNOSUPPORT for IPv6 on a kernel booted without it). An error `each`
+   * throws (a malformed message) fails the dump once it has been read to
+   * its end, so the socket stays in step with the kernel.
    */
   dump(build: (seq: number) => Uint8Array, what: string, each: (buf: Uint8Array, m: MessageHeader) => void, emptyOn: number[] = []): Promise<void> {
     return this.serial(async () => {
       this.wrapSeq();
       const seq = this.nextSeq();
       let failed = 0;
+      let thrown: unknown;
       await this.exchange([build(seq)], what, (buf, m) => {
         if (m.seq !== seq) return false;
         if (m.type === NLMSG_DONE) return true;
@@ -191,19 +194,25 @@ export class RtnlSocket {
           failed = errorOf(buf, m);
           return true;
         }
-        each(buf, m);
+        try {
+          if (thrown === undefined) each(buf, m);
+        } catch (err) {
+          thrown = err;
+        }
         return false;
       });
+      if (thrown !== undefined) throw thrown;
       if (failed && !emptyOn.includes(failed)) throw new TwillError("KERNEL_READ", `reading ${what} from the kernel failed: ${errnoSentence(failed)}`);
     });
   }
 
-  /** One request with NLM_F_ACK that returns a single message or an error (e.g. RTM_GETLINK by name). */
+  /** One request with NLM_F_ACK that returns a single message or an error (e.g. RTM_GETLINK by name); an error `read` throws is the request's. */
   request<T>(build: (seq: number) => Uint8Array, what: string, read: (buf: Uint8Array, m: MessageHeader) => T): Promise<T | { errno: number }> {
     return this.serial(async () => {
       this.wrapSeq();
       const seq = this.nextSeq();
       let out: T | { errno: number } = { errno: 71 };
+      let thrown: unknown;
       await this.exchange([build(seq)], what, (buf, m) => {
         if (m.seq !== seq) return false;
         if (m.type === NLMSG_ERROR) {
@@ -211,10 +220,16 @@ export class RtnlSocket {
           if (errno !== 0) out = { errno };
           return true;
         }
-        out = read(buf, m);
+        // Thrown here, an error would escape through the socket's event handler.
+        try {
+          out = read(buf, m);
+        } catch (err) {
+          thrown = err;
+        }
         // A GET without NLM_F_ACK ends with its answer.
         return true;
       });
+      if (thrown !== undefined) throw thrown;
       return out;
     });
   }
@@ -224,3 +239,6 @@ export class RtnlSocket {
     this.sock = undefined;
   }
 }
+
+/** The daemon's one rtnetlink socket (opened on first use): routes, neighbours, FDB and links share it. */
+export const rtnl = new RtnlSocket();

@@ -1,10 +1,11 @@
-import { TwillError } from "../../lib/errors.ts";
 import { RTPROT_TWILL } from "../../lib/kernel/protocols.ts";
 import { errnoSentence } from "../../lib/netlink/errno.ts";
 import { dumpRoutes, encodeRoute, parseRoute, type DumpedRoute } from "../../lib/netlink/routes.ts";
-import { AF, getLinkByName, parseReply, RT_TABLE_MAIN } from "../../lib/netlink/rtnl.ts";
+import { AF, RT_TABLE_MAIN } from "../../lib/netlink/rtnl.ts";
 import type { RouteSpec } from "./desired.ts";
-import { RtnlSocket } from "./netlink-socket.ts";
+import { linkIndexes } from "./links.ts";
+import { rtnl, type RtnlSocket } from "./netlink-socket.ts";
+import { throwIfFailed, type Failed } from "./write-failures.ts";
 
 // Twill's routes (protocol 211, main table) against the kernel over
 // rtnetlink: read every pass (a dump of 100,000 routes takes ~0.25 s here,
@@ -18,10 +19,8 @@ const ERRNO_ENOENT = 2;
 const ERRNO_ENODEV = 19;
 const ERRNO_EAFNOSUPPORT = 97;
 
-const shared = new RtnlSocket();
-
 /** Twill's routes in the kernel's main table, both families, as the kernel has them (output device by index). */
-export async function twillRoutes(sock: RtnlSocket = shared): Promise<DumpedRoute[]> {
+export async function twillRoutes(sock: RtnlSocket = rtnl): Promise<DumpedRoute[]> {
   const out: DumpedRoute[] = [];
   for (const family of [AF.INET, AF.INET6]) {
     await sock.dump((seq) => dumpRoutes(seq, family), "Twill's routes", (buf, m) => {
@@ -32,31 +31,21 @@ export async function twillRoutes(sock: RtnlSocket = shared): Promise<DumpedRout
   return out;
 }
 
-/** Interface indexes by name (absent: no such device). */
-async function linkIndexes(names: Iterable<string>, sock: RtnlSocket): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
-  for (const name of names) {
-    const r = await sock.request((seq) => getLinkByName(seq, name), `device ${name}`, (buf, m) => parseReply(buf.subarray(m.offset), m.length));
-    if ("kind" in r && r.kind === "link") out.set(name, r.index);
-  }
-  return out;
-}
-
 const same = (have: DumpedRoute | undefined, want: RouteSpec, oif: number | undefined) =>
   !!have && !!want.blackhole === have.blackhole && (want.blackhole || (have.gateway === want.via && have.oif === oif && have.onlink === want.onlink));
 
 const describe = (verb: string, r: RouteSpec) =>
   r.blackhole ? `route ${verb} blackhole ${r.dst}` : `route ${verb} ${r.dst}${r.via ? ` via ${r.via}` : ""}${verb === "del" ? "" : ` dev ${r.dev}${r.onlink ? " onlink" : ""}`}`;
 
-interface Failed {
-  what: string;
-  why: string;
-}
-
-/** Brings Twill's kernel routes to `want`; returns how many were written. Throws, after writing all it could, when some failed. */
-export async function reconcileRoutes(want: RouteSpec[], sock: RtnlSocket = shared): Promise<number> {
+/**
+ * Brings Twill's kernel routes to `want`; returns how many were written.
+ * Throws, after writing all it could, when some failed. `indexes`: the
+ * devices' interface indexes when the caller resolved them this pass
+ * already (a device missing from it does not exist).
+ */
+export async function reconcileRoutes(want: RouteSpec[], sock: RtnlSocket = rtnl, indexes?: ReadonlyMap<string, number>): Promise<number> {
   const have = new Map((await twillRoutes(sock)).map((r) => [r.dst, r]));
-  const devs = await linkIndexes(new Set(want.filter((r) => !r.blackhole).map((r) => r.dev)), sock);
+  const devs = indexes ?? (await linkIndexes(new Set(want.filter((r) => !r.blackhole).map((r) => r.dev)), sock));
   const failed: Failed[] = [];
   const puts: RouteSpec[] = [];
   for (const r of want) {
@@ -82,14 +71,6 @@ export async function reconcileRoutes(want: RouteSpec[], sock: RtnlSocket = shar
     failed.push({ what: describe("del", { dst: r.dst, via: r.gateway, dev: "", onlink: r.onlink, blackhole: r.blackhole }), why: errnoSentence(f.errno) });
   }
 
-  const written = puts.length + dels.length - putFailures.length - delFailures.length;
-  if (failed.length > 0) {
-    const [first] = failed;
-    throw new TwillError(
-      "KERNEL_WRITE",
-      `${first!.what} failed: ${first!.why} (${failed.length} of ${puts.length + dels.length + noDevice} route writes failed; the rest were applied, the failed ones are retried on the next reconcile)`,
-      failed.slice(0, 20).map((f) => `${f.what}: ${f.why}`).join("\n"),
-    );
-  }
-  return written;
+  throwIfFailed(failed, puts.length + dels.length + noDevice, "route writes");
+  return puts.length + dels.length - putFailures.length - delFailures.length;
 }

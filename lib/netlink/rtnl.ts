@@ -11,10 +11,13 @@ export const RTM = {
   DELLINK: 17,
   GETLINK: 18,
   NEWADDR: 20,
+  GETADDR: 22,
   NEWROUTE: 24,
   DELROUTE: 25,
   GETROUTE: 26,
   NEWNEIGH: 28,
+  DELNEIGH: 29,
+  GETNEIGH: 30,
 } as const;
 export const NLMSG_NOOP = 1;
 export const NLMSG_ERROR = 2;
@@ -220,6 +223,26 @@ export function parseMessages(buf: Bytes, length = buf.length): MessageHeader[] 
     off += align4(len);
   }
   return out;
+}
+
+// Netlink is host-endian; Twill runs on little-endian hosts (the DataView
+// reads here say so too). Plain byte reads for replies read by the 10,000.
+export const readU16 = (b: Bytes, at: number) => b[at]! | (b[at + 1]! << 8);
+export const readS32 = (b: Bytes, at: number) => b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24);
+
+/**
+ * Calls `visit` for each rtattr in b[start, end) with its type (flags
+ * masked off) and payload; an attribute that claims more bytes than are left
+ * is reported through `fail` (whose error is thrown), never read past.
+ */
+export function eachAttr(b: Bytes, start: number, end: number, fail: (why: string) => Error, visit: (type: number, at: number, len: number) => void): void {
+  for (let off = start; off + 4 <= end; ) {
+    const len = readU16(b, off);
+    const type = readU16(b, off + 2) & 0x3fff;
+    if (len < 4 || off + len > end) throw fail(`attribute ${type} of ${len} bytes runs past the end of the ${end - start} bytes that hold it`);
+    visit(type, off + 4, len - 4);
+    off += (len + 3) & ~3;
+  }
 }
 
 /** An NLMSG_ERROR's errno (0 = an acknowledgement). */
