@@ -81,10 +81,10 @@ export const replaceNeighbours = (entries: NeighSpec[], indexes: ReadonlyMap<str
 export const deleteNeighbours = (entries: NeighSpec[], indexes: ReadonlyMap<string, number>, sock: RtnlSocket) =>
   writeEach(entries, indexes, sock, "neighbour removals", true, (n) => `neigh del ${n.ip} dev ${n.dev}`, (buf, off, seq, n, index) => encodeNeigh(buf, off, "delete", seq, { index, ip: n.ip }));
 
-/** `bridge fdb append MAC dev DEV dst DST self permanent` for each entry. */
-export const appendFdb = (entries: FdbSpec[], indexes: ReadonlyMap<string, number>, sock: RtnlSocket) =>
-  writeEach(entries, indexes, sock, "FDB writes", false, (f) => `fdb append ${f.mac} dev ${f.dev} dst ${f.dst} self permanent`, (buf, off, seq, f, index) =>
-    encodeFdb(buf, off, "append", seq, { index, mac: f.mac, dst: f.dst }),
+/** `bridge fdb replace MAC dev DEV dst DST self permanent` for each entry. */
+export const replaceFdb = (entries: FdbSpec[], indexes: ReadonlyMap<string, number>, sock: RtnlSocket) =>
+  writeEach(entries, indexes, sock, "FDB writes", false, (f) => `fdb replace ${f.mac} dev ${f.dev} dst ${f.dst} self permanent`, (buf, off, seq, f, index) =>
+    encodeFdb(buf, off, "replace", seq, { index, mac: f.mac, dst: f.dst }),
   );
 
 /** `bridge fdb del MAC dev DEV dst DST self` for each entry: only that remote of the MAC goes. */

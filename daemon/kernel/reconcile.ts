@@ -1,6 +1,6 @@
 import type { DesiredState, FdbSpec, NeighSpec } from "./desired.ts";
 import { linkIndexes, reconcileLinks } from "./links.ts";
-import { appendFdb, deleteFdb, deleteNeighbours, permanentFdb, permanentNeighbours, replaceNeighbours } from "./neighbours.ts";
+import { deleteFdb, deleteNeighbours, permanentFdb, permanentNeighbours, replaceFdb, replaceNeighbours } from "./neighbours.ts";
 import { rtnl, type RtnlSocket } from "./netlink-socket.ts";
 import { reconcileRoutes } from "./routes.ts";
 import { throwIfFailed } from "./write-failures.ts";
@@ -52,13 +52,15 @@ export async function reconcile(want: DesiredState, sock: RtnlSocket = rtnl): Pr
   const putNeigh = want.neighbours.filter((n) => haveNeigh.get(neighKey(n))?.mac !== n.mac);
   const putFdb = want.fdb.filter((f) => !haveFdb.has(fdbKey(f)));
   const neighAdded = await replaceNeighbours(putNeigh, now.indexes, sock);
-  const fdbAdded = await appendFdb(putFdb, now.indexes, sock);
+  const fdbAdded = await replaceFdb(putFdb, now.indexes, sock);
   changes.neighbours += neighAdded.written;
   changes.fdb += fdbAdded.written;
   throwIfFailed([...neighAdded.failed, ...fdbAdded.failed], putNeigh.length + putFdb.length, "neighbour and FDB writes");
   // Route changes and removals, then the FDB and neighbour removals.
   changes.routes += await reconcileRoutes(want.routes, sock, now.indexes);
-  const staleFdb = [...haveFdb.values()].filter((f) => !wantFdb.has(fdbKey(f)));
+  // A MAC written above has its new remote already (replace): its old one is gone with it.
+  const rewritten = new Set(putFdb.map((f) => `${f.dev} ${f.mac}`));
+  const staleFdb = [...haveFdb.values()].filter((f) => !wantFdb.has(fdbKey(f)) && !rewritten.has(`${f.dev} ${f.mac}`));
   const fdbRemoved = await deleteFdb(staleFdb, now.indexes, sock);
   changes.fdb += fdbRemoved.written;
   throwIfFailed(fdbRemoved.failed, staleFdb.length, "FDB removals");

@@ -10,7 +10,6 @@ import { AF, eachAttr, message, NLM_F, NUD_PERMANENT, readS32, readU16, RTM, typ
 // struct ndmsg { u8 family; u8 pad1; u16 pad2; s32 ifindex; u16 state; u8 flags; u8 type; }
 
 const NDA = { DST: 1, LLADDR: 2, IFINDEX: 8 } as const;
-const NLM_F_APPEND = 0x800;
 export const AF_UNSPEC = 0;
 export const AF_BRIDGE = 7;
 /** ndm_flags: an entry of the device's own table (the VXLAN driver's FDB), not of a bridge it is a port of. */
@@ -81,15 +80,16 @@ export function encodeNeigh(buf: Uint8Array, off: number, op: "replace" | "delet
 }
 
 /**
- * Encodes `bridge fdb append MAC dev INDEX dst DST self permanent` (adds DST
- * to the MAC's remotes, keeping any others) or `bridge fdb del MAC dev INDEX
- * dst DST self` (removes only that remote) into buf at off; returns the
- * offset after it.
+ * Encodes `bridge fdb replace MAC dev INDEX dst DST self permanent` (the
+ * MAC's remote becomes DST: a VXLAN device keeps one remote per unicast MAC
+ * and ignores an append to it, so a peer whose underlay address moved needs
+ * replace) or `bridge fdb del MAC dev INDEX dst DST self` (removes only that
+ * remote) into buf at off; returns the offset after it.
  */
-export function encodeFdb(buf: Uint8Array, off: number, op: "append" | "delete", seq: number, f: FdbWrite): number {
+export function encodeFdb(buf: Uint8Array, off: number, op: "replace" | "delete", seq: number, f: FdbWrite): number {
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
   const start = off;
-  putHeader(buf, dv, off, op === "append" ? RTM.NEWNEIGH : RTM.DELNEIGH, op === "append" ? NLM_F.REQUEST | NLM_F.CREATE | NLM_F_APPEND : NLM_F.REQUEST, seq);
+  putHeader(buf, dv, off, op === "replace" ? RTM.NEWNEIGH : RTM.DELNEIGH, op === "replace" ? NLM_F.REQUEST | NLM_F.CREATE | NLM_F.REPLACE : NLM_F.REQUEST, seq);
   const ndm = off + 16;
   buf[ndm] = AF_BRIDGE;
   dv.setInt32(ndm + 4, f.index, true);
@@ -108,7 +108,7 @@ function single(encode: (buf: Uint8Array) => number): Uint8Array {
 
 export const replaceNeighbour = (seq: number, n: NeighWrite) => single((b) => encodeNeigh(b, 0, "replace", seq, n));
 export const deleteNeighbour = (seq: number, n: NeighWrite) => single((b) => encodeNeigh(b, 0, "delete", seq, n));
-export const appendFdb = (seq: number, f: FdbWrite) => single((b) => encodeFdb(b, 0, "append", seq, f));
+export const replaceFdb = (seq: number, f: FdbWrite) => single((b) => encodeFdb(b, 0, "replace", seq, f));
 export const deleteFdb = (seq: number, f: FdbWrite) => single((b) => encodeFdb(b, 0, "delete", seq, f));
 
 /**

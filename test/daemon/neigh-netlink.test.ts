@@ -104,6 +104,14 @@ describe("neighbour and FDB reconcile over rtnetlink", () => {
     expect(await routes()).toHaveLength(2);
   });
 
+  it("a peer whose underlay address moved (same VTEP MAC) is reached at the new address after one pass", async () => {
+    await sync(desired([1, 2, 3]));
+    const moved = (i: number) => (i === 2 ? "10.97.9.2" : vtep(i));
+    expect(await sync(desired([1, 2, 3], { dst: moved }))).toEqual({ changes: { ...none, fdb: 1 } });
+    expect(await fdb()).toEqual([1, 2, 3].map((i) => permanentFdb(i, moved(i))).sort());
+    expect(await sync(desired([1, 2, 3], { dst: moved }))).toEqual({ changes: none });
+  });
+
   it("leaves entries on other devices and entries that are not permanent alone", async () => {
     const want = desired([1, 2]);
     await sync(want);
@@ -178,7 +186,7 @@ describe("neighbour and FDB reconcile over rtnetlink", () => {
     const r = await sync(desired([1, 2, 3], { dst: (i) => (i === 2 ? "fd00::2" : vtep(i)) }));
     expect(r.error?.code).toBe("KERNEL_WRITE");
     expect(r.error?.message).toMatch(
-      new RegExp(`^fdb append ${mac(2)} dev twill\\.vxlan dst fd00::2 self permanent failed: .*\\(EAFNOSUPPORT\\) \\(1 of 4 neighbour and FDB writes failed`),
+      new RegExp(`^fdb replace ${mac(2)} dev twill\\.vxlan dst fd00::2 self permanent failed: .*\\(EAFNOSUPPORT\\) \\(1 of 4 neighbour and FDB writes failed`),
     );
     expect(await neighbours()).toEqual([1, 2, 3].map(permanentNeigh).sort());
     expect(await fdb()).toEqual([1, 3].map((i) => permanentFdb(i)).sort());

@@ -2,11 +2,10 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { TwillError } from "../../lib/errors.ts";
 import {
-  AF_BRIDGE, AF_UNSPEC, appendFdb, deleteFdb, deleteNeighbour, dumpFdb, dumpNeighbours, encodeFdb, encodeNeigh, MAX_NEIGH_MESSAGE, NTF_SELF, parseNeighbour, replaceNeighbour,
+  AF_BRIDGE, AF_UNSPEC, deleteFdb, deleteNeighbour, dumpFdb, dumpNeighbours, encodeFdb, encodeNeigh, MAX_NEIGH_MESSAGE, NTF_SELF, parseNeighbour, replaceFdb, replaceNeighbour,
 } from "../../lib/netlink/neigh.ts";
 import { NLM_F, NUD_PERMANENT, parseMessages, RTM, type MessageHeader } from "../../lib/netlink/rtnl.ts";
 
-const NLM_F_APPEND = 0x800;
 const header = (b: Uint8Array) => parseMessages(b)[0]!;
 const u16 = (b: Uint8Array, at: number) => new DataView(b.buffer, b.byteOffset).getUint16(at, true);
 const s32 = (b: Uint8Array, at: number) => new DataView(b.buffer, b.byteOffset).getInt32(at, true);
@@ -55,9 +54,9 @@ describe("rtnetlink neighbour messages", () => {
     expect(parseNeighbour(m, header(m))).toBeUndefined();
   });
 
-  it("an FDB append is `bridge fdb append MAC dev DEV dst IP self permanent`", () => {
-    const m = appendFdb(8, { index: 4, mac: "0a:00:00:00:00:02", dst: "192.0.2.7" });
-    expect(header(m)).toMatchObject({ type: RTM.NEWNEIGH, flags: NLM_F.REQUEST | NLM_F.CREATE | NLM_F_APPEND });
+  it("an FDB write is `bridge fdb replace MAC dev DEV dst IP self permanent`", () => {
+    const m = replaceFdb(8, { index: 4, mac: "0a:00:00:00:00:02", dst: "192.0.2.7" });
+    expect(header(m)).toMatchObject({ type: RTM.NEWNEIGH, flags: NLM_F.REQUEST | NLM_F.CREATE | NLM_F.REPLACE });
     expect([m[16], s32(m, 20), u16(m, 24), m[26]]).toEqual([AF_BRIDGE, 4, NUD_PERMANENT, NTF_SELF]);
     expect(attrs(m)).toEqual([[2, 6], [1, 4]]);
     const { buf, m: h } = asReply(m);
@@ -89,19 +88,19 @@ describe("rtnetlink neighbour messages", () => {
       const before = off;
       off = encodeNeigh(buf, off, "replace", 100 + i, { index: 1, ip, mac: "02:00:00:00:00:0a" });
       expect(off - before).toBeLessThanOrEqual(MAX_NEIGH_MESSAGE);
-      off = encodeFdb(buf, off, "append", 200 + i, { index: 1, mac: "02:00:00:00:00:0a", dst: ip });
+      off = encodeFdb(buf, off, "replace", 200 + i, { index: 1, mac: "02:00:00:00:00:0a", dst: ip });
     }
     expect(parseMessages(buf, off).map((m) => m.seq)).toEqual([100, 200, 101, 201]);
   });
 
   it("a MAC that is not one is refused rather than written as zeros", () => {
     expect(() => replaceNeighbour(1, { index: 1, ip: "10.0.0.1", mac: "02:00:00:00:00" })).toThrow(/is not a MAC address/);
-    expect(() => appendFdb(1, { index: 1, mac: "zz:00:00:00:00:01", dst: "10.0.0.1" })).toThrow(/is not a MAC address/);
+    expect(() => replaceFdb(1, { index: 1, mac: "zz:00:00:00:00:01", dst: "10.0.0.1" })).toThrow(/is not a MAC address/);
   });
 });
 
 describe("malformed neighbour replies", () => {
-  const valid = () => asReply(appendFdb(1, { index: 4, mac: "0a:00:00:00:00:02", dst: "192.0.2.7" }));
+  const valid = () => asReply(replaceFdb(1, { index: 4, mac: "0a:00:00:00:00:02", dst: "192.0.2.7" }));
 
   it("a message shorter than ndmsg is an error that says so", () => {
     const buf = new Uint8Array(24);
