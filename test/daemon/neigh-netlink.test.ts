@@ -1,12 +1,10 @@
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { createInterface, type Interface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DesiredState } from "../../daemon/kernel/desired.ts";
 import type { Changes } from "../../daemon/kernel/reconcile.ts";
 import { exec } from "../../lib/kernel/exec.ts";
-import { addNetns, deleteNetns } from "../../lib/kernel/netns.ts";
+import { startNamespaceRunner, type NamespaceRunner } from "../support/namespace-runner.ts";
 
 // The VXLAN backend's neighbour and FDB entries reconciled over rtnetlink,
 // with the whole reconcile (device, entries, routes) in a namespace of its
@@ -16,9 +14,7 @@ import { addNetns, deleteNetns } from "../../lib/kernel/netns.ts";
 
 const NS = `twnl${randomBytes(3).toString("hex")}`;
 const DEV = "twill.vxlan";
-let proc: ChildProcessWithoutNullStreams;
-let lines: AsyncIterator<string>;
-let rl: Interface;
+let runner: NamespaceRunner<DesiredState, Answer>;
 
 interface Answer {
   changes?: Changes;
@@ -26,9 +22,7 @@ interface Answer {
 }
 
 async function sync(want: DesiredState): Promise<Answer> {
-  proc.stdin.write(`${JSON.stringify(want)}\n`);
-  const next = await lines.next();
-  const { changes, error } = JSON.parse(next.value as string) as Answer;
+  const { changes, error } = await runner.ask(want);
   return error ? { error } : { changes };
 }
 
@@ -56,19 +50,11 @@ const permanentNeigh = (i: number) => `${gw(i)} lladdr ${mac(i)} PERMANENT`;
 const permanentFdb = (i: number, dst = vtep(i)) => `${mac(i)} dst ${dst} self permanent`;
 
 beforeAll(async () => {
-  await addNetns(NS);
-  await exec(["ip", "-n", NS, "link", "add", "u0", "type", "veth", "peer", "name", "u1"]);
-  await exec(["ip", "-n", NS, "addr", "add", "10.97.0.1/24", "dev", "u0"]);
-  for (const d of ["u0", "u1"]) await exec(["ip", "-n", NS, "link", "set", d, "up"]);
-  proc = spawn("ip", ["netns", "exec", NS, process.execPath, join(import.meta.dirname, "../support/reconcile-runner.ts")]);
-  rl = createInterface({ input: proc.stdout });
-  lines = rl[Symbol.asyncIterator]();
+  runner = await startNamespaceRunner(NS, ["u0", "u1"], "10.97.0.1/24", join(import.meta.dirname, "../support/reconcile-runner.ts"));
 });
 
 afterAll(async () => {
-  rl?.close();
-  proc?.kill();
-  await deleteNetns(NS);
+  await runner?.close();
 });
 
 describe("neighbour and FDB reconcile over rtnetlink", () => {

@@ -1,31 +1,23 @@
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { createInterface, type Interface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RouteSpec } from "../../daemon/kernel/desired.ts";
 import { exec } from "../../lib/kernel/exec.ts";
-import { addNetns, deleteNetns } from "../../lib/kernel/netns.ts";
+import { startNamespaceRunner, type NamespaceRunner } from "../support/namespace-runner.ts";
 
 // The daemon's route reconcile over rtnetlink, in a namespace of its own
 // (a veth pair made inside it, 10.98.0.1/24 on one end): what it writes, what
 // it leaves alone, how it heals and how it reports a route the kernel refuses.
 
 const NS = `twrt${randomBytes(3).toString("hex")}`;
-let proc: ChildProcessWithoutNullStreams;
-let lines: AsyncIterator<string>;
-let rl: Interface;
+let runner: NamespaceRunner<RouteSpec[], Answer>;
 
 interface Answer {
   written?: number;
   error?: { code: string; message: string; details: string };
 }
 
-async function sync(want: RouteSpec[]): Promise<Answer> {
-  proc.stdin.write(`${JSON.stringify(want)}\n`);
-  const next = await lines.next();
-  return JSON.parse(next.value as string) as Answer;
-}
+const sync = (want: RouteSpec[]) => runner.ask(want);
 
 /** `ip route show ARGS`, one route per line, sorted (ip pads some lines with a space). */
 const show = async (...args: string[]) =>
@@ -39,19 +31,11 @@ const via = (dst: string, gw = "10.98.0.2"): RouteSpec => ({ dst, via: gw, dev: 
 const prefixes = (n: number) => Array.from({ length: n }, (_, i) => `10.${100 + (i >> 8)}.${i & 255}.0/24`);
 
 beforeAll(async () => {
-  await addNetns(NS);
-  await exec(["ip", "-n", NS, "link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
-  await exec(["ip", "-n", NS, "addr", "add", "10.98.0.1/24", "dev", "v0"]);
-  for (const d of ["v0", "v1"]) await exec(["ip", "-n", NS, "link", "set", d, "up"]);
-  proc = spawn("ip", ["netns", "exec", NS, process.execPath, join(import.meta.dirname, "../support/routes-runner.ts")]);
-  rl = createInterface({ input: proc.stdout });
-  lines = rl[Symbol.asyncIterator]();
+  runner = await startNamespaceRunner(NS, ["v0", "v1"], "10.98.0.1/24", join(import.meta.dirname, "../support/routes-runner.ts"));
 });
 
 afterAll(async () => {
-  rl?.close();
-  proc?.kill();
-  await deleteNetns(NS);
+  await runner?.close();
 });
 
 describe("route reconcile over rtnetlink", () => {
