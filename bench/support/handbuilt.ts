@@ -1,11 +1,31 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { join } from "node:path";
 import { addNetns, deleteNetns, execIn } from "../../lib/kernel/netns.ts";
 
 // Reference topologies built by hand with `ip`, shaped like the lab's path
 // (pod veth → node → underlay bridge → node → pod veth), so Twill's dataplane
 // can be compared with the same kernel doing the same work without Twill.
 
-/** "-nat": the reference plus one masquerade rule per node, so conntrack runs as it must under any NAT-ing CNI. */
-export type Reference = "veth" | "routes" | "routes-nat" | "vxlan" | "vxlan-nat";
+/**
+ * "-nat": the reference plus one masquerade rule per node, so conntrack runs as it must under any NAT-ing CNI.
+ * "routes-nat-bpf": that, plus bpf-fastpath.ts on both nodes' devices: established TCP segments skip netfilter
+ * and the forwarding path, the most a conntrack offload could give back.
+ */
+export type Reference = "veth" | "routes" | "routes-nat" | "routes-nat-bpf" | "vxlan" | "vxlan-nat";
+
+const BUN = join(import.meta.dirname, "../../node_modules/@oven/bun-linux-x64/bin/bun");
+
+/** Starts bpf-fastpath.ts in `ns` on `devs`; resolves once the program is attached. */
+async function attachFastPath(ns: string, devs: string[]): Promise<ChildProcess> {
+  const p = spawn("ip", ["netns", "exec", ns, BUN, join(import.meta.dirname, "bpf-fastpath.ts"), ...devs], { stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  p.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    p.stdout!.once("data", () => resolve());
+    p.once("exit", (code) => reject(new Error(`bpf-fastpath.ts in ${ns} exited (${code}): ${stderr.trim()}`)));
+  });
+  return p;
+}
 
 export interface RefTopology {
   client: string;
@@ -17,11 +37,13 @@ export interface RefTopology {
 export async function buildReference(kind: Reference, tag: string): Promise<RefTopology> {
   const ns = (n: string) => `${tag}-${n}`;
   const made: string[] = [];
+  const programs: ChildProcess[] = [];
   const add = async (n: string) => {
     await addNetns(ns(n));
     made.push(ns(n));
   };
   const destroy = async () => {
+    for (const p of programs) p.kill();
     for (const n of made.reverse()) await deleteNetns(n);
   };
   try {
@@ -58,7 +80,7 @@ export async function buildReference(kind: Reference, tag: string): Promise<RefT
       await execIn(ns(pod), ["ip", "neigh", "replace", "169.254.1.1", "lladdr", hostMac, "dev", "eth0", "nud", "permanent"]);
       await execIn(ns(node), ["ip", "route", "add", `10.251.${i}.2/32`, "dev", "hv"]);
     }
-    if (kind === "routes" || kind === "routes-nat") {
+    if (kind.startsWith("routes")) {
       await execIn(ns("n1"), ["ip", "route", "add", "10.251.2.0/24", "via", "172.31.0.2"]);
       await execIn(ns("n2"), ["ip", "route", "add", "10.251.1.0/24", "via", "172.31.0.1"]);
     } else {
@@ -74,7 +96,7 @@ export async function buildReference(kind: Reference, tag: string): Promise<RefT
         await execIn(ns(`p${i}`), ["ip", "link", "set", "eth0", "mtu", "1450"]);
       }
     }
-    if (kind.endsWith("-nat")) {
+    if (kind.includes("-nat")) {
       for (const i of [1, 2]) {
         await execIn(ns(`n${i}`), ["nft", "-f", "-"], {
           // The same rules Twill's masquerade table holds: NAT to outside, no tracking of the tunnel's own UDP.
@@ -89,6 +111,7 @@ export async function buildReference(kind: Reference, tag: string): Promise<RefT
         });
       }
     }
+    if (kind.endsWith("-bpf")) for (const i of [1, 2]) programs.push(await attachFastPath(ns(`n${i}`), ["hv", "eth0"]));
     return { client: ns("p1"), server: ns("p2"), serverIp: "10.251.2.2", destroy };
   } catch (err) {
     await destroy();
