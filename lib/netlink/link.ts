@@ -1,6 +1,6 @@
 import { TwillError } from "../errors.ts";
 import { formatAddress, formatMac } from "./address.ts";
-import { AF, eachAttr, message, NLM_F, readS32, RTM, type MessageHeader } from "./rtnl.ts";
+import { AF, eachAttr, familyDump, readS32, RTM, type MessageHeader } from "./rtnl.ts";
 
 // A device and its addresses as the kernel describes them (RTM_NEWLINK,
 // RTM_NEWADDR; include/uapi/linux/{if_link,if_addr}.h): what `ip -d link
@@ -100,11 +100,7 @@ export function parseLink(buf: Uint8Array, m: MessageHeader): DumpedLink | undef
 }
 
 /** `ip addr show` for one family: every device's (an older kernel ignores a device filter here; the caller filters). */
-export function dumpAddresses(seq: number, family: number): Uint8Array {
-  const body = new Uint8Array(IFADDRMSG);
-  body[0] = family;
-  return message(RTM.GETADDR, NLM_F.REQUEST | NLM_F.DUMP, seq, body);
-}
+export const dumpAddresses = (seq: number, family: number): Uint8Array => familyDump(RTM.GETADDR, IFADDRMSG, family, seq);
 
 export interface DumpedAddress {
   family: number;

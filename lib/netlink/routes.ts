@@ -1,5 +1,5 @@
 import { formatAddress, putAddressAttr } from "./address.ts";
-import { AF, message, NLM_F, RT_TABLE_MAIN, RTM, RTN_UNICAST, type MessageHeader } from "./rtnl.ts";
+import { AF, familyDump, NLM_F, RT_TABLE_MAIN, RTM, RTN_UNICAST, type MessageHeader } from "./rtnl.ts";
 
 // Route writes, dumps and the routes a dump returns, as rtnetlink bytes
 // (include/uapi/linux/rtnetlink.h): what `ip route replace|del|show` send and
@@ -81,11 +81,7 @@ export const replaceRoute = (seq: number, r: RouteWrite) => single("replace", se
 export const deleteRoute = (seq: number, r: RouteWrite) => single("delete", seq, r);
 
 /** `ip route show` for one family (AF.INET / AF.INET6), every table: filter the answer with parseRoute. */
-export function dumpRoutes(seq: number, family: number): Uint8Array {
-  const body = new Uint8Array(12);
-  body[0] = family;
-  return message(RTM.GETROUTE, NLM_F.REQUEST | NLM_F.DUMP, seq, body);
-}
+export const dumpRoutes = (seq: number, family: number): Uint8Array => familyDump(RTM.GETROUTE, 12, family, seq);
 
 export interface DumpedRoute {
   dst: string;

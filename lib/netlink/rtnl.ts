@@ -245,6 +245,13 @@ export function eachAttr(b: Bytes, start: number, end: number, fail: (why: strin
   }
 }
 
+/** A dump request whose fixed header (`headerLength` bytes) names only the address family, as `ip route|addr show` send. */
+export function familyDump(type: number, headerLength: number, family: number, seq: number): Bytes {
+  const body = new Uint8Array(headerLength);
+  body[0] = family;
+  return message(type, NLM_F.REQUEST | NLM_F.DUMP, seq, body);
+}
+
 /** An NLMSG_ERROR's errno (0 = an acknowledgement). */
 export function errorOf(buf: Bytes, m: MessageHeader): number {
   if (m.length < 20) return 71; // EPROTO
