@@ -6,6 +6,7 @@ import { cidrWithin, parseCidr } from "../lib/net/cidr.ts";
 import { readNodeFile, writeNodeFile, type NodeFile } from "../lib/node-file.ts";
 import type { Backend, LocalNode } from "./backends/backend.ts";
 import { publishAnnotations } from "./cluster/self.ts";
+import { LeftOutLog } from "./cluster/left-out.ts";
 import { buildView } from "./cluster/view.ts";
 import type { NodeWatch } from "./cluster/watch.ts";
 import type { DaemonConfig, NodeSettings } from "./config.ts";
@@ -70,6 +71,7 @@ export class Agent {
   /** The next pass re-reads what event passes take from memory (underlay, masquerade table): set by the resync timer. */
   private verify = true;
   private underlay: LocalNode["underlay"] | undefined;
+  private readonly leftOut = new LeftOutLog();
 
   constructor(deps: AgentDeps) {
     this.d = deps;
@@ -131,10 +133,10 @@ export class Agent {
     if (!this.d.watch.synced()) return;
     const t0 = performance.now();
     const view = buildView(this.d.watch.list());
-    metrics.nodesSkipped.set(view.skipped.size);
     const self = view.nodes.get(node.nodeName);
     if (!self) {
-      const why = view.skipped.get(node.nodeName) ?? `node ${node.nodeName} is not registered`;
+      metrics.nodesSkipped.set(view.skipped.size);
+      const why = view.skipped.get(node.nodeName)?.reason ?? `node ${node.nodeName} is not registered`;
       throw Object.assign(new Error(`waiting for this node: ${why}`), { code: "NODE_NOT_READY" });
     }
     checkPodCidrs(cfg.clusterCIDR, self.podCIDRs);
@@ -153,6 +155,10 @@ export class Agent {
     }
     const podMtu = cfg.mtu || local.underlay.mtu - backend.overhead;
     const desired = backend.desired(view, local, podMtu);
+    const leftOut = new Map(view.skipped);
+    for (const p of desired.leftOut) leftOut.set(p.node, { code: p.code, reason: p.reason });
+    this.leftOut.update(leftOut, log);
+    metrics.nodesSkipped.set(leftOut.size);
     const changes = await reconcile(desired);
     const masq = await reconcileMasquerade(cfg.masquerade, [cfg.clusterCIDR], desired.links.map((l) => l.port), !verify);
     ensureForwarding();

@@ -1,6 +1,7 @@
 import type { V1Node } from "@kubernetes/client-node";
 import { TwillError } from "../../lib/errors.ts";
-import { parseCidr, parseIp } from "../../lib/net/cidr.ts";
+import { formatIp, parseCidr, parseIp } from "../../lib/net/cidr.ts";
+import type { LeftOut } from "./left-out.ts";
 
 // The daemon's picture of the cluster's nodes, parsed from Node objects once.
 // A node whose data is broken (no pod CIDR yet, a malformed annotation) is
@@ -19,7 +20,7 @@ export const ANNOTATION = {
 export interface NodeInfo {
   name: string;
   podCIDRs: string[];
-  /** The underlay address peers send to: the public-ip annotation, else InternalIP. */
+  /** The underlay address peers send to: the public-ip annotation, else InternalIP (canonical text, as the kernel prints it). */
   ip: string;
   annotations: Record<string, string>;
   /** The Node's labels (BGPPeer node selectors match them). */
@@ -29,10 +30,10 @@ export interface NodeInfo {
 export interface ClusterView {
   nodes: Map<string, NodeInfo>;
   /** Nodes left out, with the reason (for logs and metrics). */
-  skipped: Map<string, string>;
+  skipped: Map<string, LeftOut>;
 }
 
-const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
+const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i;
 
 export function parseNode(n: V1Node): NodeInfo {
   const name = n.metadata?.name ?? "";
@@ -42,18 +43,23 @@ export function parseNode(n: V1Node): NodeInfo {
   for (const c of podCIDRs) parseCidr(c);
   const override = annotations[ANNOTATION.publicIp];
   const internal = n.status?.addresses?.find((a) => a.type === "InternalIP")?.address;
-  const ip = override ?? internal;
-  if (!ip) throw new TwillError("NODE_NO_ADDRESS", `node ${name} has no InternalIP and no ${ANNOTATION.publicIp} annotation`);
+  const written = override ?? internal;
+  if (!written) throw new TwillError("NODE_NO_ADDRESS", `node ${name} has no InternalIP and no ${ANNOTATION.publicIp} annotation`);
+  let ip: string;
   try {
-    parseIp(ip);
+    const parsed = parseIp(written);
+    ip = formatIp(parsed.family, parsed.value);
   } catch {
-    throw new TwillError("NODE_BAD_ANNOTATION", `node ${name}: "${ip}" is not an IP address (${override ? ANNOTATION.publicIp : "InternalIP"})`);
+    throw new TwillError("NODE_BAD_ANNOTATION", `node ${name}: "${written}" is not an IP address (${override ? ANNOTATION.publicIp : "InternalIP"})`);
   }
   const mac = annotations[ANNOTATION.vtepMac];
   if (mac !== undefined && !MAC.test(mac)) {
     throw new TwillError("NODE_BAD_ANNOTATION", `node ${name}: ${ANNOTATION.vtepMac} "${mac}" is not a MAC address`);
   }
-  return { name, podCIDRs, ip, annotations, labels: n.metadata?.labels ?? {} };
+  // Kernel dumps print MACs in lower case: a hand-written upper-case annotation
+  // compared as written would look like drift and be rewritten every pass.
+  const normalized = mac === undefined ? annotations : { ...annotations, [ANNOTATION.vtepMac]: mac.toLowerCase() };
+  return { name, podCIDRs, ip, annotations: normalized, labels: n.metadata?.labels ?? {} };
 }
 
 export function buildView(nodes: Iterable<V1Node>): ClusterView {
@@ -63,7 +69,7 @@ export function buildView(nodes: Iterable<V1Node>): ClusterView {
     try {
       view.nodes.set(name, parseNode(n));
     } catch (err) {
-      view.skipped.set(name, (err as Error).message);
+      view.skipped.set(name, { code: (err as { code?: string }).code ?? "NODE_INVALID", reason: (err as Error).message });
     }
   }
   return view;

@@ -1,3 +1,5 @@
+import type { LeftOut } from "../cluster/left-out.ts";
+
 // The kernel state the daemon wants, as plain data: computed by a backend
 // from the cluster view (pure), then reconciled against the kernel.
 
@@ -37,11 +39,22 @@ export interface FdbSpec {
   dst: string;
 }
 
-export interface DesiredState {
+/** A peer the backend could not connect, and why (the daemon logs it once and counts it). */
+export interface PeerLeftOut extends LeftOut {
+  node: string;
+}
+
+/** What reconcile programs. */
+export interface KernelState {
   links: VxlanLink[];
   routes: RouteSpec[];
   neighbours: NeighSpec[];
   fdb: FdbSpec[];
 }
 
-export const emptyState = (): DesiredState => ({ links: [], routes: [], neighbours: [], fdb: [] });
+/** A backend's answer: the kernel state, and the peers it had to leave out of it. */
+export interface DesiredState extends KernelState {
+  leftOut: PeerLeftOut[];
+}
+
+export const emptyState = (): DesiredState => ({ links: [], routes: [], neighbours: [], fdb: [], leftOut: [] });

@@ -1,4 +1,4 @@
-import type { DesiredState, FdbSpec, NeighSpec } from "./desired.ts";
+import type { FdbSpec, KernelState, NeighSpec } from "./desired.ts";
 import { linkIndexes, reconcileLinks } from "./links.ts";
 import { deleteFdb, deleteNeighbours, permanentFdb, permanentNeighbours, replaceFdb, replaceNeighbours } from "./neighbours.ts";
 import { rtnl, type RtnlSocket } from "./netlink-socket.ts";
@@ -27,7 +27,7 @@ export const totalChanges = (c: Changes) => c.links + c.neighbours + c.fdb + c.r
 const neighKey = (n: NeighSpec) => `${n.dev} ${n.ip}`;
 const fdbKey = (f: FdbSpec) => `${f.dev} ${f.mac} ${f.dst}`;
 
-export async function reconcile(want: DesiredState, sock: RtnlSocket = rtnl): Promise<Changes> {
+export async function reconcile(want: KernelState, sock: RtnlSocket = rtnl): Promise<Changes> {
   const changes: Changes = { links: 0, neighbours: 0, fdb: 0, routes: 0 };
   const owned = want.links.map((l) => l.name);
   // Every device a pass names, resolved to its index once (routes too).

@@ -1,5 +1,6 @@
+import { TwillError } from "../errors.ts";
 import { formatAddress, putAddressAttr } from "./address.ts";
-import { AF, familyDump, NLM_F, RT_TABLE_MAIN, RTM, RTN_UNICAST, type MessageHeader } from "./rtnl.ts";
+import { AF, eachAttr, familyDump, NLM_F, readS32, RT_TABLE_MAIN, RTM, RTN_UNICAST, type MessageHeader } from "./rtnl.ts";
 
 // Route writes, dumps and the routes a dump returns, as rtnetlink bytes
 // (include/uapi/linux/rtnetlink.h): what `ip route replace|del|show` send and
@@ -9,6 +10,9 @@ import { AF, familyDump, NLM_F, RT_TABLE_MAIN, RTM, RTN_UNICAST, type MessageHea
 // batch with an ACK barrier (rtnl.ts) to know it has all of them.
 
 const RTA = { DST: 1, OIF: 4, GATEWAY: 5, TABLE: 15 } as const;
+/** sizeof(struct rtmsg). */
+const RTMSG = 12;
+const readU32 = (b: Uint8Array, at: number) => readS32(b, at) >>> 0;
 export const RTN_BLACKHOLE = 6;
 /** rtm_flags: the next hop is on the link even if no address says so (`ip route ... onlink`). */
 export const RTNH_F_ONLINK = 4;
@@ -81,7 +85,7 @@ export const replaceRoute = (seq: number, r: RouteWrite) => single("replace", se
 export const deleteRoute = (seq: number, r: RouteWrite) => single("delete", seq, r);
 
 /** `ip route show` for one family (AF.INET / AF.INET6), every table: filter the answer with parseRoute. */
-export const dumpRoutes = (seq: number, family: number): Uint8Array => familyDump(RTM.GETROUTE, 12, family, seq);
+export const dumpRoutes = (seq: number, family: number): Uint8Array => familyDump(RTM.GETROUTE, RTMSG, family, seq);
 
 export interface DumpedRoute {
   dst: string;
@@ -93,41 +97,45 @@ export interface DumpedRoute {
   onlink: boolean;
 }
 
+const malformed = (why: string) => new TwillError("KERNEL_READ", `a route from the kernel is malformed: ${why}`);
+
 /**
  * An RTM_NEWROUTE message of a dump, or undefined for other messages. Only
  * protocol `onlyProtocol` is decoded further when given (a node's table
  * holds many routes that are not the caller's: skipping them is most of a
- * dump's cost).
+ * dump's cost). Throws a KERNEL_READ TwillError for one that does not hold together.
  */
 export function parseRoute(buf: Uint8Array, m: MessageHeader, onlyProtocol?: number): DumpedRoute | undefined {
-  if (m.type !== RTM.NEWROUTE || m.length < 28) return undefined;
+  if (m.type !== RTM.NEWROUTE) return undefined;
+  const end = m.offset + m.length;
+  if (m.length < 16 + RTMSG) throw malformed(`a message of ${m.length} bytes is shorter than its header`);
+  if (end > buf.length) throw malformed(`a message of ${m.length} bytes runs past the end of its datagram`);
   const base = m.offset + 16;
   const protocol = buf[base + 5]!;
   if (onlyProtocol !== undefined && protocol !== onlyProtocol) return undefined;
-  const dv = new DataView(buf.buffer, buf.byteOffset);
   const family = buf[base]!;
-  const prefix = buf[base + 1]!;
-  let table = buf[base + 4]!;
-  let dst = family === AF.INET ? "0.0.0.0" : "::";
-  let gateway = "";
-  let oif = 0;
-  for (let off = base + 12; off + 4 <= m.offset + m.length; ) {
-    const len = dv.getUint16(off, true);
-    if (len < 4) break;
-    const type = dv.getUint16(off + 2, true);
-    if (type === RTA.DST) dst = formatAddress(family, buf, off + 4);
-    else if (type === RTA.GATEWAY) gateway = formatAddress(family, buf, off + 4);
-    else if (type === RTA.OIF) oif = dv.getUint32(off + 4, true);
-    else if (type === RTA.TABLE) table = dv.getUint32(off + 4, true);
-    off += (len + 3) & ~3;
-  }
-  return {
-    dst: `${dst}/${prefix}`,
-    gateway,
-    oif,
-    table,
+  const addressLength = family === AF.INET ? 4 : 16;
+  const out: DumpedRoute = {
+    dst: "",
+    gateway: "",
+    oif: 0,
+    table: buf[base + 4]!,
     protocol,
     blackhole: buf[base + 7] === RTN_BLACKHOLE,
-    onlink: (dv.getUint32(base + 8, true) & RTNH_F_ONLINK) !== 0,
+    onlink: (readU32(buf, base + 8) & RTNH_F_ONLINK) !== 0,
   };
+  let dst = family === AF.INET ? "0.0.0.0" : "::";
+  eachAttr(buf, base + RTMSG, end, malformed, (type, at, len) => {
+    if (type === RTA.DST || type === RTA.GATEWAY) {
+      if (len !== addressLength) throw malformed(`an address of ${len} bytes in a family ${family} route`);
+      if (type === RTA.DST) dst = formatAddress(family, buf, at);
+      else out.gateway = formatAddress(family, buf, at);
+    } else if (type === RTA.OIF || type === RTA.TABLE) {
+      if (len !== 4) throw malformed(`attribute ${type} of ${len} bytes where 4 belong`);
+      if (type === RTA.OIF) out.oif = readU32(buf, at);
+      else out.table = readU32(buf, at);
+    }
+  });
+  out.dst = `${dst}/${buf[base + 1]!}`;
+  return out;
 }

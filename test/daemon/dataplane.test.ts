@@ -1,11 +1,12 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { CoreV1Api } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { addNetns, deleteNetns, execIn } from "../../lib/kernel/netns.ts";
 import { createPod } from "../../lab/cluster.ts";
 import { startDaemon } from "../../lab/daemons.ts";
 import { addNode, commandLine, pidsIn, startLab, type RunningLab } from "../../lab/lab.ts";
-import { controlPlaneNs, underlayNs } from "../../lab/names.ts";
+import { controlPlaneNs, nodeIp, underlayNs } from "../../lab/names.ts";
 import { startIn } from "../../lab/process.ts";
 import { deleteNodeObject, eventually, kernelView, routesOf, tcpPeerAddress, unreachablePairs } from "./helpers.ts";
 
@@ -114,6 +115,33 @@ describe("cluster changes", () => {
     } finally {
       await deleteNetns(pod4.ns);
       await deleteNetns(n4.ns);
+    }
+  });
+  it("a Node claiming another node's VTEP MAC is left out with one VTEP_MAC_CONFLICT line per daemon; the owner's FDB entry never moves", async () => {
+    const mac2 = (await execIn(node(2).ns, ["cat", "/sys/class/net/twill.vxlan/address"])).stdout.trim();
+    const fdbFor2 = async () => (await execIn(node(1).ns, ["bridge", "fdb", "show", "dev", "twill.vxlan"])).stdout.split("\n").filter((l) => l.startsWith(mac2));
+    const before = await fdbFor2();
+    expect(before.join("\n")).toContain(`dst ${node(2).ip}`);
+    const logMark = readFileSync(join(node(1).dir, "daemon.log"), "utf8").length;
+    const core = lab.kc.makeApiClient(CoreV1Api);
+    // Upper case on purpose: the clash is found whatever the spelling.
+    await core.createNode({ body: { metadata: { name: "zz-clash", annotations: { "twill.dev/vtep-mac": mac2.toUpperCase(), "twill.dev/public-ip": nodeIp(9) } }, spec: { podCIDR: "10.244.250.0/24", podCIDRs: ["10.244.250.0/24"] } } });
+    try {
+      const log = () => readFileSync(join(node(1).dir, "daemon.log"), "utf8").slice(logMark);
+      await eventually(async () => log().includes("VTEP_MAC_CONFLICT"), "node1 to report the clash");
+      // Two resync passes (5 s each) later: still one line, and node2's entry never left.
+      for (let t = 0; t < 12; t++) {
+        expect(await fdbFor2()).toEqual(before);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      const lines = log().split("\n").filter((l) => l.includes("VTEP_MAC_CONFLICT"));
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toContain("zz-clash");
+      expect(lines[0]).toContain(`already node ${node(2).name}'s VTEP MAC`);
+      expect(await routesOf(node(1).ns)).not.toContain("10.244.250.0/24");
+      expect(await unreachablePairs([podOn("node1"), podOn("node2")])).toEqual([]);
+    } finally {
+      await deleteNodeObject(lab, "zz-clash");
     }
   });
 });

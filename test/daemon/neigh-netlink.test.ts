@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { DesiredState } from "../../daemon/kernel/desired.ts";
+import type { KernelState } from "../../daemon/kernel/desired.ts";
 import type { Changes } from "../../daemon/kernel/reconcile.ts";
 import { exec } from "../../lib/kernel/exec.ts";
 import { startNamespaceRunner, type NamespaceRunner } from "../support/namespace-runner.ts";
@@ -14,14 +14,14 @@ import { startNamespaceRunner, type NamespaceRunner } from "../support/namespace
 
 const NS = `twnl${randomBytes(3).toString("hex")}`;
 const DEV = "twill.vxlan";
-let runner: NamespaceRunner<DesiredState, Answer>;
+let runner: NamespaceRunner<KernelState, Answer>;
 
 interface Answer {
   changes?: Changes;
   error?: { code: string; message: string; details: string };
 }
 
-async function sync(want: DesiredState): Promise<Answer> {
+async function sync(want: KernelState): Promise<Answer> {
   const { changes, error } = await runner.ask(want);
   return error ? { error } : { changes };
 }
@@ -31,7 +31,7 @@ const vtep = (i: number) => `10.97.${1 + (i >> 8)}.${i & 255}`;
 const gw = (i: number) => `10.${200 + (i >> 8)}.${i & 255}.0`;
 
 /** This node and peers `ids`, as the vxlan backend computes them. */
-function desired(ids: number[], o: { vni?: number; dst?: (i: number) => string } = {}): DesiredState {
+function desired(ids: number[], o: { vni?: number; dst?: (i: number) => string } = {}): KernelState {
   return {
     links: [{ name: DEV, vni: o.vni ?? 7, port: 8472, local: "10.97.0.1", dev: "u0", mac: "0e:ff:00:00:00:01", mtu: 1450, addresses: ["10.199.0.0/32"] }],
     neighbours: ids.map((i) => ({ ip: gw(i), mac: mac(i), dev: DEV })),

@@ -24,8 +24,13 @@ const local = { info: view.nodes.get("a")!, underlay: { dev: "eth0", address: "1
 describe("cluster view", () => {
   it("leaves out nodes without a pod CIDR or with broken annotations, with the reason, and keeps the rest", () => {
     expect([...view.nodes.keys()]).toEqual(["a", "b", "c"]);
-    expect(view.skipped.get("fresh")).toContain("no spec.podCIDR");
-    expect(view.skipped.get("broken")).toContain("not a MAC");
+    expect(view.skipped.get("fresh")).toEqual({ code: "NODE_NO_POD_CIDR", reason: expect.stringContaining("no spec.podCIDR") });
+    expect(view.skipped.get("broken")).toEqual({ code: "NODE_BAD_ANNOTATION", reason: expect.stringContaining("not a MAC") });
+  });
+  it("takes a hand-written upper-case VTEP MAC and a long-form address in the kernel's spelling, so they never look like drift", () => {
+    const v = buildView([node("x", "fd00:0:0::0001", "10.244.9.0/24", { "twill.dev/vtep-mac": "02:AB:00:00:00:0C" })]);
+    expect(v.nodes.get("x")!.annotations["twill.dev/vtep-mac"]).toBe("02:ab:00:00:00:0c");
+    expect(v.nodes.get("x")!.ip).toBe("fd00::1");
   });
   it("prefers the public-ip annotation over InternalIP", () => {
     const v = buildView([node("x", "10.0.0.1", "10.244.9.0/24", { "twill.dev/public-ip": "192.0.2.9" })]);
@@ -42,6 +47,28 @@ describe("vxlan desired state", () => {
     expect(s.fdb).toContainEqual({ mac: "02:00:00:00:00:0b", dev: "twill.vxlan", dst: "172.30.0.12" });
     expect(s.routes).toContainEqual({ dst: "10.244.2.0/24", via: "10.244.2.0", dev: "twill.vxlan", onlink: true });
     expect(s.routes.map((r) => r.dst).sort()).toEqual(["10.244.2.0/24", "10.244.3.0/24"]);
+  });
+  it("two peers claiming one VTEP MAC: the first by name keeps it, the other is left out and named, and one FDB entry exists per MAC", async () => {
+    const clash = buildView([
+      node("a", "172.30.0.11", "10.244.1.0/24", { "twill.dev/vtep-mac": "02:00:00:00:00:0a" }),
+      node("b", "172.30.0.12", "10.244.2.0/24", { "twill.dev/vtep-mac": "02:00:00:00:00:0b" }),
+      node("d", "172.30.0.14", "10.244.4.0/24", { "twill.dev/vtep-mac": "02:00:00:00:00:0B" }),
+      node("e", "172.30.0.15", "10.244.5.0/24", { "twill.dev/vtep-mac": "02:00:00:00:00:0a" }),
+    ]);
+    const a = { ...local, info: clash.nodes.get("a")! };
+    const b = vxlanBackend(cfg);
+    await b.prepare(a); // no twill.vxlan device here: the MAC comes from the annotation
+    const s = b.desired(clash, a, 1450);
+    expect(s.fdb).toEqual([{ mac: "02:00:00:00:00:0b", dev: "twill.vxlan", dst: "172.30.0.12" }]);
+    expect(s.routes.map((r) => r.dst)).toEqual(["10.244.2.0/24"]);
+    expect(s.leftOut).toEqual([
+      { node: "d", code: "VTEP_MAC_CONFLICT", reason: expect.stringContaining("already node b's VTEP MAC") },
+      { node: "e", code: "VTEP_MAC_CONFLICT", reason: expect.stringContaining("already this node's own VTEP MAC") },
+    ]);
+    // With directRouting a same-subnet peer needs no FDB entry, so its MAC clashes with nothing.
+    const direct = vxlanBackend({ ...cfg, vxlan: { ...cfg.vxlan, directRouting: true } });
+    await direct.prepare(a);
+    expect(direct.desired(clash, a, 1450).leftOut).toEqual([]);
   });
   it("with directRouting, only peers on the same L2 subnet bypass the tunnel", () => {
     const s = vxlanBackend({ ...cfg, vxlan: { ...cfg.vxlan, directRouting: true } }).desired(view, local, 1450);

@@ -1,4 +1,6 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { TwillError } from "../../lib/errors.ts";
 import { deleteRoute, dumpRoutes, parseRoute, replaceRoute, RTNH_F_ONLINK } from "../../lib/netlink/routes.ts";
 import { ackBarrier, errorOf, ipBytes, NLM_F, NLMSG_ERROR, NLMSG_NOOP, parseMessages, RTM } from "../../lib/netlink/rtnl.ts";
 
@@ -42,6 +44,43 @@ describe("rtnetlink route messages", () => {
     const m = replaceRoute(8, { dst: "10.0.0.0/8", gateway: "10.0.0.1", oif: 1, protocol: 3 });
     expect(parseRoute(m, header(m), 211)).toBeUndefined();
     expect(header(dumpRoutes(3, 10))).toMatchObject({ type: RTM.GETROUTE, flags: NLM_F.REQUEST | NLM_F.DUMP });
+  });
+
+  it("a Twill route that does not hold together is a KERNEL_READ error, not a garbled address; another protocol's is never read", () => {
+    const good = replaceRoute(8, { dst: "10.0.0.0/8", gateway: "10.0.0.1", oif: 1, protocol: 211 });
+    const cut = good.slice(0, good.length - 2); // the last attribute (OIF) loses two bytes
+    new DataView(cut.buffer).setUint32(0, cut.length, true);
+    expect(() => parseRoute(cut, header(cut), 211)).toThrow(expect.objectContaining({ code: "KERNEL_READ", message: expect.stringContaining("runs past the end") }));
+    const shortAddress = good.slice();
+    // RTA_DST (first attribute, at 28) claims 3 address bytes instead of 4.
+    new DataView(shortAddress.buffer).setUint16(28, 7, true);
+    expect(() => parseRoute(shortAddress, header(shortAddress), 211)).toThrow(expect.objectContaining({ code: "KERNEL_READ", message: expect.stringContaining("an address of 3 bytes") }));
+    const headerOnly = good.slice(0, 24);
+    new DataView(headerOnly.buffer).setUint32(0, 24, true);
+    expect(() => parseRoute(headerOnly, header(headerOnly), 211)).toThrow(expect.objectContaining({ code: "KERNEL_READ" }));
+    const foreign = replaceRoute(9, { dst: "10.0.0.0/8", gateway: "10.0.0.1", oif: 1, protocol: 3 }).slice();
+    new DataView(foreign.buffer).setUint16(28, 7, true);
+    expect(parseRoute(foreign, header(foreign), 211)).toBeUndefined();
+  });
+
+  it("any bytes at all: a route, undefined or a KERNEL_READ TwillError, never another exception", () => {
+    const buf = replaceRoute(8, { dst: "fd00:10:244:1::/64", gateway: "fe80::1", oif: 2, protocol: 211 });
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 96 }), fc.nat({ max: 96 }), fc.uint8Array({ minLength: 1, maxLength: 8 }), fc.nat(), (bytes, cut, noise, at) => {
+        const mutated = buf.slice();
+        mutated.set(noise.subarray(0, Math.max(0, mutated.length - (at % mutated.length))), at % mutated.length);
+        for (const b of [bytes, mutated.subarray(0, cut), mutated]) {
+          const m = { type: RTM.NEWROUTE, flags: 0, seq: 1, offset: 0, length: b.length };
+          try {
+            parseRoute(b, m);
+          } catch (err) {
+            expect(err).toBeInstanceOf(TwillError);
+            expect((err as TwillError).code).toBe("KERNEL_READ");
+          }
+        }
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   it("a datagram of several replies splits into messages; errors carry the failed request's sequence number", () => {

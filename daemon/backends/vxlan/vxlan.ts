@@ -42,9 +42,24 @@ export function vxlanBackend(cfg: DaemonConfig): Backend {
         mtu: podMtu,
         addresses: local.info.podCIDRs.filter((c) => !c.includes(":")).map((c) => `${networkAddress(c)}/32`),
       });
+      // One FDB entry per MAC on the device: two peers claiming one VTEP MAC
+      // would take the entry from each other on every pass. The first by name
+      // keeps it (every node picks the same one); the others are left out, named.
+      const macOwner = new Map<string, string>(mac ? [[mac, local.info.name]] : []);
       for (const peer of peersOf(view, local)) {
         const direct = cfg.vxlan.directRouting && onSameL2(local, peer.ip);
         const peerMac = peer.annotations[ANNOTATION.vtepMac];
+        const owner = peerMac && !direct ? macOwner.get(peerMac) : undefined;
+        if (owner !== undefined) {
+          const whose = owner === local.info.name ? "this node's own" : `node ${owner}'s`;
+          state.leftOut.push({
+            node: peer.name,
+            code: "VTEP_MAC_CONFLICT",
+            reason: `node ${peer.name}'s ${ANNOTATION.vtepMac} ${peerMac} is already ${whose} VTEP MAC; its pods stay unreachable by tunnel until one of the two gets a new MAC (delete the annotation and the twill.vxlan device on that node, then restart its daemon)`,
+          });
+          continue;
+        }
+        if (peerMac && !direct) macOwner.set(peerMac, peer.name);
         for (const cidr of peer.podCIDRs.filter((c) => !c.includes(":"))) {
           if (direct) {
             state.routes.push({ dst: cidr, via: peer.ip, dev: local.underlay.dev, onlink: false });
