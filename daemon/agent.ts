@@ -13,7 +13,7 @@ import type { DaemonConfig, NodeSettings } from "./config.ts";
 import type { Metrics } from "./health/metrics.ts";
 import { reconcileMasquerade } from "./kernel/masquerade.ts";
 import { reconcile, totalChanges } from "./kernel/reconcile.ts";
-import { findUnderlay } from "./kernel/underlay.ts";
+import { findUnderlay, podGsoSizes } from "./kernel/underlay.ts";
 
 const IP_FORWARD = "/proc/sys/net/ipv4/ip_forward";
 
@@ -167,7 +167,8 @@ export class Agent {
     metrics.programmed.set({ kind: "routes" }, desired.routes.length);
     metrics.programmed.set({ kind: "neighbours" }, desired.neighbours.length);
     metrics.programmed.set({ kind: "fdb" }, desired.fdb.length);
-    this.writeNodeFile({ version: 1, nodeName: self.name, podCIDRs: self.podCIDRs, mtu: podMtu, clusterCIDRs: [cfg.clusterCIDR] });
+    const gso = cfg.bigTcp ? podGsoSizes(local.underlay.limits, backend.overhead > 0) : undefined;
+    this.writeNodeFile({ version: 1, nodeName: self.name, podCIDRs: self.podCIDRs, mtu: podMtu, clusterCIDRs: [cfg.clusterCIDR], ...(gso ? { gso } : {}) });
     const seconds = (performance.now() - t0) / 1000;
     metrics.reconcileDuration.observe(seconds);
     metrics.lastSync.set(Date.now() / 1000);
@@ -183,7 +184,7 @@ export class Agent {
     const have = readNodeFile(this.d.node.nodeFile);
     if (!have || JSON.stringify(have) !== JSON.stringify(want)) {
       writeNodeFile(want, this.d.node.nodeFile);
-      this.d.log.info({ path: this.d.node.nodeFile, mtu: want.mtu, podCIDRs: want.podCIDRs }, "node file written");
+      this.d.log.info({ path: this.d.node.nodeFile, mtu: want.mtu, podCIDRs: want.podCIDRs, ...(want.gso ? { gso: want.gso } : {}) }, "node file written");
     }
     this.nodeFileWritten = true;
   }

@@ -33,6 +33,8 @@ export interface DaemonConfig {
   policy: boolean;
   /** Drop a new pod's traffic until its NetworkPolicy is programmed. */
   policyFailClosed: boolean;
+  /** New pods' veths take the underlay's GSO/GRO sizes when above 64 KiB (BIG TCP; backends without encapsulation). */
+  bigTcp: boolean;
   vxlan: VxlanConfig;
   /** Present when config.yaml has a bgp section; the bgp backend defaults it otherwise. */
   bgp?: BgpConfig;
@@ -78,7 +80,7 @@ export function parseConfig(text: string, source = "config.yaml"): DaemonConfig 
     directRouting: v.directRouting === true,
   };
   if (!Number.isInteger(vxlan.vni) || vxlan.vni < 1 || vxlan.vni > 16_777_215) throw bad(`${source}: vxlan.vni must be 1..16777215`);
-  for (const key of ["masquerade", "policy", "policyFailClosed"]) {
+  for (const key of ["masquerade", "policy", "policyFailClosed", "bigTcp"]) {
     if (o[key] !== undefined && typeof o[key] !== "boolean") throw bad(`${source}: ${key} must be true or false`);
   }
   return {
@@ -88,6 +90,7 @@ export function parseConfig(text: string, source = "config.yaml"): DaemonConfig 
     masquerade: o.masquerade !== false,
     policy: o.policy !== false,
     policyFailClosed: o.policyFailClosed !== false,
+    bigTcp: o.bigTcp !== false,
     vxlan,
     ...(o.bgp !== undefined ? { bgp: parseBgp(o.bgp, source) } : {}),
   };

@@ -43,6 +43,8 @@ export interface LabOptions {
   kubelet?: boolean;
   /** With kubelet: Twill runs as the manifest's DaemonSet from a lab-built image, not as per-node processes. */
   daemonSet?: boolean;
+  /** Nodes' underlay devices take GSO/GRO packets up to this size (BIG TCP, as an operator sets a capable NIC); default the kernel's 64 KiB. */
+  underlayGso?: number;
   log?: (msg: string) => void;
   /** Told the lab's name as soon as it has one, so a signal during start-up can tear it down. */
   onName?: (name: string) => void;
@@ -62,6 +64,8 @@ export interface LabState {
   daemonSet?: boolean;
   /** What a (re)started daemon needs. */
   daemonFiles?: { config: string; kubeconfig: string };
+  /** LabOptions.underlayGso, for nodes added later. */
+  underlayGso?: number;
   nodes: LabNode[];
   pods: LabPod[];
 }
@@ -153,7 +157,7 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
   const dir = labDir(name);
   mkdirSync(join(dir, "pki"), { recursive: true });
   const daemon = opts.daemon ?? true;
-  const state: LabState = { name, ownerPid: process.pid, dir, backend: opts.backend, socket: "", admin: { ca: "" }, daemon, ...(kubeletMode ? { kubelet: true } : {}), ...(opts.daemonSet ? { daemonSet: true } : {}), nodes: [], pods: [] };
+  const state: LabState = { name, ownerPid: process.pid, dir, backend: opts.backend, socket: "", admin: { ca: "" }, daemon, ...(kubeletMode ? { kubelet: true } : {}), ...(opts.daemonSet ? { daemonSet: true } : {}), ...(opts.underlayGso ? { underlayGso: opts.underlayGso } : {}), nodes: [], pods: [] };
   saveState(state);
   try {
     const t0 = performance.now();
@@ -170,7 +174,7 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     const kubelets = kubeletMode ? await startKubeletNodes(kc, name, dir, opts.nodes, pki, bin, log, opts.daemonSet) : undefined;
     if (kubelets) state.nodes.push(...kubelets.nodes);
     for (let i = 1; !kubelets && i <= opts.nodes; i++) {
-      await createNodeHost(name, i);
+      await createNodeHost(name, i, opts.underlayGso);
       await registerNode(kc, i);
     }
     for (let i = 1; !kubelets && i <= opts.nodes; i++) {
@@ -238,7 +242,7 @@ export async function attachLab(lab: string): Promise<RunningLab> {
 /** Adds node `i` to a running lab (namespace, Node object, daemon) and returns it once programmed. */
 export async function addNode(lab: RunningLab, i: number): Promise<LabNode> {
   const s = lab.state;
-  await createNodeHost(s.name, i);
+  await createNodeHost(s.name, i, s.underlayGso);
   await registerNode(lab.kc, i);
   const podCIDR = await waitPodCidr(lab.kc, `node${i}`);
   const node = labNodeFor(s.name, i, podCIDR, nodeFiles(s.name, `node${i}`));

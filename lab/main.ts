@@ -1,4 +1,4 @@
-// npm run lab [-- --check] [--nodes N] [--pods N] [--backend vxlan|host-gw|bgp] [--direct-routing] [--no-daemon] [--kubelet [--daemonset]]
+// npm run lab [-- --check] [--nodes N] [--pods N] [--backend vxlan|host-gw|bgp] [--direct-routing] [--underlay-gso BYTES] [--no-daemon] [--kubelet [--daemonset]]
 // npm run lab -- down
 // The lab: a real Kubernetes control plane and Twill nodes and pods, all as
 // network namespaces on this machine. See docs/lab.md.
@@ -31,6 +31,7 @@ async function main(): Promise<number> {
       pods: { type: "string", default: "2" },
       backend: { type: "string", default: "vxlan" },
       "direct-routing": { type: "boolean", default: false },
+      "underlay-gso": { type: "string" },
       "no-daemon": { type: "boolean", default: false },
       kubelet: { type: "boolean", default: false },
       daemonset: { type: "boolean", default: false },
@@ -48,6 +49,11 @@ async function main(): Promise<number> {
     console.error("--nodes and --pods take a whole number from 1 to 50");
     return 2;
   }
+  const underlayGso = values["underlay-gso"] === undefined ? undefined : Number(values["underlay-gso"]);
+  if (underlayGso !== undefined && (!Number.isInteger(underlayGso) || underlayGso < 65536 || underlayGso > 524280)) {
+    console.error("--underlay-gso takes a size in bytes from 65536 to 524280 (BIG TCP; 196608 is common)");
+    return 2;
+  }
   let lab: RunningLab | undefined;
   let starting: string | undefined;
   const stopOnSignal = async () => {
@@ -60,7 +66,7 @@ async function main(): Promise<number> {
   process.once("SIGINT", stopOnSignal);
   process.once("SIGTERM", stopOnSignal);
   try {
-    lab = await startLab({ nodes, podsPerNode: pods, backend, daemon: !values["no-daemon"], directRouting: values["direct-routing"], kubelet: values.kubelet, daemonSet: values.daemonset, log: say, onName: (n) => (starting = n) });
+    lab = await startLab({ nodes, podsPerNode: pods, backend, daemon: !values["no-daemon"], directRouting: values["direct-routing"], ...(underlayGso ? { underlayGso } : {}), kubelet: values.kubelet, daemonSet: values.daemonset, log: say, onName: (n) => (starting = n) });
     const s = lab.state;
     say(`lab ${s.name} is up: ${s.nodes.length} nodes, ${s.pods.length} pods, backend ${backend}${s.daemon ? "" : " (no daemon: pods reach only their own node)"}`);
     console.log(`  control plane  namespace ${s.name}-cp: etcd, kube-apiserver (https://172.30.0.2:6443), kube-controller-manager`);

@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { addNetns, execIn } from "../lib/kernel/netns.ts";
 import { CONTROL_PLANE_IP, controlPlaneNs, nodeIp, nodeName, nodeNs, underlayNs } from "./names.ts";
 
@@ -26,10 +27,20 @@ export async function createControlPlaneHost(lab: string): Promise<void> {
   await plug(lab, ns, "cp", CONTROL_PLANE_IP);
 }
 
-export async function createNodeHost(lab: string, i: number): Promise<string> {
+/** Raises devices' GSO/GRO limits inside `ns` (lab/link-gso.ts). */
+export async function setGso(ns: string, size: number, devs: string[]): Promise<void> {
+  await execIn(ns, [process.execPath, join(import.meta.dirname, "link-gso.ts"), String(size), ...devs]);
+}
+
+/** A node host; with `gso`, its underlay link (both ends) takes BIG TCP packets up to that size. */
+export async function createNodeHost(lab: string, i: number, gso?: number): Promise<string> {
   const ns = nodeNs(lab, nodeName(i));
   await addNetns(ns);
   await plug(lab, ns, `n${i}`, nodeIp(i));
+  if (gso) {
+    await setGso(underlayNs(lab), gso, [`n${i}`]);
+    await setGso(ns, gso, ["eth0"]);
+  }
   await execIn(ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
   return ns;
 }

@@ -1,6 +1,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import { TwillError } from "./errors.ts";
+import type { GsoSizes } from "./netlink/rtnl.ts";
 
 // The node file is the one contract between the daemon (writer) and the CNI
 // plugin (reader): this node's pod CIDRs and the MTU pods must use. The daemon
@@ -19,7 +20,19 @@ export interface NodeFile {
   mtu: number;
   /** Cluster-wide pod CIDRs, for consumers that need to tell pod traffic apart. */
   clusterCIDRs: string[];
+  /**
+   * BIG TCP: GSO/GRO size limits for new pods' veths (the pod's end, the
+   * node's end), taken from the underlay device. Absent: the kernel's 64 KiB.
+   */
+  gso?: { pod: GsoSizes; host: GsoSizes };
 }
+
+/** GSO_MAX_SIZE: no device takes more. */
+const GSO_MAX_SIZE = 524280;
+const sizes = (v: unknown): v is GsoSizes => {
+  const ok = (n: unknown) => Number.isInteger(n) && (n as number) > 0 && (n as number) <= GSO_MAX_SIZE;
+  return typeof v === "object" && v !== null && ok((v as GsoSizes).ipv4) && ok((v as GsoSizes).ipv6);
+};
 
 export function parseNodeFile(text: string, path: string): NodeFile {
   let raw: unknown;
@@ -32,6 +45,9 @@ export function parseNodeFile(text: string, path: string): NodeFile {
   const strings = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === "string");
   if (o.version !== 1 || typeof o.nodeName !== "string" || !strings(o.podCIDRs) || o.podCIDRs.length === 0 || typeof o.mtu !== "number" || !strings(o.clusterCIDRs)) {
     throw new TwillError("NODE_FILE_INVALID", `node file ${path} lacks version 1, nodeName, podCIDRs, mtu or clusterCIDRs; the daemon rewrites it on start`);
+  }
+  if (o.gso !== undefined && !(sizes(o.gso.pod) && sizes(o.gso.host))) {
+    throw new TwillError("NODE_FILE_INVALID", `node file ${path}: gso needs pod and host sizes (ipv4, ipv6) between 1 and ${GSO_MAX_SIZE}; the daemon rewrites it on start`);
   }
   return o as NodeFile;
 }

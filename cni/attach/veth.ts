@@ -1,7 +1,7 @@
 import { writeFileSync } from "node:fs";
 import { RTPROT_TWILL_POD } from "../../lib/kernel/protocols.ts";
 import {
-  delLinkByName, getLinkByName, newAddr, newRoute, newVeth, replaceNeigh, RT_SCOPE, RTPROT_BOOT, setLinkUp,
+  delLinkByName, getLinkByName, newAddr, newRoute, newVeth, replaceNeigh, RT_SCOPE, RTPROT_BOOT, setLinkUp, type GsoSizes,
 } from "../../lib/netlink/rtnl.ts";
 import { POD_GATEWAY_V4, POD_GATEWAY_V6 } from "../config.ts";
 import { CniError, ErrorCode } from "../spec.ts";
@@ -26,6 +26,8 @@ export interface AttachRequest {
   ips: string[];
   /** Extra routes for the pod; empty means a default route per family. */
   routes: { dst: string; gw?: string }[];
+  /** BIG TCP sizes for the pod's end and the node's end (the node file's); absent: the kernel's 64 KiB. */
+  gso?: { pod: GsoSizes; host: GsoSizes };
 }
 
 export interface Attachment {
@@ -58,7 +60,8 @@ function toCniError(err: unknown, step: string): CniError {
 }
 
 function createPair(host: Rtnl, req: AttachRequest, name: string, macs: { host: string; pod: string }, podNs: number): void {
-  const msg = () => newVeth(host.nextSeq(), { name, mac: macs.host, mtu: req.mtu, peerName: req.ifname, peerMac: macs.pod, peerNetnsFd: podNs });
+  const gso = req.gso ? { gso: req.gso.host, peerGso: req.gso.pod } : {};
+  const msg = () => newVeth(host.nextSeq(), { name, mac: macs.host, mtu: req.mtu, peerName: req.ifname, peerMac: macs.pod, peerNetnsFd: podNs, ...gso });
   try {
     host.must(`link add ${name}`, msg());
   } catch (err) {

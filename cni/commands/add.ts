@@ -11,7 +11,8 @@ export async function cmdAdd(inv: Invocation): Promise<Result> {
   const lease = await ipam.add();
   const t1 = performance.now();
   const ips = lease.ips.map((ip) => bareIp(ip.address));
-  const mtu = podMtu(conf, readNodeFileQuietly(conf.nodeFile));
+  const node = readNodeFileQuietly(conf.nodeFile);
+  const mtu = podMtu(conf, node);
   let veth;
   try {
     veth = await attach({
@@ -22,6 +23,7 @@ export async function cmdAdd(inv: Invocation): Promise<Result> {
       mtu,
       ips,
       routes: lease.routes.map((r) => ({ dst: r.dst, ...(r.gw ? { gw: r.gw } : {}) })),
+      ...(node?.gso ? { gso: node.gso } : {}),
     });
   } catch (err) {
     // Nothing of a failed ADD may stay allocated.

@@ -3,12 +3,13 @@ import type { Logger } from "../../lib/log.ts";
 import type { DaemonConfig } from "../config.ts";
 import type { ClusterView, NodeInfo } from "../cluster/view.ts";
 import type { DesiredState } from "../kernel/desired.ts";
+import type { Underlay } from "../kernel/underlay.ts";
 
 /** What a backend knows about the node it runs on. */
 export interface LocalNode {
   info: NodeInfo;
   /** The underlay device holding the node's address, and its CIDR there. */
-  underlay: { dev: string; address: string; prefix: number; mtu: number };
+  underlay: Underlay;
 }
 
 /**

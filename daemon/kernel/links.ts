@@ -27,7 +27,7 @@ export async function linkIndexes(names: Iterable<string>, sock: RtnlSocket): Pr
 }
 
 /** A device as the kernel describes it; undefined when there is no such device. */
-async function readLink(name: string, sock: RtnlSocket): Promise<DumpedLink | undefined> {
+export async function readLink(name: string, sock: RtnlSocket): Promise<DumpedLink | undefined> {
   const r = await sock.request((seq) => getLinkByName(seq, name), `device ${name}`, parseLink);
   if (r && "errno" in r) {
     if (r.errno === ERRNO_ENODEV) return undefined;

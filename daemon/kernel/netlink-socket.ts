@@ -206,7 +206,7 @@ export class RtnlSocket {
     });
   }
 
-  /** One request with NLM_F_ACK that returns a single message or an error (e.g. RTM_GETLINK by name); an error `read` throws is the request's. */
+  /** One request that returns a single message (e.g. RTM_GETLINK by name), an error, or, asked for with NLM_F_ACK, an acknowledgement ({ errno: 0 }); an error `read` throws is the request's. */
   request<T>(build: (seq: number) => Uint8Array, what: string, read: (buf: Uint8Array, m: MessageHeader) => T): Promise<T | { errno: number }> {
     return this.serial(async () => {
       this.wrapSeq();
@@ -216,8 +216,8 @@ export class RtnlSocket {
       await this.exchange([build(seq)], what, (buf, m) => {
         if (m.seq !== seq) return false;
         if (m.type === NLMSG_ERROR) {
-          const errno = errorOf(buf, m);
-          if (errno !== 0) out = { errno };
+          // errno 0: the acknowledgement of a request that asked for one.
+          out = { errno: errorOf(buf, m) };
           return true;
         }
         // Thrown here, an error would escape through the socket's event handler.

@@ -1,12 +1,12 @@
 import { TwillError } from "../errors.ts";
 import { formatAddress, formatMac } from "./address.ts";
-import { AF, eachAttr, familyDump, readS32, RTM, type MessageHeader } from "./rtnl.ts";
+import { AF, eachAttr, familyDump, readS32, RTM, type GsoSizes, type MessageHeader } from "./rtnl.ts";
 
 // A device and its addresses as the kernel describes them (RTM_NEWLINK,
 // RTM_NEWADDR; include/uapi/linux/{if_link,if_addr}.h): what `ip -d link
 // show` and `ip addr show` read, for the VXLAN device check. Pure, like rtnl.ts.
 
-const IFLA = { ADDRESS: 1, MTU: 4, LINKINFO: 18 } as const;
+const IFLA = { ADDRESS: 1, MTU: 4, LINKINFO: 18, GSO_MAX_SIZE: 41, GRO_MAX_SIZE: 58, GSO_IPV4_MAX_SIZE: 63, GRO_IPV4_MAX_SIZE: 64 } as const;
 const IFLA_INFO = { KIND: 1, DATA: 2 } as const;
 const IFLA_VXLAN = { ID: 1, LINK: 3, LOCAL: 4, LEARNING: 7, PORT: 15, LOCAL6: 17 } as const;
 const IFA = { ADDRESS: 1, LOCAL: 2 } as const;
@@ -33,6 +33,9 @@ export interface DumpedLink {
   /** IFLA_INFO_KIND ("vxlan", "veth"…); "" for a device without one. */
   kind: string;
   vxlan?: VxlanInfo;
+  /** GSO and GRO size limits (BIG TCP); 0 where the kernel does not say (IPv4's before Linux 6.3). */
+  gso: GsoSizes;
+  gro: GsoSizes;
 }
 
 const malformed = (what: string) => (why: string) => new TwillError("KERNEL_READ", `${what} from the kernel is malformed: ${why}`);
@@ -82,10 +85,23 @@ function parseVxlan(buf: Uint8Array, start: number, end: number): VxlanInfo {
 export function parseLink(buf: Uint8Array, m: MessageHeader): DumpedLink | undefined {
   if (m.type !== RTM.NEWLINK) return undefined;
   const ifi = header(buf, m, IFINFOMSG, linkMalformed);
-  const out: DumpedLink = { index: readS32(buf, ifi + 4), flags: readS32(buf, ifi + 8) >>> 0, mtu: 0, mac: "", kind: "" };
+  const out: DumpedLink = {
+    index: readS32(buf, ifi + 4),
+    flags: readS32(buf, ifi + 8) >>> 0,
+    mtu: 0,
+    mac: "",
+    kind: "",
+    gso: { ipv4: 0, ipv6: 0 },
+    gro: { ipv4: 0, ipv6: 0 },
+  };
   let data: [number, number] | undefined;
+  const size = (len: number, at: number) => need(len, 4, "a size limit", () => readS32(buf, at) >>> 0);
   eachAttr(buf, ifi + IFINFOMSG, m.offset + m.length, linkMalformed, (type, at, len) => {
     if (type === IFLA.MTU) out.mtu = need(len, 4, "an MTU", () => readS32(buf, at) >>> 0);
+    else if (type === IFLA.GSO_MAX_SIZE) out.gso.ipv6 = size(len, at);
+    else if (type === IFLA.GRO_MAX_SIZE) out.gro.ipv6 = size(len, at);
+    else if (type === IFLA.GSO_IPV4_MAX_SIZE) out.gso.ipv4 = size(len, at);
+    else if (type === IFLA.GRO_IPV4_MAX_SIZE) out.gro.ipv4 = size(len, at);
     else if (type === IFLA.ADDRESS) out.mac = formatMac(buf, at, len);
     else if (type === IFLA.LINKINFO) {
       eachAttr(buf, at, at + len, linkMalformed, (t, a, l) => {

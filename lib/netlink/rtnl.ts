@@ -24,7 +24,10 @@ export const NLMSG_ERROR = 2;
 export const NLMSG_DONE = 3;
 /** DUMP (ROOT | MATCH) shares bits with REPLACE / EXCL: they mean one thing on GET requests, the other on NEW. */
 export const NLM_F = { REQUEST: 0x1, MULTI: 0x2, ACK: 0x4, REPLACE: 0x100, EXCL: 0x200, CREATE: 0x400, DUMP: 0x300 } as const;
-const IFLA = { ADDRESS: 1, IFNAME: 3, MTU: 4, LINKINFO: 18, IFALIAS: 20, NET_NS_FD: 28 } as const;
+const IFLA = {
+  ADDRESS: 1, IFNAME: 3, MTU: 4, LINKINFO: 18, IFALIAS: 20, NET_NS_FD: 28,
+  GSO_MAX_SIZE: 41, GRO_MAX_SIZE: 58, GSO_IPV4_MAX_SIZE: 63, GRO_IPV4_MAX_SIZE: 64,
+} as const;
 const IFLA_INFO = { KIND: 1, DATA: 2 } as const;
 const VETH_INFO_PEER = 1;
 const NLA_F_NESTED = 0x8000;
@@ -115,6 +118,25 @@ export function message(type: number, flags: number, seq: number, payload: Bytes
 const CREATE_EXCL = NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.EXCL;
 const CREATE_REPLACE = NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.REPLACE;
 
+/**
+ * BIG TCP: the largest GSO packet a device builds or passes on without
+ * cutting it up, and the largest GRO builds, per family (the kernel keeps
+ * IPv6's in the family-less gso_max_size; IPv4's since Linux 6.3).
+ */
+export interface GsoSizes {
+  ipv4: number;
+  ipv6: number;
+}
+
+/** Above this a packet is BIG TCP (GSO_LEGACY_MAX_SIZE): every device before 6.3 and every default stops here. */
+export const GSO_LEGACY_MAX_SIZE = 65536;
+
+/** Applied in this order by the kernel whatever the order here: gso_max_size first (below 64 KiB it sets IPv4's too), then IPv4's. */
+const gsoAttrs = (g: GsoSizes | undefined): Bytes[] =>
+  g
+    ? [attr(IFLA.GSO_MAX_SIZE, u32(g.ipv6)), attr(IFLA.GRO_MAX_SIZE, u32(g.ipv6)), attr(IFLA.GSO_IPV4_MAX_SIZE, u32(g.ipv4)), attr(IFLA.GRO_IPV4_MAX_SIZE, u32(g.ipv4))]
+    : [];
+
 export interface VethSpec {
   name: string;
   mac: string;
@@ -123,6 +145,9 @@ export interface VethSpec {
   peerMac: string;
   /** An open fd of the namespace the peer end is created in. */
   peerNetnsFd: number;
+  /** BIG TCP sizes for this end and for the peer end; absent: the kernel's 64 KiB. */
+  gso?: GsoSizes;
+  peerGso?: GsoSizes;
 }
 
 /** `ip link add NAME mtu M address MAC type veth peer name P mtu M address PMAC netns FD` */
@@ -133,10 +158,16 @@ export function newVeth(seq: number, v: VethSpec): Bytes {
     attr(IFLA.MTU, u32(v.mtu)),
     attr(IFLA.ADDRESS, macBytes(v.peerMac)),
     attr(IFLA.NET_NS_FD, u32(v.peerNetnsFd)),
+    ...gsoAttrs(v.peerGso),
   ]);
   const linkinfo = nested(IFLA.LINKINFO, attr(IFLA_INFO.KIND, cstr("veth")), nested(IFLA_INFO.DATA, attr(VETH_INFO_PEER, peer)));
-  const body = concat([ifinfomsg(), attr(IFLA.IFNAME, cstr(v.name)), attr(IFLA.MTU, u32(v.mtu)), attr(IFLA.ADDRESS, macBytes(v.mac)), linkinfo]);
+  const body = concat([ifinfomsg(), attr(IFLA.IFNAME, cstr(v.name)), attr(IFLA.MTU, u32(v.mtu)), attr(IFLA.ADDRESS, macBytes(v.mac)), ...gsoAttrs(v.gso), linkinfo]);
   return message(RTM.NEWLINK, CREATE_EXCL, seq, body);
+}
+
+/** `ip link set NAME gso_max_size … gro_max_size … gso_ipv4_max_size … gro_ipv4_max_size …` */
+export function setLinkGso(seq: number, name: string, g: GsoSizes): Bytes {
+  return message(RTM.NEWLINK, NLM_F.REQUEST | NLM_F.ACK, seq, concat([ifinfomsg(), attr(IFLA.IFNAME, cstr(name)), ...gsoAttrs(g)]));
 }
 
 /** Sets a link up (and its alias). */

@@ -58,7 +58,10 @@ describe("daemon configuration errors", () => {
       masquerade: true,
       policy: true,
       policyFailClosed: true,
+      bigTcp: true,
       vxlan: { vni: 1, port: 8472, directRouting: false },
     });
+    expect(parseConfig("clusterCIDR: 10.244.0.0/16\nbigTcp: false\n").bigTcp).toBe(false);
+    expect(() => parseConfig("clusterCIDR: 10.244.0.0/16\nbigTcp: yes please\n")).toThrow(/bigTcp must be true or false/);
   });
 });

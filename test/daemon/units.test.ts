@@ -5,6 +5,8 @@ import { vxlanBackend } from "../../daemon/backends/vxlan/vxlan.ts";
 import { buildView } from "../../daemon/cluster/view.ts";
 import { parseConfig } from "../../daemon/config.ts";
 import { masqueradeRuleset } from "../../daemon/kernel/masquerade.ts";
+import { podGsoSizes } from "../../daemon/kernel/underlay.ts";
+import { parseNodeFile } from "../../lib/node-file.ts";
 
 const cfg = parseConfig("clusterCIDR: 10.244.0.0/16\n");
 const node = (name: string, ip: string, podCIDR: string | undefined, annotations: Record<string, string> = {}): V1Node => ({
@@ -96,5 +98,27 @@ describe("masquerade ruleset", () => {
     expect(r).not.toContain("notrack");
     // With an overlay, its outer UDP packets skip connection tracking.
     expect(masqueradeRuleset(["10.244.0.0/16"], [8472])).toMatch(/hook prerouting priority raw;[\s\S]*udp dport \{ 8472 \} notrack/);
+  });
+});
+
+describe("BIG TCP for pods", () => {
+  const limits = (gso4: number, gro4: number, gso6 = 65536, gro6 = 65536) => ({ gso: { ipv4: gso4, ipv6: gso6 }, gro: { ipv4: gro4, ipv6: gro6 } });
+  it("follows the underlay: the pod's end builds what the underlay sends whole, the node's end passes what its GRO builds", () => {
+    expect(podGsoSizes(limits(196608, 196608), false)).toEqual({ pod: { ipv4: 196608, ipv6: 65536 }, host: { ipv4: 196608, ipv6: 65536 } });
+    expect(podGsoSizes(limits(65536, 196608), false)).toEqual({ pod: { ipv4: 65536, ipv6: 65536 }, host: { ipv4: 196608, ipv6: 65536 } });
+    // A kernel before 6.3 names no IPv4 limit: IPv4 stays at 64 KiB, IPv6 may still be BIG.
+    expect(podGsoSizes(limits(0, 0, 185000, 185000), false)).toEqual({ pod: { ipv4: 65536, ipv6: 185000 }, host: { ipv4: 65536, ipv6: 185000 } });
+  });
+  it("nothing to write at the kernel's default, without a reading, or through a tunnel", () => {
+    expect(podGsoSizes(limits(65536, 65536), false)).toBeUndefined();
+    expect(podGsoSizes(undefined, false)).toBeUndefined();
+    expect(podGsoSizes(limits(196608, 196608), true)).toBeUndefined();
+  });
+  it("the node file refuses sizes no device takes", () => {
+    const base = { version: 1, nodeName: "a", podCIDRs: ["10.244.1.0/24"], mtu: 1500, clusterCIDRs: ["10.244.0.0/16"] };
+    const ok = { ...base, gso: { pod: { ipv4: 196608, ipv6: 65536 }, host: { ipv4: 196608, ipv6: 65536 } } };
+    expect(parseNodeFile(JSON.stringify(ok), "f").gso).toEqual(ok.gso);
+    expect(() => parseNodeFile(JSON.stringify({ ...base, gso: { pod: { ipv4: 1e9, ipv6: 65536 }, host: ok.gso.host } }), "f")).toThrow(/gso needs pod and host sizes/);
+    expect(() => parseNodeFile(JSON.stringify({ ...base, gso: { pod: ok.gso.pod } }), "f")).toThrow(expect.objectContaining({ code: "NODE_FILE_INVALID" }));
   });
 });

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { TwillError } from "../../lib/errors.ts";
 import { dumpAddresses, parseAddress, parseLink } from "../../lib/netlink/link.ts";
-import { concat, message, NLM_F, parseMessages, RTM } from "../../lib/netlink/rtnl.ts";
+import { concat, message, newVeth, NLM_F, parseMessages, RTM } from "../../lib/netlink/rtnl.ts";
 
 // Replies built as the kernel builds them (rtnl_fill_ifinfo, vxlan_fill_info,
 // inet_fill_ifaddr), so the parsers are checked byte for byte.
@@ -50,14 +50,23 @@ describe("rtnetlink device descriptions", () => {
       mac: "0e:ff:00:00:00:01",
       kind: "vxlan",
       vxlan: { vni: 7, link: 2, local: "10.97.0.1", port: 8472, learning: false },
+      gso: { ipv4: 0, ipv6: 0 },
+      gro: { ipv4: 0, ipv6: 0 },
     });
   });
 
   it("a device of another kind has no VXLAN part, and other messages are not devices", () => {
     const veth = message(RTM.NEWLINK, 0, 1, concat([ifinfo(3, 1), attr(18 | NESTED, concat([attr(1, text("veth")), vxlanData]))]));
-    expect(parseLink(veth, parseMessages(veth)[0]!)).toEqual({ index: 3, flags: 1, mtu: 0, mac: "", kind: "veth" });
+    expect(parseLink(veth, parseMessages(veth)[0]!)).toEqual({ index: 3, flags: 1, mtu: 0, mac: "", kind: "veth", gso: { ipv4: 0, ipv6: 0 }, gro: { ipv4: 0, ipv6: 0 } });
     const a = address(5, 2, 32, bytes(10, 199, 0, 0));
     expect(parseLink(a, parseMessages(a)[0]!)).toBeUndefined();
+  });
+
+  it("BIG TCP: the GSO and GRO limits of both families, as a veth request with sizes carries them", () => {
+    const m = newVeth(3, { name: "twl1", mac: "ee:00:00:00:00:01", mtu: 1500, peerName: "eth0", peerMac: "0a:00:00:00:00:02", peerNetnsFd: 9, gso: { ipv4: 196608, ipv6: 262144 } });
+    expect(parseLink(m, parseMessages(m)[0]!)).toMatchObject({ gso: { ipv4: 196608, ipv6: 262144 }, gro: { ipv4: 196608, ipv6: 262144 } });
+    const short = message(RTM.NEWLINK, 0, 1, concat([ifinfo(3, 1), attr(63, bytes(1, 0))]));
+    expect(() => parseLink(short, parseMessages(short)[0]!)).toThrow(/a size limit of 2 bytes, 4 expected/);
   });
 
   it("addresses: IFA_LOCAL first, else IFA_ADDRESS; the dump asks for one family", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ipBytes, macBytes, newRoute, newVeth, NLM_F, parseReply, replaceNeigh, RTM } from "../../lib/netlink/rtnl.ts";
+import { ipBytes, macBytes, newRoute, newVeth, NLM_F, parseReply, replaceNeigh, RTM, setLinkGso } from "../../lib/netlink/rtnl.ts";
 
 const hdr = (b: Uint8Array) => {
   const dv = new DataView(b.buffer, b.byteOffset);
@@ -31,6 +31,20 @@ describe("rtnetlink requests", () => {
     const peerAttrs = attrs(peer, 16);
     expect(peerAttrs.map(([t]) => t)).toEqual([3, 4, 1, 28]);
     expect(new DataView(peerAttrs[3]![1].buffer, peerAttrs[3]![1].byteOffset).getUint32(0, true)).toBe(9);
+  });
+
+  it("BIG TCP sizes go on each end: GSO and GRO limits, IPv6's (family-less) before IPv4's", () => {
+    const m = newVeth(7, { name: "twl1", mac: "ee:00:00:00:00:01", mtu: 1500, peerName: "eth0", peerMac: "0a:00:00:00:00:02", peerNetnsFd: 9, gso: { ipv4: 196608, ipv6: 196608 }, peerGso: { ipv4: 131072, ipv6: 65536 } });
+    const u32 = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset).getUint32(0, true);
+    const top = attrs(m, 32);
+    expect(top.map(([t]) => t)).toEqual([3, 4, 1, 41, 58, 63, 64, 18]);
+    expect(top.slice(3, 7).map(([, v]) => u32(v))).toEqual([196608, 196608, 196608, 196608]);
+    const peer = attrs(attrs(attrs(top[7]![1], 0)[1]![1], 0)[0]![1], 16);
+    expect(peer.map(([t]) => t)).toEqual([3, 4, 1, 28, 41, 58, 63, 64]);
+    expect(peer.slice(4).map(([, v]) => u32(v))).toEqual([65536, 65536, 131072, 131072]);
+    const set = setLinkGso(8, "eth0", { ipv4: 196608, ipv6: 196608 });
+    expect(hdr(set)).toMatchObject({ type: RTM.NEWLINK, flags: NLM_F.REQUEST | NLM_F.ACK });
+    expect(attrs(set, 32).map(([t]) => t)).toEqual([3, 41, 58, 63, 64]);
   });
 
   it("a route carries destination, prefix, output interface, protocol and scope", () => {
