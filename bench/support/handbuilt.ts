@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
+import { setGso } from "../../lab/topology.ts";
 import { addNetns, deleteNetns, execIn } from "../../lib/kernel/netns.ts";
 
 // Reference topologies built by hand with `ip`, shaped like the lab's path
@@ -10,8 +11,12 @@ import { addNetns, deleteNetns, execIn } from "../../lib/kernel/netns.ts";
  * "-nat": the reference plus one masquerade rule per node, so conntrack runs as it must under any NAT-ing CNI.
  * "routes-nat-bpf": that, plus bpf-fastpath.ts on both nodes' devices: established TCP segments skip netfilter
  * and the forwarding path, the most a conntrack offload could give back.
+ * "-big": every device on the path (pods' veths, nodes' underlay links) takes BIG TCP packets up to BIG_TCP bytes.
  */
-export type Reference = "veth" | "routes" | "routes-nat" | "routes-nat-bpf" | "vxlan" | "vxlan-nat";
+export type Reference = "veth" | "routes" | "routes-nat" | "routes-nat-bpf" | "routes-big" | "routes-nat-big" | "vxlan" | "vxlan-nat";
+
+/** The GSO/GRO size BIG TCP runs use (a common production setting). */
+export const BIG_TCP = 196608;
 
 const BUN = join(import.meta.dirname, "../../node_modules/@oven/bun-linux-x64/bin/bun");
 
@@ -112,6 +117,13 @@ export async function buildReference(kind: Reference, tag: string): Promise<RefT
       }
     }
     if (kind.endsWith("-bpf")) for (const i of [1, 2]) programs.push(await attachFastPath(ns(`n${i}`), ["hv", "eth0"]));
+    if (kind.endsWith("-big")) {
+      for (const i of [1, 2]) {
+        await setGso(ns(`p${i}`), BIG_TCP, ["eth0"]);
+        await setGso(ns(`n${i}`), BIG_TCP, ["hv", "eth0"]);
+        await setGso(ns("ul"), BIG_TCP, [`n${i}`]);
+      }
+    }
     return { client: ns("p1"), server: ns("p2"), serverIp: "10.251.2.2", destroy };
   } catch (err) {
     await destroy();
