@@ -6,6 +6,7 @@ import { cidrWithin, parseCidr } from "../lib/net/cidr.ts";
 import { readNodeFile, writeNodeFile, type NodeFile } from "../lib/node-file.ts";
 import type { Backend, LocalNode } from "./backends/backend.ts";
 import { publishAnnotations } from "./cluster/self.ts";
+import { withoutCidrConflicts } from "./cluster/cidr-conflicts.ts";
 import { LeftOutLog } from "./cluster/left-out.ts";
 import { buildView } from "./cluster/view.ts";
 import type { NodeWatch } from "./cluster/watch.ts";
@@ -154,9 +155,10 @@ export class Agent {
       this.prepared = true;
     }
     const podMtu = cfg.mtu || local.underlay.mtu - backend.overhead;
-    const desired = backend.desired(view, local, podMtu);
+    const usable = withoutCidrConflicts(view, self.name);
+    const desired = backend.desired(usable.view, local, podMtu);
     const leftOut = new Map(view.skipped);
-    for (const p of desired.leftOut) leftOut.set(p.node, { code: p.code, reason: p.reason });
+    for (const p of [...usable.leftOut, ...desired.leftOut]) leftOut.set(p.node, { code: p.code, reason: p.reason });
     this.leftOut.update(leftOut, log);
     metrics.nodesSkipped.set(leftOut.size);
     const changes = await reconcile(desired);

@@ -117,31 +117,39 @@ describe("cluster changes", () => {
       await deleteNetns(n4.ns);
     }
   });
-  it("a Node claiming another node's VTEP MAC is left out with one VTEP_MAC_CONFLICT line per daemon; the owner's FDB entry never moves", async () => {
+  it("Nodes claiming another node's VTEP MAC or pod CIDR are left out, one line each per daemon; the owner's FDB entry and route never move", async () => {
     const mac2 = (await execIn(node(2).ns, ["cat", "/sys/class/net/twill.vxlan/address"])).stdout.trim();
-    const fdbFor2 = async () => (await execIn(node(1).ns, ["bridge", "fdb", "show", "dev", "twill.vxlan"])).stdout.split("\n").filter((l) => l.startsWith(mac2));
-    const before = await fdbFor2();
+    const owner = async () => {
+      const fdb = (await execIn(node(1).ns, ["bridge", "fdb", "show", "dev", "twill.vxlan"])).stdout.split("\n").filter((l) => l.startsWith(mac2));
+      const route = (await routesOf(node(1).ns)).split("\n").filter((l) => l.startsWith(node(2).podCIDR));
+      return [...fdb, ...route];
+    };
+    const before = await owner();
     expect(before.join("\n")).toContain(`dst ${node(2).ip}`);
+    expect(before.join("\n")).toContain(`${node(2).podCIDR} via ${node(2).podCIDR.replace("/24", "")} dev twill.vxlan`);
     const logMark = readFileSync(join(node(1).dir, "daemon.log"), "utf8").length;
     const core = lab.kc.makeApiClient(CoreV1Api);
     // Upper case on purpose: the clash is found whatever the spelling.
-    await core.createNode({ body: { metadata: { name: "zz-clash", annotations: { "twill.dev/vtep-mac": mac2.toUpperCase(), "twill.dev/public-ip": nodeIp(9) } }, spec: { podCIDR: "10.244.250.0/24", podCIDRs: ["10.244.250.0/24"] } } });
+    await core.createNode({ body: { metadata: { name: "zz-mac", annotations: { "twill.dev/vtep-mac": mac2.toUpperCase(), "twill.dev/public-ip": nodeIp(9) } }, spec: { podCIDR: "10.244.250.0/24", podCIDRs: ["10.244.250.0/24"] } } });
+    await core.createNode({ body: { metadata: { name: "zz-cidr", annotations: { "twill.dev/vtep-mac": "02:00:00:00:99:01", "twill.dev/public-ip": nodeIp(8) } }, spec: { podCIDR: node(2).podCIDR, podCIDRs: [node(2).podCIDR] } } });
     try {
       const log = () => readFileSync(join(node(1).dir, "daemon.log"), "utf8").slice(logMark);
-      await eventually(async () => log().includes("VTEP_MAC_CONFLICT"), "node1 to report the clash");
-      // Two resync passes (5 s each) later: still one line, and node2's entry never left.
+      await eventually(async () => log().includes("VTEP_MAC_CONFLICT") && log().includes("POD_CIDR_CONFLICT"), "node1 to report both clashes");
+      // Two resync passes (5 s each) later: still one line each, and node2's entries never left.
       for (let t = 0; t < 12; t++) {
-        expect(await fdbFor2()).toEqual(before);
+        expect(await owner()).toEqual(before);
         await new Promise((r) => setTimeout(r, 1000));
       }
-      const lines = log().split("\n").filter((l) => l.includes("VTEP_MAC_CONFLICT"));
-      expect(lines).toHaveLength(1);
-      expect(lines[0]).toContain("zz-clash");
-      expect(lines[0]).toContain(`already node ${node(2).name}'s VTEP MAC`);
+      const lines = (code: string) => log().split("\n").filter((l) => l.includes(code));
+      expect(lines("VTEP_MAC_CONFLICT")).toHaveLength(1);
+      expect(lines("VTEP_MAC_CONFLICT")[0]).toContain(`node zz-mac's twill.dev/vtep-mac ${mac2} is already node ${node(2).name}'s VTEP MAC`);
+      expect(lines("POD_CIDR_CONFLICT")).toHaveLength(1);
+      expect(lines("POD_CIDR_CONFLICT")[0]).toContain(`node zz-cidr's pod CIDR ${node(2).podCIDR} overlaps node ${node(2).name}'s`);
       expect(await routesOf(node(1).ns)).not.toContain("10.244.250.0/24");
       expect(await unreachablePairs([podOn("node1"), podOn("node2")])).toEqual([]);
     } finally {
-      await deleteNodeObject(lab, "zz-clash");
+      await deleteNodeObject(lab, "zz-mac");
+      await deleteNodeObject(lab, "zz-cidr");
     }
   });
 });
