@@ -1,7 +1,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import { TwillError } from "./errors.ts";
-import type { GsoSizes } from "./netlink/rtnl.ts";
+import { GSO_MAX_SIZE, type GsoSizes } from "./netlink/rtnl.ts";
 
 // The node file is the one contract between the daemon (writer) and the CNI
 // plugin (reader): this node's pod CIDRs and the MTU pods must use. The daemon
@@ -27,8 +27,6 @@ export interface NodeFile {
   gso?: { pod: GsoSizes; host: GsoSizes };
 }
 
-/** GSO_MAX_SIZE: no device takes more. */
-const GSO_MAX_SIZE = 524280;
 const sizes = (v: unknown): v is GsoSizes => {
   const ok = (n: unknown) => Number.isInteger(n) && (n as number) > 0 && (n as number) <= GSO_MAX_SIZE;
   return typeof v === "object" && v !== null && ok((v as GsoSizes).ipv4) && ok((v as GsoSizes).ipv6);

@@ -1,13 +1,11 @@
 import { TwillError } from "../errors.ts";
 import { formatAddress, formatMac } from "./address.ts";
-import { AF, eachAttr, familyDump, readS32, RTM, type GsoSizes, type MessageHeader } from "./rtnl.ts";
+import { AF, eachAttr, familyDump, IFLA, IFLA_INFO, readS32, readU32, RTM, type GsoSizes, type MessageHeader } from "./rtnl.ts";
 
 // A device and its addresses as the kernel describes them (RTM_NEWLINK,
 // RTM_NEWADDR; include/uapi/linux/{if_link,if_addr}.h): what `ip -d link
 // show` and `ip addr show` read, for the VXLAN device check. Pure, like rtnl.ts.
 
-const IFLA = { ADDRESS: 1, MTU: 4, LINKINFO: 18, GSO_MAX_SIZE: 41, GRO_MAX_SIZE: 58, GSO_IPV4_MAX_SIZE: 63, GRO_IPV4_MAX_SIZE: 64 } as const;
-const IFLA_INFO = { KIND: 1, DATA: 2 } as const;
 const IFLA_VXLAN = { ID: 1, LINK: 3, LOCAL: 4, LEARNING: 7, PORT: 15, LOCAL6: 17 } as const;
 const IFA = { ADDRESS: 1, LOCAL: 2 } as const;
 const IFINFOMSG = 16;
@@ -58,10 +56,10 @@ function parseVxlan(buf: Uint8Array, start: number, end: number): VxlanInfo {
   eachAttr(buf, start, end, linkMalformed, (type, at, len) => {
     switch (type) {
       case IFLA_VXLAN.ID:
-        v.vni = need(len, 4, "a VNI", () => readS32(buf, at) >>> 0);
+        v.vni = need(len, 4, "a VNI", () => readU32(buf, at));
         break;
       case IFLA_VXLAN.LINK:
-        v.link = need(len, 4, "a device index", () => readS32(buf, at) >>> 0);
+        v.link = need(len, 4, "a device index", () => readU32(buf, at));
         break;
       case IFLA_VXLAN.LOCAL:
         v.local = need(len, 4, "an IPv4 address", () => formatAddress(AF.INET, buf, at));
@@ -87,7 +85,7 @@ export function parseLink(buf: Uint8Array, m: MessageHeader): DumpedLink | undef
   const ifi = header(buf, m, IFINFOMSG, linkMalformed);
   const out: DumpedLink = {
     index: readS32(buf, ifi + 4),
-    flags: readS32(buf, ifi + 8) >>> 0,
+    flags: readU32(buf, ifi + 8),
     mtu: 0,
     mac: "",
     kind: "",
@@ -95,9 +93,9 @@ export function parseLink(buf: Uint8Array, m: MessageHeader): DumpedLink | undef
     gro: { ipv4: 0, ipv6: 0 },
   };
   let data: [number, number] | undefined;
-  const size = (len: number, at: number) => need(len, 4, "a size limit", () => readS32(buf, at) >>> 0);
+  const size = (len: number, at: number) => need(len, 4, "a size limit", () => readU32(buf, at));
   eachAttr(buf, ifi + IFINFOMSG, m.offset + m.length, linkMalformed, (type, at, len) => {
-    if (type === IFLA.MTU) out.mtu = need(len, 4, "an MTU", () => readS32(buf, at) >>> 0);
+    if (type === IFLA.MTU) out.mtu = need(len, 4, "an MTU", () => readU32(buf, at));
     else if (type === IFLA.GSO_MAX_SIZE) out.gso.ipv6 = size(len, at);
     else if (type === IFLA.GRO_MAX_SIZE) out.gro.ipv6 = size(len, at);
     else if (type === IFLA.GSO_IPV4_MAX_SIZE) out.gso.ipv4 = size(len, at);
@@ -142,5 +140,5 @@ export function parseAddress(buf: Uint8Array, m: MessageHeader): DumpedAddress |
     if (type === IFA.LOCAL) local = formatAddress(family, buf, at);
     else address = formatAddress(family, buf, at);
   });
-  return { family, index: readS32(buf, ifa + 4) >>> 0, prefixLength: buf[ifa + 1]!, local: local || address };
+  return { family, index: readU32(buf, ifa + 4), prefixLength: buf[ifa + 1]!, local: local || address };
 }

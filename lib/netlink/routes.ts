@@ -1,6 +1,6 @@
 import { TwillError } from "../errors.ts";
 import { formatAddress, putAddressAttr } from "./address.ts";
-import { AF, eachAttr, familyDump, NLM_F, readS32, RT_TABLE_MAIN, RTM, RTN_UNICAST, type MessageHeader } from "./rtnl.ts";
+import { AF, eachAttr, familyDump, NLM_F, readU32, RT_TABLE_MAIN, RTM, RTN_UNICAST, type MessageHeader } from "./rtnl.ts";
 
 // Route writes, dumps and the routes a dump returns, as rtnetlink bytes
 // (include/uapi/linux/rtnetlink.h): what `ip route replace|del|show` send and
@@ -12,7 +12,6 @@ import { AF, eachAttr, familyDump, NLM_F, readS32, RT_TABLE_MAIN, RTM, RTN_UNICA
 const RTA = { DST: 1, OIF: 4, GATEWAY: 5, TABLE: 15 } as const;
 /** sizeof(struct rtmsg). */
 const RTMSG = 12;
-const readU32 = (b: Uint8Array, at: number) => readS32(b, at) >>> 0;
 export const RTN_BLACKHOLE = 6;
 /** rtm_flags: the next hop is on the link even if no address says so (`ip route ... onlink`). */
 export const RTNH_F_ONLINK = 4;

@@ -24,11 +24,12 @@ export const NLMSG_ERROR = 2;
 export const NLMSG_DONE = 3;
 /** DUMP (ROOT | MATCH) shares bits with REPLACE / EXCL: they mean one thing on GET requests, the other on NEW. */
 export const NLM_F = { REQUEST: 0x1, MULTI: 0x2, ACK: 0x4, REPLACE: 0x100, EXCL: 0x200, CREATE: 0x400, DUMP: 0x300 } as const;
-const IFLA = {
+/** Link attributes (include/uapi/linux/if_link.h), for requests here and replies in link.ts. */
+export const IFLA = {
   ADDRESS: 1, IFNAME: 3, MTU: 4, LINKINFO: 18, IFALIAS: 20, NET_NS_FD: 28,
   GSO_MAX_SIZE: 41, GRO_MAX_SIZE: 58, GSO_IPV4_MAX_SIZE: 63, GRO_IPV4_MAX_SIZE: 64,
 } as const;
-const IFLA_INFO = { KIND: 1, DATA: 2 } as const;
+export const IFLA_INFO = { KIND: 1, DATA: 2 } as const;
 const VETH_INFO_PEER = 1;
 const NLA_F_NESTED = 0x8000;
 const IFA = { ADDRESS: 1, LOCAL: 2, FLAGS: 8 } as const;
@@ -130,6 +131,8 @@ export interface GsoSizes {
 
 /** Above this a packet is BIG TCP (GSO_LEGACY_MAX_SIZE): every device before 6.3 and every default stops here. */
 export const GSO_LEGACY_MAX_SIZE = 65536;
+/** GSO_MAX_SIZE: no device takes more. */
+export const GSO_MAX_SIZE = 524280;
 
 /** Applied in this order by the kernel whatever the order here: gso_max_size first (below 64 KiB it sets IPv4's too), then IPv4's. */
 const gsoAttrs = (g: GsoSizes | undefined): Bytes[] =>
@@ -260,6 +263,7 @@ export function parseMessages(buf: Bytes, length = buf.length): MessageHeader[] 
 // reads here say so too). Plain byte reads for replies read by the 10,000.
 export const readU16 = (b: Bytes, at: number) => b[at]! | (b[at + 1]! << 8);
 export const readS32 = (b: Bytes, at: number) => b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24);
+export const readU32 = (b: Bytes, at: number) => readS32(b, at) >>> 0;
 
 /**
  * Calls `visit` for each rtattr in b[start, end) with its type (flags
