@@ -54,9 +54,17 @@ async function waitReady(cp: { forwarder: Forwarder; admin: Issued }, pki: Pki, 
 }
 
 export interface ControlPlaneOptions {
-  /** Run DaemonSets: kube-controller-manager's daemonset controller and kube-scheduler (which places their pods). */
-  daemonSets?: boolean;
+  /**
+   * Real kubelets run the nodes: kube-controller-manager runs every controller a real cluster runs (node
+   * lifecycle, endpoint slices, deployments, daemon sets…) and kube-scheduler places pods. Without kubelets
+   * (the fast lab) the node-lifecycle controller would taint the lab's kubelet-less Nodes and evict their pods,
+   * so only the controllers the fast lab needs run.
+   */
+  kubelets?: boolean;
 }
+
+/** The controllers of the fast lab: pod CIDRs, ServiceAccounts and their tokens, namespaces, garbage collection. */
+const FAST_CONTROLLERS = "node-ipam-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller,garbage-collector-controller,root-ca-certificate-publisher-controller";
 
 export async function startControlPlane(lab: string, dir: string, bin: string, pki: Pki, clusterCIDR = CLUSTER_CIDR, nodeMaskSize = 24, opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const ns = controlPlaneNs(lab);
@@ -69,6 +77,8 @@ export async function startControlPlane(lab: string, dir: string, bin: string, p
     sans: ["DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc", "DNS:localhost", "IP:127.0.0.1", `IP:${CONTROL_PLANE_IP}`, "IP:10.96.0.1"],
   });
   const admin = await issue(pki, { name: "admin", commonName: "lab-admin", organization: "system:masters", usage: "client" });
+  // kubectl exec, logs and port-forward go apiserver → kubelet; kubelets trust the lab's CA (x509 authentication).
+  const kubeletClient = await issue(pki, { name: "apiserver-kubelet-client", commonName: "kube-apiserver-kubelet-client", organization: "system:masters", usage: "client" });
   const kcm = await issue(pki, { name: "kcm", commonName: "system:kube-controller-manager", usage: "client" });
   const kcmConfig = join(dir, "kcm.kubeconfig");
   kubeconfigFile(kcmConfig, pki, kcm, "https://127.0.0.1:6443");
@@ -92,6 +102,10 @@ export async function startControlPlane(lab: string, dir: string, bin: string, p
       `--service-account-signing-key-file=${pki.saKey}`,
       "--service-account-issuer=https://kubernetes.default.svc",
       `--service-cluster-ip-range=${SERVICE_CIDR}`,
+      `--kubelet-client-certificate=${kubeletClient.cert}`,
+      `--kubelet-client-key=${kubeletClient.key}`,
+      // Nodes are named node1, node2…: nothing in this namespace resolves those names, so dial their InternalIP.
+      "--kubelet-preferred-address-types=InternalIP,Hostname",
       "--allow-privileged=true",
       "--enable-priority-and-fairness=false",
       "--profiling=false",
@@ -114,7 +128,7 @@ export async function startControlPlane(lab: string, dir: string, bin: string, p
       `--cluster-cidr=${clusterCIDR}`,
       `--node-cidr-mask-size=${nodeMaskSize}`,
       `--service-cluster-ip-range=${SERVICE_CIDR}`,
-      `--controllers=node-ipam-controller,serviceaccount-controller,serviceaccount-token-controller,namespace-controller,garbage-collector-controller,root-ca-certificate-publisher-controller${opts.daemonSets ? ",daemonset-controller" : ""}`,
+      `--controllers=${opts.kubelets ? "*" : FAST_CONTROLLERS}`,
       `--service-account-private-key-file=${pki.saKey}`,
       `--root-ca-file=${pki.ca}`,
       "--leader-elect=false",
@@ -125,7 +139,7 @@ export async function startControlPlane(lab: string, dir: string, bin: string, p
       "--v=0",
     ], join(logs, "kube-controller-manager.log")),
   );
-  if (opts.daemonSets) {
+  if (opts.kubelets) {
     const sched = await issue(pki, { name: "scheduler", commonName: "system:kube-scheduler", usage: "client" });
     const schedConfig = join(dir, "scheduler.kubeconfig");
     kubeconfigFile(schedConfig, pki, sched, "https://127.0.0.1:6443");

@@ -1,10 +1,14 @@
 import { join } from "node:path";
 import { addNetns, execIn } from "../lib/kernel/netns.ts";
-import { CONTROL_PLANE_IP, controlPlaneNs, nodeIp, nodeName, nodeNs, underlayNs } from "./names.ts";
+import { CONTROL_PLANE_IP, controlPlaneNs, nodeIp, nodeName, nodeNs, ROUTER_IP, routerNs, underlayNs } from "./names.ts";
 
 // Hosts are network namespaces on one underlay: a bridge that lives in the
 // lab's own underlay namespace (never in the machine's namespace). Each host
-// has eth0 on that bridge.
+// has eth0 on that bridge. A router host at the underlay's first address is
+// every node's default gateway, as a real node has one: traffic for no known
+// network (an unallocated ClusterIP, the internet) goes there and ends there,
+// since the router leads nowhere. It is also where "outside the cluster"
+// clients (NodePort probes, the e2e runner) live.
 
 async function plug(lab: string, hostNs: string, port: string, address: string): Promise<void> {
   const ul = underlayNs(lab);
@@ -27,6 +31,13 @@ export async function createControlPlaneHost(lab: string): Promise<void> {
   await plug(lab, ns, "cp", CONTROL_PLANE_IP);
 }
 
+export async function createRouterHost(lab: string): Promise<string> {
+  const ns = routerNs(lab);
+  await addNetns(ns);
+  await plug(lab, ns, "rt", ROUTER_IP);
+  return ns;
+}
+
 /** Raises devices' GSO/GRO limits inside `ns` (lab/link-gso.ts). */
 export async function setGso(ns: string, size: number, devs: string[]): Promise<void> {
   await execIn(ns, [process.execPath, join(import.meta.dirname, "link-gso.ts"), String(size), ...devs]);
@@ -42,5 +53,6 @@ export async function createNodeHost(lab: string, i: number, gso?: number): Prom
     await setGso(ns, gso, ["eth0"]);
   }
   await execIn(ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+  await execIn(ns, ["ip", "route", "add", "default", "via", ROUTER_IP, "dev", "eth0"]);
   return ns;
 }

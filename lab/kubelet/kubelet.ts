@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { TwillError } from "../../lib/errors.ts";
 import { issue, type Pki } from "../pki.ts";
+import { CLUSTER_DOMAIN, DNS_SERVICE_IP } from "../names.ts";
 import { startIn, tail, type LabProcess } from "../process.ts";
 
 // One kubelet per lab node, next to that node's containerd (same network and
@@ -57,6 +58,8 @@ containerRuntimeEndpoint: unix://${n.containerdSocket}
 imageServiceEndpoint: unix://${n.containerdSocket}
 podLogsDir: ${join(n.dir, "pod-logs")}
 resolvConf: ""
+clusterDNS: [${DNS_SERVICE_IP}]
+clusterDomain: ${CLUSTER_DOMAIN}
 registerNode: true
 serializeImagePulls: false
 imageGCHighThresholdPercent: 100

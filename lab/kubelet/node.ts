@@ -84,6 +84,8 @@ export interface LabImages {
   pause: string;
   /** With the DaemonSet: the Twill image (twill-image.ts). */
   twill?: string;
+  /** More image archives every node gets (add-ons, upstream's e2e images). */
+  extra?: string[];
 }
 
 export async function startKubeletNode(lab: string, labDir: string, i: number, pki: Pki, bin: string, images: LabImages): Promise<StartedKubeletNode> {
@@ -111,6 +113,7 @@ export async function startKubeletNode(lab: string, labDir: string, i: number, p
   await importImage(cd, images.pause, mountNs, ns);
   await importImage(cd, images.pod, mountNs, ns);
   if (images.twill) await importImage(cd, images.twill, mountNs, ns);
+  for (const archive of images.extra ?? []) await importImage(cd, archive, mountNs, ns);
   const files = await writeKubeletFiles(pki, { name, ip: nodeIp(i), dir, cgroupRoot, containerdSocket: cd.socket });
   const kubelet = startKubelet(bin, ns, mountNs, { name, ip: nodeIp(i), dir, cgroupRoot, containerdSocket: cd.socket }, files);
   return {
