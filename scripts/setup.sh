@@ -9,6 +9,21 @@ cd "$root"
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
+# Package managers print hundreds of lines when all is well. Each step's output
+# goes to its own log (overwritten by the next attempt), and the terminal sees
+# one line per step; a step that fails shows the end of its log.
+logs=$root/.cache/setup
+quietly() {
+  local log=$1 rc=0
+  shift
+  "$@" >>"$log" 2>&1 || rc=$?
+  if [ "$rc" != 0 ]; then
+    say "failed (exit $rc): $* — last 60 lines of $log:"
+    tail -n 60 "$log" >&2
+    return 1
+  fi
+}
+
 if [ "$(id -u)" != 0 ]; then
   say "Twill's lab and tests create network namespaces: run as root."
   exit 1
@@ -20,15 +35,19 @@ fi
 # lab's pod and pause image).
 packages=(iproute2 iputils-ping python3 nftables iptables conntrack iperf3 socat ncat tcpdump ethtool util-linux openssl
   containernetworking-plugins bird2 gobgpd frr hyperfine jq procps containerd runc busybox-static curl)
+# One dpkg-query for all of them (it names only the packages it knows).
+installed=" $(dpkg-query -W -f='${Package} ${Status}\n' "${packages[@]}" 2>/dev/null | awk '$NF == "installed" && $(NF-1) == "ok" { printf "%s ", $1 }' || true)"
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  [[ $installed == *" $p "* ]] || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  say "installing Debian packages: ${missing[*]}"
+  say "installing Debian packages: ${missing[*]} (log: .cache/setup/apt.log)"
+  mkdir -p "$logs"
+  : >"$logs/apt.log"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  quietly "$logs/apt.log" apt-get update
+  quietly "$logs/apt.log" apt-get install -y --no-install-recommends "${missing[@]}"
   # The BGP daemons and containerd are started by the tests and the lab in their
   # own namespaces, never as services of this machine.
   for svc in bird frr gobgpd containerd; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
@@ -38,7 +57,9 @@ fi
 stamp=node_modules/.twill-lock-hash
 want=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -x node_modules/.bin/node ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  say "installing npm dependencies (Node 24 runtime included)"
-  npm ci --no-audit --no-fund --loglevel=error >&2
+  say "installing npm dependencies (Node 24 runtime included; log: .cache/setup/npm.log)"
+  mkdir -p "$logs"
+  : >"$logs/npm.log"
+  quietly "$logs/npm.log" npm ci --no-audit --no-fund
   echo "$want" > "$stamp"
 fi

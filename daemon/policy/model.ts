@@ -4,9 +4,10 @@ import { cidrContains, parseCidr, parseIp } from "../../lib/net/cidr.ts";
 // Kubernetes NetworkPolicy (networking.k8s.io/v1) semantics as a pure
 // function: is a connection from one endpoint to a pod allowed? This is the
 // reference the nftables compiler is checked against, written from the API's
-// rules (see ../shared/netpol-conformance/SEMANTICS.md for the subtle ones:
-// defaulting, NotIn on a missing key, named ports on the destination pod,
-// ipBlock matching pod IPs, empty rule lists isolating).
+// rules. The subtle ones (defaulting, NotIn on a missing key, named ports on
+// the destination pod, ipBlock matching pod IPs, empty rule lists isolating)
+// each have a case in test/policy/netpol/, whose expectations come from a
+// separately written oracle.
 
 export type Protocol = "TCP" | "UDP" | "SCTP";
 export type Direction = "Ingress" | "Egress";

@@ -3,10 +3,12 @@ import { join, resolve } from "node:path";
 import type { V1Namespace, V1NetworkPolicy, V1Pod } from "@kubernetes/client-node";
 import { formatCidr, mask, parseIp } from "../../lib/net/cidr.ts";
 
-// The shared NetworkPolicy conformance corpus, read by its format only
-// (../shared/netpol-conformance/README.md): new cases need no code.
+// NetworkPolicy conformance cases, read by their format only: a directory with
+// model.json and cases/*.json. New cases need no code. By default, Twill's own
+// (test/policy/netpol/, written by its generate.ts); any other directory in
+// the same format (the upstream-derived corpus, say) is read the same way.
 
-export const CORPUS = resolve(import.meta.dirname, "../../../shared/netpol-conformance");
+export const CORPUS = resolve(import.meta.dirname, "../../test/policy/netpol");
 
 export interface Probe {
   from: string;

@@ -5,8 +5,9 @@ import { pidsIn, startLab, type RunningLab } from "../../lab/lab.ts";
 import { createPod, waitPolicyReady } from "../../lab/cluster.ts";
 import { execIn } from "../../lib/kernel/netns.ts";
 
-// The conformance corpus end to end (lab/netpol/runner.ts): the real
-// apiserver, pods on two nodes, Twill's daemons programming NetworkPolicy.
+// Twill's conformance cases (test/policy/netpol/) end to end
+// (lab/netpol/runner.ts): the real apiserver, pods on two nodes, Twill's
+// daemons programming NetworkPolicy.
 
 let lab: RunningLab;
 let cluster: ConformanceCluster;
@@ -17,7 +18,7 @@ beforeAll(async () => {
 }, 300_000);
 afterAll(() => lab?.close());
 
-describe("NetworkPolicy through the apiserver and Twill's daemons (conformance corpus, pods on two nodes)", () => {
+describe("NetworkPolicy through the apiserver and Twill's daemons (Twill's conformance cases, pods on two nodes)", () => {
   for (const c of loadCases()) {
     it(c.name, async () => {
       const bad = (await cluster.run(c)).flatMap((s) => s.results.filter((r) => !r.ok).map((r) => `[${s.step}] ${r.probe.from} -> ${r.probe.to} ${r.probe.protocol}/${r.probe.port}: expected ${r.probe.expect}`));

@@ -3,29 +3,32 @@ import { describe, expect, it } from "vitest";
 import { connectionAllowed, policyTypes, selectorMatches, type ClusterState } from "../../daemon/policy/model.ts";
 import { applyToState, loadCases, loadModel, modelObjects, type Action, type Probe } from "../../lab/netpol/corpus.ts";
 
-// Every case of the shared conformance corpus through the pure semantic
-// model: every probe of every step must match (loopback cells are not scored,
-// as upstream does not score them).
+// Every case of Twill's own conformance cases (test/policy/netpol/, whose
+// expectations come from a separate oracle) through the pure semantic model:
+// every probe of every step must match (loopback cells are not scored, as
+// upstream does not score them).
 
 const model = loadModel();
-// Addresses for the pure run: one /24 per namespace, so the corpus's /4
-// assumption (cases 035, 036) holds.
+// Addresses for the pure run: one /24 per namespace, all inside one /8 as the
+// cases' {{podNet}} templates assume.
 const podIp = (key: string) => {
   const [ns, pod] = key.split("/") as [string, string];
-  return `10.244.${["x", "y", "z"].indexOf(ns) + 1}.${pod.charCodeAt(0) - 96 + 10}`;
+  const inNs = model.pods.filter((p) => p.namespace === ns);
+  return `10.244.${model.namespaces.findIndex((n) => n.name === ns) + 1}.${inNs.findIndex((p) => p.name === pod) + 11}`;
 };
 
 const applyAction = (state: ClusterState, a: Action) => applyToState(state, a, podIp);
 
+const pod = (state: ClusterState, key: string) => state.pods.find((p) => `${p.metadata?.namespace}/${p.metadata?.name}` === key)!;
+
 function mismatches(state: ClusterState, probes: Probe[]): string[] {
-  const pod = (key: string) => state.pods.find((p) => `${p.metadata?.namespace}/${p.metadata?.name}` === key)!;
   return probes
     .filter((p) => !p.loopback)
-    .filter((p) => connectionAllowed(state, { pod: pod(p.from) }, { pod: pod(p.to) }, p.port, p.protocol) !== p.expect)
+    .filter((p) => connectionAllowed(state, { pod: pod(state, p.from) }, { pod: pod(state, p.to) }, p.port, p.protocol) !== p.expect)
     .map((p) => `${p.from} -> ${p.to} ${p.protocol}/${p.port}: expected ${p.expect}`);
 }
 
-describe("NetworkPolicy semantics: the conformance corpus through the model", () => {
+describe("NetworkPolicy semantics: Twill's conformance cases through the model", () => {
   for (const c of loadCases()) {
     it(c.name, () => {
       const state: ClusterState = { ...modelObjects(model, podIp), policies: [] };
@@ -40,7 +43,7 @@ describe("NetworkPolicy semantics: the conformance corpus through the model", ()
   }
 });
 
-describe("semantics the corpus does not reach", () => {
+describe("semantics the cases do not reach", () => {
   it("NotIn and DoesNotExist match objects that lack the key; In and Exists need it", () => {
     expect(selectorMatches({ matchExpressions: [{ key: "k", operator: "NotIn", values: ["v"] }] }, {})).toBe(true);
     expect(selectorMatches({ matchExpressions: [{ key: "k", operator: "DoesNotExist" }] }, {})).toBe(true);
@@ -57,9 +60,10 @@ describe("semantics the corpus does not reach", () => {
 
   it("endPort makes an inclusive range; a named port must agree in name, number and protocol", () => {
     const state: ClusterState = { ...modelObjects(model, podIp), policies: [] };
-    const a = state.pods.find((p) => p.metadata?.name === "a" && p.metadata.namespace === "x")!;
-    const b = state.pods.find((p) => p.metadata?.name === "b" && p.metadata.namespace === "x")!;
-    state.policies.push({ metadata: { name: "r", namespace: "x" }, spec: { podSelector: { matchLabels: { pod: "b" } }, ingress: [{ ports: [{ port: 79, endPort: 80 }, { port: "serve-81-udp", protocol: "TCP" }] }] } } as V1NetworkPolicy);
+    const a = pod(state, "alpha/web");
+    const b = pod(state, "alpha/api");
+    // "echo" is alpha/api's UDP 81: asked for as TCP it names nothing.
+    state.policies.push({ metadata: { name: "r", namespace: "alpha" }, spec: { podSelector: { matchLabels: { app: "api" } }, ingress: [{ ports: [{ port: 79, endPort: 80 }, { port: "echo", protocol: "TCP" }] }] } } as V1NetworkPolicy);
     expect(connectionAllowed(state, { pod: a }, { pod: b }, 80, "TCP")).toBe(true);
     expect(connectionAllowed(state, { pod: a }, { pod: b }, 81, "TCP")).toBe(false);
     expect(connectionAllowed(state, { pod: a }, { pod: b }, 80, "UDP")).toBe(false);
@@ -67,8 +71,8 @@ describe("semantics the corpus does not reach", () => {
 
   it("an address outside the pods is matched only by ipBlock peers, with except carving out", () => {
     const state: ClusterState = { ...modelObjects(model, podIp), policies: [] };
-    const b = state.pods.find((p) => p.metadata?.name === "b" && p.metadata.namespace === "x")!;
-    state.policies.push({ metadata: { name: "r", namespace: "x" }, spec: { podSelector: {}, ingress: [{ _from: [{ namespaceSelector: {} }, { ipBlock: { cidr: "192.0.2.0/24", except: ["192.0.2.128/25"] } }] }] } } as V1NetworkPolicy);
+    const b = pod(state, "alpha/api");
+    state.policies.push({ metadata: { name: "r", namespace: "alpha" }, spec: { podSelector: {}, ingress: [{ _from: [{ namespaceSelector: {} }, { ipBlock: { cidr: "192.0.2.0/24", except: ["192.0.2.128/25"] } }] }] } } as V1NetworkPolicy);
     expect(connectionAllowed(state, { ip: "192.0.2.5" }, { pod: b }, 80, "TCP")).toBe(true);
     expect(connectionAllowed(state, { ip: "192.0.2.200" }, { pod: b }, 80, "TCP")).toBe(false);
     expect(connectionAllowed(state, { ip: "198.51.100.1" }, { pod: b }, 80, "TCP")).toBe(false);

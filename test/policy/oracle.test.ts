@@ -9,7 +9,7 @@ import { parseIp } from "../../lib/net/cidr.ts";
 
 // The compiler against the model on random clusters: for every pair of pods,
 // protocol and port, "the compiled boxes admit it" must equal "the model
-// allows it". This reaches combinations the 45 corpus cases do not.
+// allows it". This reaches combinations the conformance cases do not.
 
 const NS = ["x", "y"];
 const KEYS = ["app", "tier"];
