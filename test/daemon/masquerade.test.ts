@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { masqueradeRuleset } from "../../daemon/kernel/masquerade.ts";
 import { exec } from "../../lib/kernel/exec.ts";
 import { addNetns, deleteNetns, execIn } from "../../lib/kernel/netns.ts";
 import type { MasqueradeAnswer, MasqueradeRequest } from "../support/masquerade-runner.ts";
@@ -20,12 +21,15 @@ const ENDPOINT = "10.244.2.2";
 const PORT = 8472;
 
 const want: MasqueradeRequest = { enabled: true, clusterCIDRs: ["10.244.0.0/16"], tunnels: [{ address: "192.0.2.1", port: PORT }], trustMemory: false };
+/** A pass woken by a cluster event: it trusts what the last verifying pass found. */
+const eventPass: MasqueradeRequest = { ...want, trustMemory: true };
 
 let runner: NamespaceRunner<MasqueradeRequest, MasqueradeAnswer>;
 const runnerScript = join(import.meta.dirname, "../support/masquerade-runner.ts");
 
 const ipIn = (ns: string, ...args: string[]) => exec(["ip", "-n", ns, ...args]);
 const nftIn = (ns: string, args: string[], input?: string) => execIn(ns, ["nft", ...args], input === undefined ? {} : { input });
+const listing = async () => (await nftIn(NS.node, ["list", "table", "ip", "twill-nat"])).stdout;
 
 /** Each node: an underlay veth, a VXLAN device with the other as its one peer, and a pod on a veth. */
 async function build(): Promise<void> {
@@ -142,5 +146,72 @@ describe("the overlay's conntrack exemption", () => {
     const token = `from-host-${ID}`;
     expect(await sendToService(NS.node, token)).toBe(token);
     expect(await conntrack()).toMatch(new RegExp(`src=192\\.0\\.2\\.1 dst=${CLUSTER_IP} sport=\\d+ dport=${PORT} .*src=${ENDPOINT} dst=192\\.0\\.2\\.1 sport=${PORT}`));
+  });
+});
+
+describe("masquerade table healing", () => {
+  it("the kernel lists the table exactly as Twill writes it (what lets a verifying pass, and a restarted daemon, compare the two as they stand)", async () => {
+    expect(await listing()).toBe(masqueradeRuleset(want.clusterCIDRs, want.tunnels));
+  });
+
+  it("a verifying pass with nothing changed reports 0 and leaves the rules as they are (same handles)", async () => {
+    const before = (await nftIn(NS.node, ["-a", "list", "table", "ip", "twill-nat"])).stdout;
+    expect(await runner.ask(want)).toEqual({ changes: 0 });
+    expect(await runner.ask(eventPass)).toEqual({ changes: 0 });
+    expect((await nftIn(NS.node, ["-a", "list", "table", "ip", "twill-nat"])).stdout).toBe(before);
+  });
+
+  const deleteNotrackOut = async () => {
+    const chain = (await nftIn(NS.node, ["-a", "list", "chain", "ip", "twill-nat", "overlay-out"])).stdout;
+    const handle = /notrack # handle (\d+)/.exec(chain)![1]!;
+    return ["delete", "rule", "ip", "twill-nat", "overlay-out", "handle", handle];
+  };
+  const drifts: [string, () => Promise<string[]>][] = [
+    ["a chain flushed by hand", async () => ["flush", "chain", "ip", "twill-nat", "postrouting"]],
+    ["a rule deleted by hand", deleteNotrackOut],
+    ["a foreign rule added to its chain", async () => ["add", "rule", "ip", "twill-nat", "postrouting", "ip", "daddr", "203.0.113.7", "accept"]],
+    ["a chain deleted by hand", async () => ["delete", "chain", "ip", "twill-nat", "overlay-in"]],
+  ];
+  it.each(drifts)("rewrites the table after %s on the next verifying pass (event passes trust memory)", async (_, drift) => {
+    const wanted = await listing();
+    await nftIn(NS.node, await drift());
+    expect(await listing()).not.toBe(wanted);
+    expect(await runner.ask(eventPass)).toEqual({ changes: 0 });
+    expect(await runner.ask(want)).toEqual({ changes: 1 });
+    expect(await listing()).toBe(wanted);
+    expect(await runner.ask(want)).toEqual({ changes: 0 });
+  });
+
+  it("a restarted process finds its table right and rewrites nothing; a chain flushed while it was down, it rewrites", async () => {
+    const before = (await nftIn(NS.node, ["-a", "list", "table", "ip", "twill-nat"])).stdout;
+    await runner.close();
+    runner = startRunnerIn(NS.node, runnerScript);
+    expect(await runner.ask(want)).toEqual({ changes: 0 });
+    expect((await nftIn(NS.node, ["-a", "list", "table", "ip", "twill-nat"])).stdout).toBe(before);
+    await runner.close();
+    const wanted = await listing();
+    await nftIn(NS.node, ["flush", "chain", "ip", "twill-nat", "postrouting"]);
+    runner = startRunnerIn(NS.node, runnerScript);
+    expect(await runner.ask(want)).toEqual({ changes: 1 });
+    expect(await listing()).toBe(wanted);
+  });
+
+  it("a table that nft lists otherwise than Twill writes it (several CIDRs, which nft sorts) is written once, not on every pass, and still heals", async () => {
+    const unsorted: MasqueradeRequest = { ...want, clusterCIDRs: ["10.245.0.0/16", "10.244.0.0/16"] };
+    expect(await runner.ask(unsorted)).toEqual({ changes: 1 });
+    const written = await listing();
+    expect(written).not.toBe(masqueradeRuleset(unsorted.clusterCIDRs, unsorted.tunnels));
+    expect(await runner.ask(unsorted)).toEqual({ changes: 0 });
+    await nftIn(NS.node, ["flush", "chain", "ip", "twill-nat", "postrouting"]);
+    expect(await runner.ask(unsorted)).toEqual({ changes: 1 });
+    expect(await listing()).toBe(written);
+    expect(await runner.ask(want)).toEqual({ changes: 1 });
+  });
+
+  it("masquerade turned off removes the table, once", async () => {
+    const off = { ...want, enabled: false };
+    expect(await runner.ask(off)).toEqual({ changes: 1 });
+    expect((await nftIn(NS.node, ["list", "tables"])).stdout).not.toContain("twill-nat");
+    expect(await runner.ask(off)).toEqual({ changes: 0 });
   });
 });
