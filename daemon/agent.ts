@@ -162,7 +162,8 @@ export class Agent {
     this.leftOut.update(leftOut, log);
     metrics.nodesSkipped.set(leftOut.size);
     const changes = await reconcile(desired);
-    const masq = await reconcileMasquerade(cfg.masquerade, [cfg.clusterCIDR], desired.links.map((l) => l.port), !verify);
+    const tunnels = desired.links.map((l) => ({ address: l.local, port: l.port }));
+    const masq = await reconcileMasquerade(cfg.masquerade, [cfg.clusterCIDR], tunnels, !verify);
     ensureForwarding();
     for (const [kind, n] of Object.entries(changes)) if (n) metrics.kernelChanges.inc({ kind }, n);
     if (masq) metrics.kernelChanges.inc({ kind: "nft" }, masq);

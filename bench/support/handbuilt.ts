@@ -108,8 +108,8 @@ export async function buildReference(kind: Reference, tag: string): Promise<RefT
           input: [
             "table ip handnat {",
             "  chain post { type nat hook postrouting priority srcnat; ip saddr 10.251.0.0/16 ip daddr != 10.251.0.0/16 masquerade; }",
-            "  chain rawin { type filter hook prerouting priority raw; udp dport 8472 notrack; }",
-            "  chain rawout { type filter hook output priority raw; udp dport 8472 notrack; }",
+            `  chain rawin { type filter hook prerouting priority raw; ip daddr 172.31.0.${i} udp dport 8472 notrack; }`,
+            `  chain rawout { type filter hook output priority raw; ip saddr 172.31.0.${i} udp dport 8472 meta skuid >= 0 accept; ip saddr 172.31.0.${i} udp dport 8472 notrack; }`,
             "}",
             "",
           ].join("\n"),

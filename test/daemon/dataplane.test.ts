@@ -80,10 +80,15 @@ describe("healing", () => {
     await eventually(async () => (await unreachablePairs([podOn("node1"), podOn("node2"), podOn("node3")])).length === 0, "connectivity to return after the device was deleted");
   });
 
-  it("restores its masquerade table deleted by hand (event passes trust memory; resync passes read the kernel)", async () => {
+  it("restores its masquerade table deleted by hand, and a chain of it flushed by hand (event passes trust memory; resync passes read the kernel)", async () => {
     const ns = node(1).ns;
+    const nat = async () => (await execIn(ns, ["nft", "list", "table", "ip", "twill-nat"], { allowFailure: true })).stdout;
     await execIn(ns, ["nft", "delete", "table", "ip", "twill-nat"]);
-    await eventually(async () => (await execIn(ns, ["nft", "list", "table", "ip", "twill-nat"], { allowFailure: true })).stdout.includes("masquerade"), "the masquerade table to be restored");
+    await eventually(async () => (await nat()).includes("masquerade"), "the masquerade table to be restored");
+    // The table's comment (its content hash) survives a flush: only its rules are gone.
+    await execIn(ns, ["nft", "flush", "chain", "ip", "twill-nat", "postrouting"]);
+    expect(await nat()).not.toContain("masquerade");
+    await eventually(async () => (await nat()).includes("masquerade"), "the flushed postrouting chain to be restored");
   });
 
   it("removes a stale route Twill owns that no node needs, and leaves routes it does not own alone", async () => {

@@ -92,12 +92,24 @@ describe("host-gw desired state", () => {
 describe("masquerade ruleset", () => {
   it("masquerades the cluster CIDR's traffic to anything outside it, and carries a content hash", () => {
     const r = masqueradeRuleset(["10.244.0.0/16"]);
-    expect(r).toContain("ip saddr { 10.244.0.0/16 } ip daddr != { 10.244.0.0/16 } masquerade");
+    expect(r).toContain("ip saddr 10.244.0.0/16 ip daddr != 10.244.0.0/16 masquerade");
     expect(r).toMatch(/comment "twill:[0-9a-f]{16}"/);
     expect(masqueradeRuleset(["10.245.0.0/16"])).not.toBe(r);
     expect(r).not.toContain("notrack");
-    // With an overlay, its outer UDP packets skip connection tracking.
-    expect(masqueradeRuleset(["10.244.0.0/16"], [8472])).toMatch(/hook prerouting priority raw;[\s\S]*udp dport \{ 8472 \} notrack/);
+  });
+  it("exempts from conntrack only the tunnel's own packets, not everything on its port (a UDP Service may use 8472)", () => {
+    const r = masqueradeRuleset(["10.244.0.0/16"], [{ address: "192.0.2.1", port: 8472 }]);
+    const chain = (name: string) => new RegExp(`chain ${name} \\{\\n([^}]*)\\n\\t\\}`).exec(r)![1]!.split("\n").map((l) => l.trim());
+    expect(chain("overlay-in")).toEqual(["type filter hook prerouting priority raw; policy accept;", "ip daddr 192.0.2.1 udp dport 8472 notrack"]);
+    // A local process's own datagram (a hostNetwork client of a Service) keeps conntrack; the rest from the underlay address is the tunnel.
+    expect(chain("overlay-out")).toEqual(["type filter hook output priority raw; policy accept;", "ip saddr 192.0.2.1 udp dport 8472 meta skuid >= 0 accept", "ip saddr 192.0.2.1 udp dport 8472 notrack"]);
+    expect(r).not.toMatch(/^\s*udp dport/m);
+    expect(masqueradeRuleset(["10.244.0.0/16"], [{ address: "192.0.2.9", port: 8472 }])).not.toBe(r);
+  });
+  it("one pair of rules per distinct tunnel endpoint; none for an IPv6 underlay (the table is IPv4)", () => {
+    const twice = masqueradeRuleset(["10.244.0.0/16"], [{ address: "192.0.2.1", port: 8472 }, { address: "192.0.2.1", port: 8472 }]);
+    expect(twice).toBe(masqueradeRuleset(["10.244.0.0/16"], [{ address: "192.0.2.1", port: 8472 }]));
+    expect(masqueradeRuleset(["10.244.0.0/16"], [{ address: "2001:db8::1", port: 8472 }])).toBe(masqueradeRuleset(["10.244.0.0/16"]));
   });
 });
 

@@ -23,6 +23,18 @@ export async function startNamespaceRunner<Q, A>(ns: string, veth: [string, stri
     await deleteNetns(ns);
     throw err;
   }
+  const runner = startRunnerIn<Q, A>(ns, script);
+  return {
+    ask: (q) => runner.ask(q),
+    async close() {
+      await runner.close();
+      await deleteNetns(ns);
+    },
+  };
+}
+
+/** The runner script alone, in a namespace the test built itself (closing it leaves the namespace). */
+export function startRunnerIn<Q, A>(ns: string, script: string): NamespaceRunner<Q, A> {
   const proc = spawn("ip", ["netns", "exec", ns, process.execPath, script]);
   const rl = createInterface({ input: proc.stdout });
   const lines = rl[Symbol.asyncIterator]();
@@ -36,7 +48,6 @@ export async function startNamespaceRunner<Q, A>(ns: string, veth: [string, stri
     async close() {
       rl.close();
       proc.kill();
-      await deleteNetns(ns);
     },
   };
 }
