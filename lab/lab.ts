@@ -1,7 +1,6 @@
-import { spawn } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { TwillError } from "../lib/errors.ts";
 import { exec } from "../lib/kernel/exec.ts";
@@ -18,12 +17,13 @@ import { labsWithCgroups, removeLabCgroups } from "./kubelet/cgroups.ts";
 import { removeMountNamespaces } from "./kubelet/mountns.ts";
 import { startKubeletNodes, createKubeletPods } from "./kubelet/lab-nodes.ts";
 import { applyDaemonSet, waitDaemonSetReady } from "./kubelet/daemonset.ts";
+import { controlPlaneBinaries } from "./binaries.ts";
+
+export { controlPlaneBinaries } from "./binaries.ts";
 
 // A whole lab: control plane + N nodes + pods, described by a state file in
 // its directory so that tests in other processes can attach to it and a
 // later run can clean it up if its owner died.
-
-const REPO = resolve(import.meta.dirname, "..");
 
 export type Backend = "vxlan" | "host-gw" | "bgp";
 
@@ -127,23 +127,6 @@ export interface RunningLab {
   close(): Promise<void>;
 }
 
-/** Builds (first run) or finds the control-plane binaries; build progress streams as it happens. */
-export function controlPlaneBinaries(log: (m: string) => void, kubelet = false): Promise<string> {
-  return new Promise((resolvePath, reject) => {
-    const env = { ...process.env, ...(kubelet ? { TWILL_BUILD_KUBELET: "1" } : {}) };
-    const child = spawn("bash", [join(REPO, "scripts/build-controlplane.sh")], { stdio: ["ignore", "pipe", "pipe"], env });
-    let out = "";
-    let err = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
-      err += d;
-      for (const line of d.split("\n").filter(Boolean)) log(line.replace(/^\[lab\] /, ""));
-    });
-    child.on("error", reject);
-    child.on("close", (code) => (code === 0 ? resolvePath(out.trim()) : reject(new Error(`building the control plane failed:\n${err}`))));
-  });
-}
-
 export async function startLab(opts: LabOptions): Promise<RunningLab> {
   const log = opts.log ?? (() => {});
   for (const lab of await staleLabs()) {
@@ -185,9 +168,10 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     saveState(state);
     log(`nodes: ${state.nodes.map((n) => `${n.name} ${n.ip} podCIDR ${n.podCIDR}`).join(", ")}`);
     if (daemon && opts.daemonSet) {
-      await applyDaemonSet(cp.forwarder.port, state.admin, opts.backend);
+      const config = { ...(opts.clusterCIDR ? { clusterCIDR: opts.clusterCIDR } : {}), ...(opts.directRouting ? { "vxlan.directRouting": true } : {}), masquerade: opts.masquerade ?? true, policy: opts.policy ?? true };
+      await applyDaemonSet(cp.forwarder.port, state.admin, opts.backend, { kubectl: join(bin, "kubectl"), dir, config });
       await waitDaemonSetReady(kc, state.nodes);
-      log(`twill DaemonSet (image built by the lab, imported into every containerd) ready on every node`);
+      log(`twill DaemonSet (kubectl apply -k of ${join(dir, "twill-overlay")}; image built by the lab, imported into every containerd) ready on every node`);
     } else if (daemon) {
       await applyManifests(cp.forwarder.port, state.admin);
       const token = await serviceAccountToken(kc);

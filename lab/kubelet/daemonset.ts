@@ -1,38 +1,50 @@
-import { existsSync } from "node:fs";
-import { AppsV1Api, CoreV1Api, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AppsV1Api, CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { TwillError } from "../../lib/errors.ts";
+import { kubectlBinary } from "../binaries.ts";
 import type { LabNode } from "../cluster.ts";
-import { applyObject, manifestObjects } from "../install.ts";
-import type { Credentials } from "../kube.ts";
+import { kubeConfig, type Credentials } from "../kube.ts";
+import { installWithKustomize, type ConfigValue } from "../kustomize.ts";
 import { CONTROL_PLANE_IP } from "../names.ts";
 import { tail } from "../process.ts";
+import { LAB_TWILL_IMAGE } from "./twill-image.ts";
 
-// Twill installed as an operator would, DaemonSet included: manifests/twill.yaml
-// applied whole, with the values an operator sets per cluster: the backend,
-// and the apiserver's address for the daemon (KUBERNETES_SERVICE_HOST/PORT, as
-// CNIs are configured: the lab runs no kube-proxy, so the `kubernetes`
-// Service's ClusterIP leads nowhere — and a CNI must not depend on it).
+// Twill installed as an operator installs it (docs/install.md): an overlay of
+// manifests/ with the values an operator sets per cluster — the image (the
+// lab's own build, under the lab's name: kubelet would try to pull the
+// manifest's and fail, so a broken override shows), the backend and switches
+// in config.yaml, and the apiserver's address for the daemon
+// (KUBERNETES_SERVICE_HOST/PORT: the lab runs no kube-proxy, so the
+// `kubernetes` Service's ClusterIP leads nowhere — and a CNI must not depend
+// on it) — applied with kubectl's kustomize (lab/kustomize.ts).
 
-type Obj = KubernetesObject & { data?: Record<string, string>; spec?: { template?: { spec?: { containers?: { name: string; env?: { name: string; value?: string }[] }[] } } } };
-
-export function labManifest(backend: string): KubernetesObject[] {
-  return manifestObjects().map((o) => {
-    const obj = structuredClone(o) as Obj;
-    if (obj.kind === "ConfigMap" && obj.metadata?.name === "twill-config" && obj.data) {
-      obj.data["config.yaml"] = (obj.data["config.yaml"] ?? "").replace(/^backend:.*$/m, `backend: ${backend}`);
-    }
-    if (obj.kind === "DaemonSet") {
-      for (const c of obj.spec?.template?.spec?.containers ?? []) {
-        if (c.name !== "twill") continue;
-        c.env = [...(c.env ?? []), { name: "KUBERNETES_SERVICE_HOST", value: CONTROL_PLANE_IP }, { name: "KUBERNETES_SERVICE_PORT", value: "6443" }];
-      }
-    }
-    return obj;
-  });
+export interface DaemonSetInstall {
+  /** kubectl with kustomize built in; default the one built with the control plane. */
+  kubectl?: string;
+  /** Where the overlay (`twill-overlay/`) and its kubeconfig go; default a new temp directory. */
+  dir?: string;
+  /** Default the lab-built image's name. */
+  image?: string;
+  /** config.yaml keys over the manifest's (lab/kustomize.ts). */
+  config?: Record<string, ConfigValue>;
 }
 
-export async function applyDaemonSet(port: number, creds: Credentials, backend: string): Promise<void> {
-  for (const obj of labManifest(backend)) await applyObject(port, creds, obj);
+export async function applyDaemonSet(port: number, creds: Credentials, backend: string, install: DaemonSetInstall = {}): Promise<void> {
+  const dir = install.dir ?? mkdtempSync(join(tmpdir(), "twill-install-"));
+  mkdirSync(dir, { recursive: true });
+  const kubeconfig = join(dir, "twill-install.kubeconfig");
+  writeFileSync(kubeconfig, kubeConfig(port, creds).exportConfig(), { mode: 0o600 });
+  await installWithKustomize({
+    kubectl: install.kubectl ?? (await kubectlBinary()),
+    kubeconfig,
+    dir: join(dir, "twill-overlay"),
+    backend,
+    image: install.image ?? LAB_TWILL_IMAGE,
+    apiserver: { host: CONTROL_PLANE_IP, port: 6443 },
+    ...(install.config ? { config: install.config } : {}),
+  });
 }
 
 /** The daemon pod on every node has programmed its node (its node file exists) and the DaemonSet counts it Ready. */

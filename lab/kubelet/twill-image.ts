@@ -1,25 +1,24 @@
 import { execFileSync } from "node:child_process";
 import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, writeFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
-import { TwillError } from "../../lib/errors.ts";
 import { ociArchive, tar, type Entry } from "./images.ts";
 
-// The Twill image the manifest's DaemonSet names (ghcr.io/twill-net/twill),
-// built by the lab from this checkout with no registry and no container
-// engine — the same layout as the Containerfile: the pinned Node 24 at
-// /opt/twill/node/bin/node, the daemon's TypeScript and production
+// The Twill image, built by the lab from this checkout with no registry and
+// no container engine — the same layout as the Containerfile: the pinned Node
+// 24 at /opt/twill/node/bin/node, the daemon's TypeScript and production
 // node_modules under /opt/twill, the CNI executable at /opt/twill/bin/twill,
 // and `ip`, `bridge` and `nft` with the shared libraries they (and node) load, copied
 // from this machine (Debian, like the Containerfile's base).
 
 const REPO = resolve(import.meta.dirname, "../..");
 
-/** The image name in manifests/twill.yaml, so the DaemonSet is applied as written. */
-export function manifestImage(): string {
-  const m = /image:\s*(\S+twill:\S+)/.exec(readFileSync(join(REPO, "manifests/twill.yaml"), "utf8"));
-  if (!m) throw new TwillError("LAB_TWILL_IMAGE", "manifests/twill.yaml names no twill image");
-  return m[1]!;
-}
+/**
+ * The lab's name for its image. Not the manifest's: the lab installs through
+ * an overlay that swaps the image (docs/install.md), and kubelet, finding no
+ * image under the manifest's name, would try to pull one and fail — so a
+ * broken override stops the lab.
+ */
+export const LAB_TWILL_IMAGE = "docker.io/twill-lab/twill:dev";
 
 /** Every file and symlink under `hostDir`, placed at `imageDir` (skipping what `skip` rejects). */
 function tree(hostDir: string, imageDir: string, skip: (rel: string) => boolean = () => false): Entry[] {
@@ -97,7 +96,7 @@ export function twillImageLayer(): Buffer {
 
 /** Writes the Twill image (OCI layout tar) into `dir`; returns its path and name. */
 export function writeTwillImage(dir: string): { path: string; name: string } {
-  const name = manifestImage();
+  const name = LAB_TWILL_IMAGE;
   const path = join(dir, "twill.oci.tar");
   writeFileSync(
     path,

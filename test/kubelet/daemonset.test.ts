@@ -6,11 +6,12 @@ import { pidsIn, startLab, type RunningLab } from "../../lab/lab.ts";
 import { allPairs, probeMatrix } from "../../lab/matrix.ts";
 import { probeTcpMatrix } from "../../lab/tcp-probe.ts";
 import { ctr } from "../../lab/kubelet/containerd.ts";
-import { manifestImage } from "../../lab/kubelet/twill-image.ts";
+import { LAB_TWILL_IMAGE } from "../../lab/kubelet/twill-image.ts";
 
-// Twill installed the way an operator installs it: manifests/twill.yaml's
-// DaemonSet, its pods placed by kube-scheduler and run by each node's kubelet
-// from the Twill image the lab built and imported (no registry). No lab-run
+// Twill installed the way an operator installs it (docs/install.md): an
+// overlay of manifests/ applied with `kubectl apply -k`, the DaemonSet's pods
+// placed by kube-scheduler and run by each node's kubelet from the Twill image
+// the lab built and imported under the overlay's image name (no registry). No lab-run
 // daemon process exists; the init container's `twill install` put the plugin
 // where containerd runs it from.
 
@@ -27,17 +28,21 @@ describe("Twill as the manifest's DaemonSet on real kubelets", () => {
   it("runs one Ready twill pod per node from the lab-built image, and no daemon of the lab's own", async () => {
     const ds = await lab.kc.makeApiClient(AppsV1Api).readNamespacedDaemonSet({ name: "twill", namespace: "twill-system" });
     expect(ds.status?.numberReady).toBe(2);
+    // The overlay's image and apiserver address, not the manifest's.
+    const twill = ds.spec?.template.spec?.containers.find((c) => c.name === "twill");
+    expect(twill?.image).toBe(LAB_TWILL_IMAGE);
+    expect(twill?.env?.map((e) => e.name)).toEqual(expect.arrayContaining(["NODE_NAME", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"]));
     const pods = (await lab.kc.makeApiClient(CoreV1Api).listNamespacedPod({ namespace: "twill-system" })).items;
     expect(pods.map((p) => p.spec?.nodeName).sort()).toEqual(["node1", "node2"]);
     for (const p of pods) {
       expect(p.metadata?.ownerReferences?.[0]?.kind).toBe("DaemonSet");
       expect(p.status?.conditions?.find((c) => c.type === "Ready")?.status).toBe("True");
       const status = p.status?.containerStatuses?.find((c) => c.name === "twill");
-      expect(status?.image).toBe(manifestImage());
+      expect(status?.image).toBe(LAB_TWILL_IMAGE);
       const node = lab.state.nodes.find((n) => n.name === p.spec?.nodeName)!;
       // The image kubelet ran is the one the lab imported into that node's containerd.
       const images = (await ctr(node.kubelet!.containerd, ["images", "ls"])).stdout;
-      expect(images).toContain(manifestImage());
+      expect(images).toContain(LAB_TWILL_IMAGE);
       expect(images).toContain(status?.imageID?.replace(/^.*@/, "") ?? "none");
     }
     for (const n of lab.state.nodes) expect(await pidsIn(n.ns, join(REPO, "daemon/main.ts"))).toEqual([]);
