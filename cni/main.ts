@@ -115,7 +115,7 @@ async function main(): Promise<number> {
     return 0;
   } catch (err) {
     const e = toCniError(err);
-    log?.error({ code: e.code, msg: e.message, details: e.details }, "CNI command failed");
+    log?.error({ code: e.code, error: e.message, details: e.details }, "CNI command failed");
     write(e.toJSON(cniVersion));
     return 1;
   }

@@ -1,4 +1,4 @@
-import { readdirSync, writeFileSync } from "node:fs";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execIn } from "../../lib/kernel/netns.ts";
@@ -163,5 +163,15 @@ describe("bad input", () => {
     } finally {
       await other.stop();
     }
+  });
+
+  it("a failed ADD's log line keeps the error's sentence next to its code (the operator's first clue)", async () => {
+    const pod = await node.pod();
+    const logFile = join(node.dir, "failed-add.log");
+    const conf = twillConf(node, { logFile, nodeFile: join(node.dir, "no-such-node.json") });
+    const r = await runCni(node.ns, { command: "ADD", containerId: "badlog", netns: pod.path, ifname: "eth0", stdin: conf });
+    expectSpecError(r, 11);
+    const line = readFileSync(logFile, "utf8").trim().split("\n").map((l) => JSON.parse(l)).find((e) => e.msg === "CNI command failed");
+    expect(line).toMatchObject({ code: r.json.code, error: r.json.msg });
   });
 });
