@@ -1,15 +1,21 @@
-// npm run bench:pods — pod churn through real kubelets: create and delete
-// BENCH_PODS (200) Pod objects across the lab's kubelet nodes, BENCH_POD_PARALLEL
-// (10) in flight at a time. Pod-ready latency is from the create request to the
-// first Pod status showing Ready with an IP (the apiserver's watch); Twill's
-// share of it is the plugin's own ADD time (processMs in its log line, from
-// its process start to the attached pod), matched to the pod by address.
+// npm run bench:pods — pod churn in the lab's real cluster: kubelet + containerd
+// on every node, Twill as its DaemonSet, kube-scheduler placing the pods.
+// Creates and deletes BENCH_PODS (200) Pod objects, BENCH_POD_PARALLEL (10) in
+// flight at a time, and follows each pod through its timeline (created →
+// scheduled → sandbox → CNI ADD start and end → policy in the kernel → Ready;
+// bench/support/pod-timeline.ts says where each mark comes from). Pod-ready
+// latency is from the create request to the first Pod status showing Ready
+// with an IP (the apiserver's watch); Twill's share of it is the plugin's own
+// ADD time and the daemon's policy stage.
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { CoreV1Api, Watch, type V1Pod } from "@kubernetes/client-node";
-import { startLab } from "../lab/lab.ts";
-import { kubeletPodSpec } from "../lab/kubelet/pods.ts";
-import { updateDocSection, writeResults, type Figure } from "./support/report.ts";
+import { startLab, type LabOptions } from "../lab/lab.ts";
+import { POD_COMMAND } from "../lab/kubelet/pods.ts";
+import { POD_IMAGE } from "../lab/kubelet/images.ts";
+import { startNftMonitor } from "./support/nft-monitor.ts";
+import { cniAdds, MARKS, policyTimes, sandboxTimes, summarise, type Mark, type PodTimeline } from "./support/pod-timeline.ts";
+import { timelineChart, updateDocSection, writeResults, type Figure } from "./support/report.ts";
 import { percentile, round } from "./support/stats.ts";
 
 const PODS = Number(process.env.BENCH_PODS ?? 200);
@@ -17,41 +23,69 @@ const PARALLEL = Number(process.env.BENCH_POD_PARALLEL ?? 10);
 const NODES = Number(process.env.BENCH_POD_NODES ?? 2);
 const NS = "default";
 
-interface AddLine {
-  cmd?: string;
-  ips?: string[];
-  processMs?: number;
-  ipamMs?: number;
-  kernelMs?: number;
+/**
+ * The cluster the pods run in, in one place: real kubelets, Twill installed as
+ * its DaemonSet. The lab's switch for kube-proxy and CoreDNS (the `cluster`
+ * branch, drafted as `addons: { proxyMode }`) goes here when it lands, and
+ * the doc's sentence about what runs follows from `CLUSTER_DESCRIPTION`.
+ */
+const CLUSTER: Pick<LabOptions, "kubelet" | "daemonSet"> = { kubelet: true, daemonSet: true };
+const CLUSTER_DESCRIPTION = "kubelet v1.36.3 + containerd 1.6 + runc on every node, Twill as its DaemonSet (manifests/twill.yaml, policy fail-closed as shipped), kube-scheduler placing the pods";
+
+/** A churn pod as a user writes it: no spec.nodeName, so kube-scheduler places it. */
+function churnPod(name: string): V1Pod {
+  return {
+    metadata: { name, namespace: NS, labels: { app: "churn" } },
+    spec: {
+      automountServiceAccountToken: false,
+      enableServiceLinks: false,
+      terminationGracePeriodSeconds: 5,
+      containers: [{ name: "app", image: POD_IMAGE, imagePullPolicy: "Never", command: POD_COMMAND }],
+    },
+  };
 }
 
-/** The plugin's own ADD lines, by pod address. */
-function addTimes(logs: string[]): Map<string, Required<Pick<AddLine, "processMs" | "ipamMs" | "kernelMs">>> {
-  const out = new Map<string, Required<Pick<AddLine, "processMs" | "ipamMs" | "kernelMs">>>();
-  for (const log of logs) {
-    for (const line of readFileSync(log, "utf8").split("\n")) {
-      if (!line.includes('"cmd":"ADD"')) continue;
-      const e = JSON.parse(line) as AddLine;
-      if (e.processMs !== undefined) for (const ip of e.ips ?? []) out.set(ip, { processMs: e.processMs, ipamMs: e.ipamMs ?? 0, kernelMs: e.kernelMs ?? 0 });
-    }
-  }
-  return out;
+/** What the watch saw of one pod (epoch ms). */
+interface Seen {
+  node?: string;
+  scheduled?: number;
+  ipReported?: number;
+  ready?: number;
+  ip?: string;
 }
+
+/** Stage and mark names in the doc. */
+const STAGE_LABEL: Record<Exclude<Mark, "created">, string> = {
+  scheduled: "scheduling",
+  sandbox: "kubelet → RunPodSandbox",
+  cniStart: "containerd → CNI ADD",
+  cniEnd: "Twill CNI ADD",
+  policy: "→ IP in the status → policy in the kernel",
+  ready: "→ Ready",
+};
 
 async function main(): Promise<void> {
-  const lab = await startLab({ nodes: NODES, podsPerNode: 0, backend: "vxlan", kubelet: true, log: (m) => console.log(`[lab] ${m}`) });
+  const lab = await startLab({ nodes: NODES, podsPerNode: 0, backend: "vxlan", ...CLUSTER, log: (m) => console.log(`[lab] ${m}`) });
   try {
     const core = lab.kc.makeApiClient(CoreV1Api);
-    const ready = new Map<string, { t: number; ip: string }>();
+    const nodes = new Map(lab.state.nodes.map((n) => [n.name, n]));
+    // One monitor per node for the whole create phase, started before the first pod exists.
+    const monitors = new Map(await Promise.all(lab.state.nodes.map(async (n) => [n.name, await startNftMonitor(n.ns)] as const)));
+    const seen = new Map<string, Seen>();
     const waiters = new Map<string, () => void>();
     const gone = new Map<string, () => void>();
     const watch = new Watch(lab.kc);
     const req = await watch.watch(`/api/v1/namespaces/${NS}/pods`, {}, (type: string, pod: V1Pod) => {
+      const t = Date.now();
       const name = pod.metadata?.name ?? "";
       if (type === "DELETED") return gone.get(name)?.();
+      const s = seen.get(name) ?? {};
+      seen.set(name, s);
+      if (pod.spec?.nodeName && s.scheduled === undefined) Object.assign(s, { scheduled: t, node: pod.spec.nodeName });
+      if (pod.status?.podIP && s.ipReported === undefined) s.ipReported = t;
       const ok = pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") && pod.status?.podIP;
-      if (ok && !ready.has(name)) {
-        ready.set(name, { t: performance.now(), ip: pod.status!.podIP! });
+      if (ok && s.ready === undefined) {
+        Object.assign(s, { ready: t, ip: pod.status!.podIP! });
         waiters.get(name)?.();
       }
     }, (err) => {
@@ -64,12 +98,10 @@ async function main(): Promise<void> {
     await Promise.all(
       Array.from({ length: PARALLEL }, async () => {
         while (next < PODS) {
-          const i = next++;
-          const name = `churn-${i}`;
-          const node = lab.state.nodes[i % lab.state.nodes.length]!;
+          const name = `churn-${next++}`;
           const done = new Promise<void>((r) => waiters.set(name, r));
-          created.set(name, performance.now());
-          await core.createNamespacedPod({ namespace: NS, body: kubeletPodSpec(node.name, name) });
+          created.set(name, Date.now());
+          await core.createNamespacedPod({ namespace: NS, body: churnPod(name) });
           await done;
         }
       }),
@@ -77,6 +109,13 @@ async function main(): Promise<void> {
     const createSeconds = (performance.now() - t0) / 1000;
     // The machine is shared: its load at the end of the create phase says how contended these figures are.
     const load = loadavg()[0]!.toFixed(1);
+    // The daemon programs a pod once the apiserver reports its address, which may be after Ready: keep
+    // watching the kernel until every pod's address is in, then stop the monitors.
+    const policyDeadline = Date.now() + 30_000;
+    const missingPolicy = () => [...created.keys()].filter((name) => !policyTimes(monitors.get(seen.get(name)!.node!)!.lines).has(seen.get(name)!.ip!));
+    while (missingPolicy().length > 0 && Date.now() < policyDeadline) await new Promise((r) => setTimeout(r, 200));
+    await Promise.all([...monitors.values()].map((m) => m.stop()));
+
     // Deletion: the same parallelism, each until kubelet confirms the pod gone (its CNI DEL done).
     const names = [...created.keys()];
     let nextDel = 0;
@@ -97,23 +136,53 @@ async function main(): Promise<void> {
     const deleteSeconds = (performance.now() - t1) / 1000;
     req.abort();
 
-    const adds = addTimes(lab.state.nodes.map((n) => n.kubelet!.cniLog));
+    // Each node's logs and monitor, read once.
+    const perNode = new Map(
+      lab.state.nodes.map((n) => [
+        n.name,
+        { sandboxes: sandboxTimes(readFileSync(n.kubelet!.containerdLog, "utf8")), adds: cniAdds(readFileSync(n.kubelet!.cniLog, "utf8")), policy: policyTimes(monitors.get(n.name)!.lines) },
+      ]),
+    );
     const latency: number[] = [];
     const addMs: number[] = [];
     const ipamMs: number[] = [];
     const kernelMs: number[] = [];
     const shares: number[] = [];
-    for (const [name, t] of created) {
-      const r = ready.get(name)!;
-      const ms = r.t - t;
+    const twillShares: number[] = [];
+    const timelines: PodTimeline[] = [];
+    const placed = new Map<string, number>();
+    const noPolicy: string[] = [];
+    // Pods whose first status with an IP was already Ready (one watch event), and pods Ready before their policy.
+    let ipWithReady = 0;
+    let policyAfterReady = 0;
+    for (const [name, createdAt] of created) {
+      const s = seen.get(name)!;
+      const where = perNode.get(s.node!);
+      if (!where || !nodes.has(s.node!)) throw new Error(`${name} ran on ${s.node}, not a lab node`);
+      placed.set(s.node!, (placed.get(s.node!) ?? 0) + 1);
+      const sandbox = where.sandboxes.get(`${NS}/${name}`);
+      if (sandbox?.id === undefined) throw new Error(`no RunPodSandbox … returns sandbox id line for ${name} in ${nodes.get(s.node!)!.kubelet!.containerdLog}`);
+      const add = where.adds.get(sandbox.id);
+      if (add === undefined) throw new Error(`no ADD line for ${name} (sandbox ${sandbox.id}) in ${nodes.get(s.node!)!.kubelet!.cniLog}`);
+      const ms = s.ready! - createdAt;
       latency.push(ms);
-      const add = adds.get(r.ip);
-      if (add === undefined) throw new Error(`no ADD line in the CNI log for ${name} (${r.ip})`);
       addMs.push(add.processMs);
       ipamMs.push(add.ipamMs);
       kernelMs.push(add.kernelMs);
       shares.push(add.processMs / ms);
+      const policy = where.policy.get(s.ip!);
+      if (policy === undefined) {
+        noPolicy.push(name);
+        continue;
+      }
+      const tl: PodTimeline = { created: createdAt, scheduled: s.scheduled!, sandbox: sandbox.start, cniStart: add.start, cniEnd: add.end, policy, ready: s.ready!, sandboxReady: sandbox.ready!, ipReported: s.ipReported! };
+      timelines.push(tl);
+      twillShares.push((add.processMs + Math.max(0, tl.policy - tl.ipReported)) / ms);
+      if (tl.ipReported === tl.ready) ipWithReady++;
+      if (tl.policy > tl.ready) policyAfterReady++;
     }
+    if (timelines.length === 0) throw new Error("no pod's address was seen entering the policy table's ready set (nft monitor saw nothing?)");
+    const sum = summarise(timelines);
     const fig: Record<string, Figure> = {
       readyP50: { value: round(percentile(latency, 50), 0), unit: "ms" },
       readyP99: { value: round(percentile(latency, 99), 0), unit: "ms" },
@@ -128,27 +197,86 @@ async function main(): Promise<void> {
       createPodsPerSecond: { value: round(PODS / createSeconds, 1), unit: "pods/s" },
       deletePodsPerSecond: { value: round(PODS / deleteSeconds, 1), unit: "pods/s" },
     };
-    const path = writeResults("pods", fig, { pods: PODS, parallel: PARALLEL, nodes: NODES, loadAvg1m: Number(load) });
-    const row = (k: string) => `| ${k} | ${fig[k]!.value} ${fig[k]!.unit} |`;
-    updateDocSection(
-      "pods",
-      [
-        "## Pod churn through real kubelets (`npm run bench:pods`)",
-        "",
-        `Measured ${new Date().toISOString().slice(0, 10)} on this machine (2 cores, shared; 1-minute load average ${load} at the end of the create phase): ${PODS} Pod objects bound to ${NODES} lab nodes run by kubelet v1.36.3 + containerd 1.6 + runc, ${PARALLEL} in flight at a time, then deleted the same way. Ready latency: create request → first watch event with Ready and an IP. ADD: the plugin's own \`processMs\` (its process start → pod attached), matched by address; of it, \`ipamMs\` (address claim) and \`kernelMs\` (veth, addresses, routes, neighbours), the rest being the process starting and reading its config.`,
-        "",
-        "| figure | value |",
-        "|---|---|",
-        ...["readyP50", "readyP99", "addP50", "addP99", "addIpamP50", "addKernelP50", "addShareP50", "addShareOfTotal", "deleteP50", "deleteP99", "createPodsPerSecond", "deletePodsPerSecond"].map(row),
-        "",
-        "`addShareP50` is the median over pods of ADD time / that pod's ready latency; `addShareOfTotal` is summed ADD time over summed latency. The rest is kubelet (pod workers, PLEG relist, status sync), containerd and runc (sandbox and container, each a shim + runc create/start) — two kubelets, two containerds, the control plane and the daemons share the 2 cores, which is also why ADD here is slower than in `bench:cni` (same binary, an idle node). Deletion includes the pod's graceful stop, containerd's CNI DEL and kubelet's final status before the API object goes.",
-      ].join("\n"),
-    );
-    console.log(JSON.stringify(fig, null, 2));
+    // The timeline: `until<Mark>` from the previous mark, `at<Mark>` from created.
+    const cap = (m: string) => m[0]!.toUpperCase() + m.slice(1);
+    for (const st of sum.stages) {
+      fig[`until${cap(st.to)}P50`] = { value: round(st.p50, 1), unit: "ms" };
+      fig[`until${cap(st.to)}P99`] = { value: round(st.p99, 1), unit: "ms" };
+    }
+    for (const mk of sum.marks) {
+      fig[`at${cap(mk.mark)}P50`] = { value: round(mk.p50, 1), unit: "ms" };
+      fig[`at${cap(mk.mark)}P99`] = { value: round(mk.p99, 1), unit: "ms" };
+    }
+    fig.daemonPolicyP50 = { value: round(sum.daemonPolicy.p50, 1), unit: "ms" };
+    fig.daemonPolicyP99 = { value: round(sum.daemonPolicy.p99, 1), unit: "ms" };
+    fig.twillShareP50 = { value: round(100 * percentile(twillShares, 50), 1), unit: "%" };
+    fig.ipWithReadyPods = { value: round((100 * ipWithReady) / timelines.length, 1), unit: "%" };
+    fig.policyAfterReadyPods = { value: round((100 * policyAfterReady) / timelines.length, 1), unit: "%" };
+    const meta = { pods: PODS, parallel: PARALLEL, nodes: NODES, loadAvg1m: Number(load), placement: Object.fromEntries(placed), timelinePods: timelines.length, podsWithoutPolicyMark: noPolicy.length };
+    const path = writeResults("pods", fig, meta);
+    updateDocSection("pods", doc(fig, sum, { load, placed, timelinePods: timelines.length, noPolicy }));
+    console.log(JSON.stringify({ ...meta, figures: fig }, null, 2));
     console.log(`results: ${path}, docs/benchmarks.md`);
   } finally {
     await lab.close();
   }
+}
+
+const f = (v: number) => (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(1));
+
+function doc(fig: Record<string, Figure>, sum: ReturnType<typeof summarise>, run: { load: string; placed: Map<string, number>; timelinePods: number; noPolicy: string[] }): string {
+  const row = (k: string) => `| ${k} | ${fig[k]!.value} ${fig[k]!.unit} |`;
+  const at = (m: string) => sum.marks.find((x) => x.mark === m)!;
+  const stageRows = sum.stages.map((st) => `| ${STAGE_LABEL[st.to as Exclude<Mark, "created">]} | ${st.from} → ${st.to} | ${f(st.p50)} | ${f(st.p99)} | ${f(at(st.to).p50)} | ${f(at(st.to).p99)} |`);
+  const extra = [
+    `| (sandbox returned) | created → sandboxReady | | | ${f(at("sandboxReady").p50)} | ${f(at("sandboxReady").p99)} |`,
+    `| (IP in the pod's status) | created → ipReported | | | ${f(at("ipReported").p50)} | ${f(at("ipReported").p99)} |`,
+    `| daemon: IP reported → policy | ipReported → policy | ${f(sum.daemonPolicy.p50)} | ${f(sum.daemonPolicy.p99)} | | |`,
+  ];
+  const spans = (p: "p50" | "p99") =>
+    MARKS.slice(1).map((m, k) => {
+      const from = k === 0 ? 0 : at(MARKS[k]!)[p];
+      const to = at(m)[p];
+      return { label: `${STAGE_LABEL[m as Exclude<Mark, "created">]}${to < from ? " (before the previous mark)" : ""}`, from, to };
+    });
+  const placement = [...run.placed].map(([n, c]) => `${c} on ${n}`).join(", ");
+  return [
+    "## Pod churn in the lab's real cluster (`npm run bench:pods`)",
+    "",
+    `Measured ${new Date().toISOString().slice(0, 10)} on this machine (2 cores, shared; 1-minute load average ${run.load} at the end of the create phase): ${PODS} Pod objects, ${PARALLEL} in flight at a time, in a cluster of ${NODES} lab nodes — ${CLUSTER_DESCRIPTION} (${placement}) — then deleted the same way. Ready latency: create request → first watch event with Ready and an IP. ADD: the plugin's own \`processMs\` (its process start → pod attached), matched to the pod by its sandbox id; of it, \`ipamMs\` (address claim) and \`kernelMs\` (veth, addresses, routes, neighbours), the rest being the process starting and reading its config.`,
+    "",
+    "| figure | value |",
+    "|---|---|",
+    ...["readyP50", "readyP99", "addP50", "addP99", "addIpamP50", "addKernelP50", "addShareP50", "addShareOfTotal", "twillShareP50", "deleteP50", "deleteP99", "createPodsPerSecond", "deletePodsPerSecond"].map(row),
+    "",
+    "`addShareP50` is the median over pods of ADD time / that pod's ready latency; `addShareOfTotal` is summed ADD time over summed latency; `twillShareP50` adds the daemon's own policy time (below) to the ADD. Deletion includes the pod's graceful stop, containerd's CNI DEL and kubelet's final status before the API object goes.",
+    "",
+    `### The timeline of a pod (p50/p99 over ${run.timelinePods} pods)`,
+    "",
+    "Every mark is read on this machine's clock (CLOCK_REALTIME, epoch ms), so marks from different processes line up:",
+    "",
+    "- **created**: just before the create request; **scheduled**: the first watch event with `spec.nodeName` (kube-scheduler's binding); **Ready**: the first watch event with Ready and an IP; *ipReported*: the first with an IP (all stamped as the bench receives them, so a little late).",
+    "- **sandbox**: containerd's `RunPodSandbox for &PodSandboxMetadata{Name:churn-N,…}` line in the node's `containerd.log` (the CRI call from kubelet arrived); its `… returns sandbox id` line is *sandboxReady*.",
+    "- **cniStart / cniEnd**: the plugin's ADD line in the node's CNI log: its `time` is the end, `time − processMs` the start (the plugin's process start).",
+    "- **policy**: the first `add element inet twill-policy ready { <pod IP> }` that `nft monitor new elements`, run in the node's network namespace for the whole create phase, printed (stamped as the line arrives, so late by a pipe and an event loop, never early). With `policyFailClosed` (the manifest's default) an address of the node's pod CIDR passes only once it is in `ready`, which the daemon adds once the pod's NetworkPolicy (none here: every pod is unisolated) is in the kernel — so every new pod gets exactly this one element and the bench needs no NetworkPolicy of its own.",
+    "",
+    "Each stage is the time from the previous mark; *at* is the mark's time from created. p50 and p99 are taken per column, so the stages do not add up to the marks. A mark the bench stamps on arrival (scheduled, ipReported, Ready, policy) is late by its own watch or pipe on the loaded machine, a log line's time is not: scheduled → sandbox comes out negative when kubelet's RunPodSandbox is logged before the binding's watch event reaches the bench.",
+    "",
+    "| stage | from → to | p50 (ms) | p99 (ms) | at, p50 (ms) | at, p99 (ms) |",
+    "|---|---|---|---|---|---|",
+    ...stageRows,
+    ...extra,
+    "",
+    timelineChart(`Pod timeline, marks at p50 and p99 from created (${run.timelinePods} pods)`, [
+      { name: "p50", spans: spans("p50") },
+      { name: "p99", spans: spans("p99") },
+    ]),
+    "",
+    `Reading it: containerd runs the CNI chain inside RunPodSandbox, so cniStart−sandbox is containerd's own work before Twill's plugin starts (the pod's network namespace, the loopback plugin it runs on its own) and sandboxReady comes after cniEnd (the chain's next plugin, portmap, then the pause container: a shim and runc). The daemon learns a pod's address only from the apiserver, so the policy stage holds kubelet's work up to the first status carrying the IP (container created and started, then the status sync) before the daemon's own part, *ipReported → policy* (the watch event, an incremental compile, one nft transaction). That is why policy−cniEnd cannot come out negative here, though nothing in the kernel waits for the ADD to return: the address reaches the daemon through a status that kubelet writes after RunPodSandbox returned. ready−policy does come out negative: for ${fig.ipWithReadyPods!.value} % of the pods the first status with the IP was already Ready (one watch event), so the daemon programs the address after the pod is Ready — ${fig.policyAfterReadyPods!.value} % of the pods were Ready before their address was in \`ready\`, for the daemon's ${f(sum.daemonPolicy.p50)} ms (p50, p99 ${f(sum.daemonPolicy.p99)} ms) during which fail-closed policy still drops their traffic.`,
+    "",
+    "What this compares against: the same run's kubelet, containerd and runc stages are the reference — a pod's start-up is theirs (scheduling, the pod worker, sandbox and container creation, status sync); Twill's share is the ADD stage and the daemon's part of the policy stage. Running the same timeline with Debian's `ptp` + `host-local` as the nodes' CNI would need a second cluster without Twill's DaemonSet and is not done here; `bench:cni` compares the plugin itself with those plugins on an idle node.",
+    ...(run.noPolicy.length ? ["", `${run.noPolicy.length} pods had no \`ready\` element in the monitor's output and are left out of the timeline (not of the ready-latency figures): ${run.noPolicy.slice(0, 10).join(", ")}${run.noPolicy.length > 10 ? ", …" : ""}.`] : []),
+  ].join("\n");
 }
 
 await main();

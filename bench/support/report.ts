@@ -45,3 +45,25 @@ export function barChart(title: string, yLabel: string, bars: { label: string; v
   const max = Math.max(...bars.map((b) => b.value)) * 1.15;
   return ["```mermaid", "xychart-beta", `  title ${JSON.stringify(title)}`, `  x-axis [${labels}]`, `  y-axis ${JSON.stringify(yLabel)} 0 --> ${Math.ceil(max)}`, `  bar [${values}]`, "```"].join("\n");
 }
+
+/**
+ * A timeline GitHub renders (mermaid gantt, milliseconds from 0): one section
+ * per row, one bar per span. A span whose end lies before its start (two
+ * processes racing) is drawn from the earlier to the later time; its label
+ * says which way round it is.
+ */
+export function timelineChart(title: string, sections: { name: string; spans: { label: string; from: number; to: number }[] }[]): string {
+  const max = Math.max(...sections.flatMap((s) => s.spans.map((b) => Math.max(b.from, b.to))));
+  const lines = ["```mermaid", "gantt", `  title ${title}`, "  dateFormat x", `  axisFormat ${max < 60_000 ? "%S.%L s" : "%M:%S"}`, "  todayMarker off"];
+  for (const s of sections) {
+    lines.push(`  section ${s.name}`);
+    for (const b of s.spans) {
+      const lo = Math.round(Math.min(b.from, b.to));
+      // A bar of zero width is not drawn at all.
+      const hi = Math.max(lo + 1, Math.round(Math.max(b.from, b.to)));
+      lines.push(`  ${b.label.replace(/[:#;]/g, " ")} : ${lo}, ${hi}`);
+    }
+  }
+  lines.push("```");
+  return lines.join("\n");
+}
