@@ -95,8 +95,10 @@ describe("the policy table heals whatever is done to it in the kernel", () => {
     await expectHealed(`delete table inet ${TABLE}`, "quick", /table inet twill-policy is missing/);
   });
 
-  it("a deleted base chain is found by the quick check and restored", async () => {
+  it("a deleted chain is found by the quick check and restored", async () => {
     await expectHealed(`flush chain inet ${TABLE} forward; delete chain inet ${TABLE} forward`, "quick", /chain forward is missing/);
+    // A pod's chain can go only with the dispatch element that jumps to it.
+    await expectHealed(`delete element inet ${TABLE} egress { 10.98.1.4 }; flush chain inet ${TABLE} eg-10_98_1_4; delete chain inet ${TABLE} eg-10_98_1_4`, "quick", /chain eg-10_98_1_4 is missing/);
   });
 
   it("a flushed forward chain (fail-open: no anti-spoofing, fail-closed or dispatch) is found by the full check and refilled", async () => {
