@@ -45,9 +45,9 @@ export interface PolicyControllerOptions {
  * A full check (every rule and element, see PolicyTable.verify) waits at
  * least this many times its own last duration after the previous one, so it
  * takes at most ~3% of the wall clock: at the lab's scale (tens of elements,
- * ~30 ms) every resync, at bench:policy's (182,000 elements, 3–4 s on a
+ * ~30 ms) every resync, at bench:policy's (182,000 elements, 3–5 s on a
  * quiet node) about every 2 minutes, later on a loaded node. The quick check
- * (30–40 ms there) runs every resync.
+ * (30–70 ms there) runs every resync.
  */
 const FULL_CHECK_SPACING = 30;
 
