@@ -49,7 +49,7 @@ try {
     return self?.spec?.podCIDRs ?? (self?.spec?.podCIDR ? [self.spec.podCIDR] : []);
   };
   const policy = cfg.policy
-    ? new PolicyController({ nodeName: node.nodeName, watches: watchPolicyInputs(kc, log, () => metrics.watchErrors.inc()), log, metrics, failClosed: cfg.policyFailClosed, podCidrs, ipamDir: node.ipamDir })
+    ? new PolicyController({ nodeName: node.nodeName, watches: watchPolicyInputs(kc, log, () => metrics.watchErrors.inc()), log, metrics, failClosed: cfg.policyFailClosed, podCidrs, ipamDir: node.ipamDir, resyncSeconds: node.resyncSeconds })
     : undefined;
   await startHealthServer(node.healthAddress, node.healthPort, agent, metrics);
   agent.start();
