@@ -7,7 +7,8 @@ import { tail, type LabProcess } from "../process.ts";
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { kubeletFailed } from "./kubelet.ts";
-import { startKubeletNode, type LabImages, type NodeProxy } from "./node.ts";
+import { imageArchives, startKubeletNode, type LabImages, type NodeProxy } from "./node.ts";
+import { seedRoot } from "./image-seed.ts";
 import { waitKubeProxyHealthy } from "../addons/kube-proxy.ts";
 import { attachReadyPod, kubeletPodSpec } from "./pods.ts";
 
@@ -72,7 +73,9 @@ export interface KubeletNodesOptions {
 }
 
 export async function startKubeletNodes(kc: KubeConfig, lab: string, dir: string, count: number, pki: Pki, bin: string, images: LabImages, log: (m: string) => void, o: KubeletNodesOptions = {}): Promise<KubeletNodes> {
-  const started = await Promise.all(Array.from({ length: count }, (_, k) => startKubeletNode(lab, dir, k + 1, pki, bin, images, o.proxy)));
+  let seeding: Promise<string> | undefined;
+  const seed = (netns: string, mountNs: string) => (seeding ??= seedRoot(imageArchives(images), netns, mountNs, log));
+  const started = await Promise.all(Array.from({ length: count }, (_, k) => startKubeletNode(lab, dir, k + 1, pki, bin, seed, images.twill !== undefined, o.proxy)));
   log(`containerd + kubelet${o.proxy ? ` + kube-proxy (${o.proxy.mode})` : ""} started on ${count} nodes; waiting for kubelet to register them`);
   const nodes: LabNode[] = [];
   for (let i = 1; i <= count; i++) {
