@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import type { KubeConfig } from "@kubernetes/client-node";
+import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { TwillError } from "../lib/errors.ts";
 import { exec } from "../lib/kernel/exec.ts";
 import { deleteNetns, listNetns } from "../lib/kernel/netns.ts";
@@ -20,9 +20,9 @@ import { removeMountNamespaces } from "./kubelet/mountns.ts";
 import { startKubeletNodes, createKubeletPods, writeLabImagesAside } from "./kubelet/lab-nodes.ts";
 import { applyDaemonSet, waitDaemonSetReady } from "./kubelet/daemonset.ts";
 import { applyObject } from "./install.ts";
-import type { ProxyMode } from "./addons/kube-proxy.ts";
+import { waitEndpointsProgrammed, type ProxyMode } from "./addons/kube-proxy.ts";
 import { corednsObjects, waitDeploymentAvailable } from "./addons/coredns.ts";
-import { ECHO_NAMESPACE, echoObjects } from "./addons/echo.ts";
+import { ECHO_NAMESPACE, ECHO_TARGET_PORT, echoObjects } from "./addons/echo.ts";
 
 // A whole lab: control plane + N nodes + pods, described by a state file in
 // its directory so that tests in other processes can attach to it and a
@@ -210,7 +210,7 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     if (daemon && opts.daemonSet) {
       await applyDaemonSet(cp.forwarder.port, state.admin, opts.backend);
       await waitDaemonSetReady(kc, state.nodes);
-      log(`twill DaemonSet (image built by the lab, imported into every containerd) ready on every node after ${at()}`);
+      log(`twill DaemonSet (image built by the lab, in every node's containerd) ready on every node after ${at()}`);
     } else if (daemon) {
       await applyManifests(cp.forwarder.port, state.admin);
       const token = await serviceAccountToken(kc);
@@ -231,7 +231,8 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
         for (const obj of [...corednsObjects(), ...echoObjects(opts.nodes)]) await applyObject(cp.forwarder.port, state.admin, obj);
         const [pods] = await Promise.all([createKubeletPods(kc, name, state.nodes, opts.podsPerNode), waitDeploymentAvailable(kc, "kube-system", "coredns"), waitDeploymentAvailable(kc, ECHO_NAMESPACE, "echo")]);
         state.pods.push(...pods);
-        log(`CoreDNS (kube-dns ${DNS_SERVICE_IP}) and the echo Deployment Available, the lab's pods Ready after ${at()}`);
+        await waitEndpointsProgrammed(state.nodes, addons.proxyMode, await addonEndpoints(kc));
+        log(`CoreDNS (kube-dns ${DNS_SERVICE_IP}) and the echo Deployment Available and in every kube-proxy's rules, the lab's pods Ready after ${at()}`);
       } else {
         state.pods.push(...(await createKubeletPods(kc, name, state.nodes, opts.podsPerNode)));
       }
@@ -258,6 +259,13 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     await destroyLab(name);
     throw err;
   }
+}
+
+/** The add-ons' endpoints as kube-proxy's DNAT rules name them: CoreDNS's DNS port, the echo pods' HTTP port. */
+async function addonEndpoints(kc: KubeConfig): Promise<string[]> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const ips = async (namespace: string, labelSelector: string) => (await core.listNamespacedPod({ namespace, labelSelector })).items.map((p) => p.status?.podIP ?? "").filter(Boolean);
+  return [...(await ips("kube-system", "k8s-app=kube-dns")).map((ip) => `${ip}:53`), ...(await ips(ECHO_NAMESPACE, "app=echo")).map((ip) => `${ip}:${ECHO_TARGET_PORT}`)];
 }
 
 async function closeLab(state: LabState, forwarder: Forwarder): Promise<void> {

@@ -99,3 +99,28 @@ export async function waitKubeProxyHealthy(netns: string, n: KubeProxyNode, p: L
   }
   throw new TwillError("LAB_KUBE_PROXY", `kube-proxy on ${n.name} was not healthy within ${timeoutMs / 1000} s (${url}: ${last || "no answer"})`, tail(p.log, 25));
 }
+
+/** kube-proxy's rules on a node, as text: its nftables table, or the iptables-nft nat table. */
+export async function proxyRules(netns: string, mode: ProxyMode): Promise<string> {
+  const argv = mode === "nftables" ? ["nft", "list", "table", "ip", "kube-proxy"] : ["iptables-nft-save", "-t", "nat"];
+  return (await execIn(netns, argv, { allowFailure: true })).stdout;
+}
+
+/**
+ * Waits until every node's kube-proxy has programmed these endpoints (`ip:port`, as its DNAT rules name them in
+ * both modes). A Deployment is Available once its pods are Ready; kube-proxy writes their rules a sync later, so
+ * the lab's first Service probe would otherwise race it.
+ */
+export async function waitEndpointsProgrammed(nodes: { name: string; ns: string }[], mode: ProxyMode, endpoints: string[], timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const n of nodes) {
+    let missing = endpoints;
+    while (missing.length) {
+      const rules = await proxyRules(n.ns, mode);
+      missing = endpoints.filter((e) => !rules.includes(e));
+      if (!missing.length) break;
+      if (Date.now() > deadline) throw new TwillError("LAB_KUBE_PROXY", `kube-proxy on ${n.name} did not program ${missing.join(", ")} within ${timeoutMs / 1000} s`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
