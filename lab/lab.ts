@@ -18,6 +18,7 @@ import { createControlPlaneHost, createNodeHost, createRouterHost, createUnderla
 import { labsWithCgroups, removeLabCgroups } from "./kubelet/cgroups.ts";
 import { removeMountNamespaces } from "./kubelet/mountns.ts";
 import { startKubeletNodes, createKubeletPods, writeLabImagesAside } from "./kubelet/lab-nodes.ts";
+import type { LabImages } from "./kubelet/node.ts";
 import { applyDaemonSet, waitDaemonSetReady } from "./kubelet/daemonset.ts";
 import { applyObject } from "./install.ts";
 import { waitEndpointsProgrammed, type ProxyMode } from "./addons/kube-proxy.ts";
@@ -55,6 +56,8 @@ export interface LabOptions {
    * behind kube-dns, and the lab's `echo` Services (lab/addons, docs/lab.md).
    */
   addons?: { proxyMode: ProxyMode };
+  /** With kubelet: more OCI image archives every node's containerd holds from the start (upstream's test images). */
+  extraImages?: string[];
   log?: (msg: string) => void;
   /** Told the lab's name as soon as it has one, so a signal during start-up can tear it down. */
   onName?: (name: string) => void;
@@ -193,7 +196,7 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     log(`apiserver ready after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const kc = kubeConfig(cp.forwarder.port, state.admin);
     const kubelets = kubeletMode
-      ? await startKubeletNodes(kc, name, dir, opts.nodes, pki, bin, await images!, log, addons ? { proxy: { mode: addons.proxyMode, clusterCIDR: opts.clusterCIDR ?? CLUSTER_CIDR } } : {})
+      ? await startKubeletNodes(kc, name, dir, opts.nodes, pki, bin, withExtra(await images!, opts.extraImages), log, addons ? { proxy: { mode: addons.proxyMode, clusterCIDR: opts.clusterCIDR ?? CLUSTER_CIDR } } : {})
       : undefined;
     if (kubelets) state.nodes.push(...kubelets.nodes);
     for (let i = 1; !kubelets && i <= opts.nodes; i++) {
@@ -260,6 +263,8 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     throw err;
   }
 }
+
+const withExtra = (images: LabImages, extra: string[] = []): LabImages => ({ ...images, extra: [...(images.extra ?? []), ...extra] });
 
 /** The add-ons' endpoints as kube-proxy's DNAT rules name them: CoreDNS's DNS port, the echo pods' HTTP port. */
 async function addonEndpoints(kc: KubeConfig): Promise<string[]> {
