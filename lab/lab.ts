@@ -267,10 +267,10 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
 const withExtra = (images: LabImages, extra: string[] = []): LabImages => ({ ...images, extra: [...(images.extra ?? []), ...extra] });
 
 /** The add-ons' endpoints as kube-proxy's DNAT rules name them: CoreDNS's DNS port, the echo pods' HTTP port. */
-async function addonEndpoints(kc: KubeConfig): Promise<string[]> {
+async function addonEndpoints(kc: KubeConfig): Promise<{ ip: string; port: number }[]> {
   const core = kc.makeApiClient(CoreV1Api);
   const ips = async (namespace: string, labelSelector: string) => (await core.listNamespacedPod({ namespace, labelSelector })).items.map((p) => p.status?.podIP ?? "").filter(Boolean);
-  return [...(await ips("kube-system", "k8s-app=kube-dns")).map((ip) => `${ip}:53`), ...(await ips(ECHO_NAMESPACE, "app=echo")).map((ip) => `${ip}:${ECHO_TARGET_PORT}`)];
+  return [...(await ips("kube-system", "k8s-app=kube-dns")).map((ip) => ({ ip, port: 53 })), ...(await ips(ECHO_NAMESPACE, "app=echo")).map((ip) => ({ ip, port: ECHO_TARGET_PORT }))];
 }
 
 async function closeLab(state: LabState, forwarder: Forwarder): Promise<void> {

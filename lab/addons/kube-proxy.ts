@@ -106,20 +106,22 @@ export async function proxyRules(netns: string, mode: ProxyMode): Promise<string
   return (await execIn(netns, argv, { allowFailure: true })).stdout;
 }
 
+/** An endpoint as kube-proxy's DNAT names it: nftables mode maps to `ip . port` (numgen into a map), iptables to `ip:port`. */
+export const dnatTarget = (mode: ProxyMode, ip: string, port: number) => (mode === "nftables" ? `${ip} . ${port}` : `${ip}:${port}`);
+
 /**
- * Waits until every node's kube-proxy has programmed these endpoints (`ip:port`, as its DNAT rules name them in
- * both modes). A Deployment is Available once its pods are Ready; kube-proxy writes their rules a sync later, so
- * the lab's first Service probe would otherwise race it.
+ * Waits until every node's kube-proxy has programmed these endpoints. A Deployment is Available once its pods
+ * are Ready; kube-proxy writes their rules a sync later, so the lab's first Service probe would otherwise race it.
  */
-export async function waitEndpointsProgrammed(nodes: { name: string; ns: string }[], mode: ProxyMode, endpoints: string[], timeoutMs = 60_000): Promise<void> {
+export async function waitEndpointsProgrammed(nodes: { name: string; ns: string }[], mode: ProxyMode, endpoints: { ip: string; port: number }[], timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
+  const wanted = endpoints.map((e) => dnatTarget(mode, e.ip, e.port));
   for (const n of nodes) {
-    let missing = endpoints;
-    while (missing.length) {
+    for (;;) {
       const rules = await proxyRules(n.ns, mode);
-      missing = endpoints.filter((e) => !rules.includes(e));
+      const missing = wanted.filter((e) => !rules.includes(e));
       if (!missing.length) break;
-      if (Date.now() > deadline) throw new TwillError("LAB_KUBE_PROXY", `kube-proxy on ${n.name} did not program ${missing.join(", ")} within ${timeoutMs / 1000} s`);
+      if (Date.now() > deadline) throw new TwillError("LAB_KUBE_PROXY", `kube-proxy on ${n.name} did not program ${missing.join(", ")} within ${timeoutMs / 1000} s`, rules.slice(0, 3000));
       await new Promise((r) => setTimeout(r, 200));
     }
   }
