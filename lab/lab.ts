@@ -17,7 +17,7 @@ import { createCa } from "./pki.ts";
 import { createControlPlaneHost, createNodeHost, createRouterHost, createUnderlay } from "./topology.ts";
 import { labsWithCgroups, removeLabCgroups } from "./kubelet/cgroups.ts";
 import { removeMountNamespaces } from "./kubelet/mountns.ts";
-import { startKubeletNodes, createKubeletPods, writeLabImagesAside } from "./kubelet/lab-nodes.ts";
+import { createKubeletPods, seedImages, startKubeletNodes, writeLabImagesAside } from "./kubelet/lab-nodes.ts";
 import type { LabImages } from "./kubelet/node.ts";
 import { applyDaemonSet, waitDaemonSetReady } from "./kubelet/daemonset.ts";
 import { applyObject } from "./install.ts";
@@ -181,10 +181,11 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
   saveState(state);
   try {
     const t0 = performance.now();
-    // Written beside the control plane's start-up; imported by every node's containerd.
-    const images = kubeletMode ? writeLabImagesAside(dir, bin, { twill: opts.daemonSet, coredns: !!addons }) : undefined;
-    images?.catch(() => {});
+    // Written and imported into the nodes' seed beside the control plane's start-up.
+    const images = kubeletMode ? writeLabImagesAside(dir, bin, { twill: opts.daemonSet, coredns: !!addons }).then((i) => withExtra(i, opts.extraImages)) : undefined;
     await createUnderlay(name);
+    const seed = images ? seedImages(name, dir, images, log) : undefined;
+    seed?.catch(() => {});
     await createControlPlaneHost(name);
     await createRouterHost(name);
     const pki = await createCa(join(dir, "pki"));
@@ -196,7 +197,7 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     log(`apiserver ready after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const kc = kubeConfig(cp.forwarder.port, state.admin);
     const kubelets = kubeletMode
-      ? await startKubeletNodes(kc, name, dir, opts.nodes, pki, bin, withExtra(await images!, opts.extraImages), log, addons ? { proxy: { mode: addons.proxyMode, clusterCIDR: opts.clusterCIDR ?? CLUSTER_CIDR } } : {})
+      ? await startKubeletNodes(kc, name, dir, opts.nodes, pki, bin, seed!, !!opts.daemonSet, log, addons ? { proxy: { mode: addons.proxyMode, clusterCIDR: opts.clusterCIDR ?? CLUSTER_CIDR } } : {})
       : undefined;
     if (kubelets) state.nodes.push(...kubelets.nodes);
     for (let i = 1; !kubelets && i <= opts.nodes; i++) {

@@ -51,8 +51,20 @@ export function seedKey(archives: string[]): string {
   return createHash("sha256").update(JSON.stringify({ SEED_FORMAT, ids })).digest("hex").slice(0, 16);
 }
 
-/** Drops the oldest seeds beyond KEEP (never `keep`). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Drops the oldest seeds beyond KEEP (never `keep`), and builds whose lab process died. */
 function prune(keep: string): void {
+  for (const d of readdirSync(CACHE).filter((d) => d.startsWith(".build-"))) {
+    if (!alive(Number(d.split("-").pop()))) rmSync(join(CACHE, d), { recursive: true, force: true });
+  }
   const seeds = readdirSync(CACHE)
     .filter((d) => !d.startsWith(".") && d !== keep)
     .map((d) => ({ d, t: statSync(join(CACHE, d)).mtimeMs }))

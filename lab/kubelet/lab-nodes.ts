@@ -1,7 +1,7 @@
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { TwillError } from "../../lib/errors.ts";
 import { labNodeFor, type LabNode, type LabPod } from "../cluster.ts";
-import { nodeName } from "../names.ts";
+import { nodeName, underlayNs } from "../names.ts";
 import type { Pki } from "../pki.ts";
 import { tail, type LabProcess } from "../process.ts";
 import { execFile } from "node:child_process";
@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { kubeletFailed } from "./kubelet.ts";
 import { imageArchives, startKubeletNode, type LabImages, type NodeProxy } from "./node.ts";
 import { seedRoot } from "./image-seed.ts";
+import { createNodeMountNs } from "./mountns.ts";
 import { waitKubeProxyHealthy } from "../addons/kube-proxy.ts";
 import { attachReadyPod, kubeletPodSpec } from "./pods.ts";
 
@@ -72,10 +73,18 @@ export interface KubeletNodesOptions {
   proxy?: NodeProxy;
 }
 
-export async function startKubeletNodes(kc: KubeConfig, lab: string, dir: string, count: number, pki: Pki, bin: string, images: LabImages, log: (m: string) => void, o: KubeletNodesOptions = {}): Promise<KubeletNodes> {
-  let seeding: Promise<string> | undefined;
-  const seed = (netns: string, mountNs: string) => (seeding ??= seedRoot(imageArchives(images), netns, mountNs, log));
-  const started = await Promise.all(Array.from({ length: count }, (_, k) => startKubeletNode(lab, dir, k + 1, pki, bin, seed, images.twill !== undefined, o.proxy)));
+/**
+ * The containerd root every node starts from (image-seed.ts), begun as soon as the archives are written: a seed
+ * containerd of its own (in the underlay namespace, which exists first, and a mount namespace of its own) imports
+ * them while the control plane is still starting.
+ */
+export async function seedImages(lab: string, dir: string, images: Promise<LabImages>, log: (m: string) => void): Promise<string> {
+  const mountNs = await createNodeMountNs(dir, "image-seed", join(dir, "image-seed"));
+  return seedRoot(imageArchives(await images), underlayNs(lab), mountNs, log);
+}
+
+export async function startKubeletNodes(kc: KubeConfig, lab: string, dir: string, count: number, pki: Pki, bin: string, seed: Promise<string>, daemonSet: boolean, log: (m: string) => void, o: KubeletNodesOptions = {}): Promise<KubeletNodes> {
+  const started = await Promise.all(Array.from({ length: count }, (_, k) => startKubeletNode(lab, dir, k + 1, pki, bin, seed, daemonSet, o.proxy)));
   log(`containerd + kubelet${o.proxy ? ` + kube-proxy (${o.proxy.mode})` : ""} started on ${count} nodes; waiting for kubelet to register them`);
   const nodes: LabNode[] = [];
   for (let i = 1; i <= count; i++) {

@@ -103,11 +103,10 @@ export interface LabImages {
 export const imageArchives = (images: LabImages) => [images.pause, images.pod, ...(images.twill ? [images.twill] : []), ...(images.extra ?? [])];
 
 /**
- * `seed(netns, mountNs)` gives the containerd root holding every image (image-seed.ts; the first node to ask
- * lends its namespaces to make it). The node's containerd starts on a copy of it: images are there before
- * kubelet starts, and the DaemonSet's pods are placed the moment the Node registers.
+ * `seed` is the containerd root holding every image (image-seed.ts). The node's containerd starts on a copy of
+ * it: images are there before kubelet starts, and the DaemonSet's pods are placed the moment the Node registers.
  */
-export async function startKubeletNode(lab: string, labDir: string, i: number, pki: Pki, bin: string, seed: (netns: string, mountNs: string) => Promise<string>, daemonSet: boolean, proxy?: NodeProxy): Promise<StartedKubeletNode> {
+export async function startKubeletNode(lab: string, labDir: string, i: number, pki: Pki, bin: string, seed: Promise<string>, daemonSet: boolean, proxy?: NodeProxy): Promise<StartedKubeletNode> {
   const name = nodeName(i);
   const ns = await createNodeHost(lab, i);
   const dir = nodeDir(lab, name);
@@ -137,7 +136,7 @@ export async function startKubeletNode(lab: string, labDir: string, i: number, p
     cniLog = await installCni(dir, cd, nodeFile, ipamDir);
   }
   const containerdLog = join(dir, "containerd.log");
-  await cloneSeed(await seed(ns, mountNs), dir);
+  await cloneSeed(await seed, dir);
   const containerd = await startContainerd(ns, mountNs, cd, containerdLog, name);
   const files = await writeKubeletFiles(pki, { name, ip: nodeIp(i), dir, cgroupRoot, containerdSocket: cd.socket });
   const kubelet = startKubelet(bin, ns, mountNs, { name, ip: nodeIp(i), dir, cgroupRoot, containerdSocket: cd.socket }, files);
