@@ -1,13 +1,14 @@
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { KubeConfig } from "@kubernetes/client-node";
+import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { TwillError } from "../lib/errors.ts";
 import { exec } from "../lib/kernel/exec.ts";
 import { deleteNetns, listNetns } from "../lib/kernel/netns.ts";
 import { createPod, labNodeFor, nodeFiles, registerNode, waitDefaultServiceAccount, waitPodCidr, writeLabNodeFile, type LabNode, type LabPod } from "./cluster.ts";
 import { startDaemon, waitDaemonReady, writeDaemonFiles } from "./daemons.ts";
 import { applyManifests, serviceAccountToken } from "./install.ts";
+import { CLUSTER_CIDR, DNS_SERVICE_IP } from "./names.ts";
 import { startControlPlane } from "./controlplane.ts";
 import { kubeConfig, startForwarder, type Credentials, type Forwarder } from "./kube.ts";
 import { LAB_PREFIX, LAB_ROOT, labDir, newLabName } from "./names.ts";
@@ -15,9 +16,14 @@ import { createCa } from "./pki.ts";
 import { createControlPlaneHost, createNodeHost, createRouterHost, createUnderlay } from "./topology.ts";
 import { labsWithCgroups, removeLabCgroups } from "./kubelet/cgroups.ts";
 import { removeMountNamespaces } from "./kubelet/mountns.ts";
-import { startKubeletNodes, createKubeletPods } from "./kubelet/lab-nodes.ts";
+import { createKubeletPods, seedImages, startKubeletNodes, writeLabImagesAside } from "./kubelet/lab-nodes.ts";
+import type { LabImages } from "./kubelet/node.ts";
 import { applyDaemonSet, waitDaemonSetReady } from "./kubelet/daemonset.ts";
 import { controlPlaneBinaries } from "./binaries.ts";
+import { applyObject } from "./install.ts";
+import { waitEndpointsProgrammed, type ProxyMode } from "./addons/kube-proxy.ts";
+import { corednsObjects, waitDeploymentAvailable } from "./addons/coredns.ts";
+import { ECHO_NAMESPACE, ECHO_TARGET_PORT, echoObjects } from "./addons/echo.ts";
 
 export { controlPlaneBinaries } from "./binaries.ts";
 
@@ -45,6 +51,13 @@ export interface LabOptions {
   daemonSet?: boolean;
   /** Nodes' underlay devices take GSO/GRO packets up to this size (BIG TCP, as an operator sets a capable NIC); default the kernel's 64 KiB. */
   underlayGso?: number;
+  /**
+   * With kubelet: what a real cluster runs besides the CNI — kube-proxy on every node (in this mode), CoreDNS
+   * behind kube-dns, and the lab's `echo` Services (lab/addons, docs/lab.md).
+   */
+  addons?: { proxyMode: ProxyMode };
+  /** With kubelet: more OCI image archives every node's containerd holds from the start (upstream's test images). */
+  extraImages?: string[];
   log?: (msg: string) => void;
   /** Told the lab's name as soon as it has one, so a signal during start-up can tear it down. */
   onName?: (name: string) => void;
@@ -66,6 +79,10 @@ export interface LabState {
   daemonFiles?: { config: string; kubeconfig: string };
   /** LabOptions.underlayGso, for nodes added later. */
   underlayGso?: number;
+  /** The Kubernetes binaries the lab runs (kubectl among them with kubelets). */
+  bin?: string;
+  /** The cluster add-ons that run: kube-proxy's mode, CoreDNS, the echo Services (lab/addons). */
+  addons?: { proxyMode: ProxyMode; coredns: true; echo: true };
   nodes: LabNode[];
   pods: LabPod[];
 }
@@ -124,6 +141,8 @@ export interface RunningLab {
   state: LabState;
   kc: KubeConfig;
   forwarder: Forwarder;
+  /** A kubeconfig file for kubectl, through this process's relay (startLab only). */
+  kubeconfig?: string;
   close(): Promise<void>;
 }
 
@@ -134,17 +153,22 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     await destroyLab(lab);
   }
   const kubeletMode = opts.kubelet || opts.daemonSet;
+  const addons = kubeletMode ? opts.addons : undefined;
   const bin = await controlPlaneBinaries(log, kubeletMode);
   const name = newLabName();
   opts.onName?.(name);
   const dir = labDir(name);
   mkdirSync(join(dir, "pki"), { recursive: true });
   const daemon = opts.daemon ?? true;
-  const state: LabState = { name, ownerPid: process.pid, dir, backend: opts.backend, socket: "", admin: { ca: "" }, daemon, ...(kubeletMode ? { kubelet: true } : {}), ...(opts.daemonSet ? { daemonSet: true } : {}), ...(opts.underlayGso ? { underlayGso: opts.underlayGso } : {}), nodes: [], pods: [] };
+  const state: LabState = { name, ownerPid: process.pid, dir, backend: opts.backend, socket: "", admin: { ca: "" }, daemon, ...(kubeletMode ? { kubelet: true } : {}), ...(opts.daemonSet ? { daemonSet: true } : {}), ...(opts.underlayGso ? { underlayGso: opts.underlayGso } : {}), bin, ...(addons ? { addons: { proxyMode: addons.proxyMode, coredns: true, echo: true } } : {}), nodes: [], pods: [] };
   saveState(state);
   try {
     const t0 = performance.now();
+    // Written and imported into the nodes' seed beside the control plane's start-up.
+    const images = kubeletMode ? writeLabImagesAside(dir, bin, { twill: opts.daemonSet, coredns: !!addons }).then((i) => withExtra(i, opts.extraImages)) : undefined;
     await createUnderlay(name);
+    const seed = images ? seedImages(name, dir, images, log) : undefined;
+    seed?.catch(() => {});
     await createControlPlaneHost(name);
     await createRouterHost(name);
     const pki = await createCa(join(dir, "pki"));
@@ -155,7 +179,9 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     saveState(state);
     log(`apiserver ready after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const kc = kubeConfig(cp.forwarder.port, state.admin);
-    const kubelets = kubeletMode ? await startKubeletNodes(kc, name, dir, opts.nodes, pki, bin, log, opts.daemonSet) : undefined;
+    const kubelets = kubeletMode
+      ? await startKubeletNodes(kc, name, dir, opts.nodes, pki, bin, seed!, !!opts.daemonSet, log, addons ? { proxy: { mode: addons.proxyMode, clusterCIDR: opts.clusterCIDR ?? CLUSTER_CIDR } } : {})
+      : undefined;
     if (kubelets) state.nodes.push(...kubelets.nodes);
     for (let i = 1; !kubelets && i <= opts.nodes; i++) {
       await createNodeHost(name, i, opts.underlayGso);
@@ -166,12 +192,13 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
       state.nodes.push(labNodeFor(name, i, podCIDR, nodeFiles(name, `node${i}`)));
     }
     saveState(state);
-    log(`nodes: ${state.nodes.map((n) => `${n.name} ${n.ip} podCIDR ${n.podCIDR}`).join(", ")}`);
+    const at = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
+    log(`nodes registered after ${at()}: ${state.nodes.map((n) => `${n.name} ${n.ip} podCIDR ${n.podCIDR}`).join(", ")}`);
     if (daemon && opts.daemonSet) {
       const config = { ...(opts.clusterCIDR ? { clusterCIDR: opts.clusterCIDR } : {}), ...(opts.directRouting ? { "vxlan.directRouting": true } : {}), masquerade: opts.masquerade ?? true, policy: opts.policy ?? true };
       await applyDaemonSet(cp.forwarder.port, state.admin, opts.backend, { kubectl: join(bin, "kubectl"), dir, config });
       await waitDaemonSetReady(kc, state.nodes);
-      log(`twill DaemonSet (kubectl apply -k of ${join(dir, "twill-overlay")}; image built by the lab, imported into every containerd) ready on every node`);
+      log(`twill DaemonSet (kubectl apply -k of ${join(dir, "twill-overlay")}; image built by the lab, in every node's containerd) ready on every node after ${at()}`);
     } else if (daemon) {
       await applyManifests(cp.forwarder.port, state.admin);
       const token = await serviceAccountToken(kc);
@@ -186,7 +213,17 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     await waitDefaultServiceAccount(kc);
     if (kubelets) {
       await kubelets.ready();
-      state.pods.push(...(await createKubeletPods(kc, name, state.nodes, opts.podsPerNode)));
+      log(`nodes Ready after ${at()}`);
+      if (addons) {
+        // CoreDNS and the echo Services, and the lab's own pods, side by side.
+        for (const obj of [...corednsObjects(), ...echoObjects(opts.nodes)]) await applyObject(cp.forwarder.port, state.admin, obj);
+        const [pods] = await Promise.all([createKubeletPods(kc, name, state.nodes, opts.podsPerNode), waitDeploymentAvailable(kc, "kube-system", "coredns"), waitDeploymentAvailable(kc, ECHO_NAMESPACE, "echo")]);
+        state.pods.push(...pods);
+        await waitEndpointsProgrammed(state.nodes, addons.proxyMode, await addonEndpoints(kc));
+        log(`CoreDNS (kube-dns ${DNS_SERVICE_IP}) and the echo Deployment Available and in every kube-proxy's rules, the lab's pods Ready after ${at()}`);
+      } else {
+        state.pods.push(...(await createKubeletPods(kc, name, state.nodes, opts.podsPerNode)));
+      }
     }
     for (const node of kubelets ? [] : state.nodes) {
       for (let j = 1; j <= opts.podsPerNode; j++) {
@@ -194,7 +231,8 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
       }
     }
     saveState(state);
-    return { state, kc, forwarder: cp.forwarder, close: () => closeLab(state, cp.forwarder) };
+    const kubeconfig = writeAdminKubeconfig(state, cp.forwarder.port);
+    return { state, kc, forwarder: cp.forwarder, kubeconfig, close: () => closeLab(state, cp.forwarder) };
   } catch (err) {
     // Keep the logs of a lab that failed to come up; everything else goes.
     const kept = join(tmpdir(), `twill-lab-${name}-logs`);
@@ -209,6 +247,15 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     await destroyLab(name);
     throw err;
   }
+}
+
+const withExtra = (images: LabImages, extra: string[] = []): LabImages => ({ ...images, extra: [...(images.extra ?? []), ...extra] });
+
+/** The add-ons' endpoints as kube-proxy's DNAT rules name them: CoreDNS's DNS port, the echo pods' HTTP port. */
+async function addonEndpoints(kc: KubeConfig): Promise<{ ip: string; port: number }[]> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const ips = async (namespace: string, labelSelector: string) => (await core.listNamespacedPod({ namespace, labelSelector })).items.map((p) => p.status?.podIP ?? "").filter(Boolean);
+  return [...(await ips("kube-system", "k8s-app=kube-dns")).map((ip) => ({ ip, port: 53 })), ...(await ips(ECHO_NAMESPACE, "app=echo")).map((ip) => ({ ip, port: ECHO_TARGET_PORT }))];
 }
 
 async function closeLab(state: LabState, forwarder: Forwarder): Promise<void> {

@@ -16,9 +16,9 @@ import { LAB_TWILL_IMAGE } from "./twill-image.ts";
 // lab's own build, under the lab's name: kubelet would try to pull the
 // manifest's and fail, so a broken override shows), the backend and switches
 // in config.yaml, and the apiserver's address for the daemon
-// (KUBERNETES_SERVICE_HOST/PORT: the lab runs no kube-proxy, so the
-// `kubernetes` Service's ClusterIP leads nowhere — and a CNI must not depend
-// on it) — applied with kubectl's kustomize (lab/kustomize.ts).
+// (KUBERNETES_SERVICE_HOST/PORT: the `kubernetes` Service's ClusterIP
+// leads anywhere only through kube-proxy's rules, and the pod network must
+// come up without them) — applied with kubectl's kustomize (lab/kustomize.ts).
 
 export interface DaemonSetInstall {
   /** kubectl with kustomize built in; default the one built with the control plane. */

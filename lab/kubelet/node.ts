@@ -7,9 +7,11 @@ import type { Pki } from "../pki.ts";
 import type { LabProcess } from "../process.ts";
 import { createNodeHost } from "../topology.ts";
 import { createCgroupRoot } from "./cgroups.ts";
-import { importImage, startContainerd, writeContainerdConfig, type ContainerdPaths } from "./containerd.ts";
+import { startContainerd, writeContainerdConfig, type ContainerdPaths } from "./containerd.ts";
+import { cloneSeed } from "./image-seed.ts";
 import { startKubelet, writeKubeletFiles } from "./kubelet.ts";
 import { createNodeMountNs } from "./mountns.ts";
+import { startKubeProxy, writeKubeProxyFiles, type ProxyMode } from "../addons/kube-proxy.ts";
 
 // A lab node run by a real kubelet: the node's namespaces, its cgroup root,
 // Twill's CNI files installed by `twill install`, containerd with the lab's
@@ -27,12 +29,21 @@ export interface KubeletInfo {
   cniLog: string;
   ipamDir: string;
   nodeFile: string;
+  /** With the cluster add-ons: kube-proxy's log (its config and kubeconfig are in kube-proxy/ beside it). */
+  kubeProxyLog?: string;
 }
 
 export interface StartedKubeletNode {
   info: KubeletInfo;
   containerd: LabProcess;
   kubelet: LabProcess;
+  kubeProxy?: LabProcess;
+}
+
+/** kube-proxy beside kubelet (lab/addons/kube-proxy.ts). */
+export interface NodeProxy {
+  mode: ProxyMode;
+  clusterCIDR: string;
 }
 
 /**
@@ -88,13 +99,29 @@ export interface LabImages {
   extra?: string[];
 }
 
-export async function startKubeletNode(lab: string, labDir: string, i: number, pki: Pki, bin: string, images: LabImages): Promise<StartedKubeletNode> {
+/** Every image archive a node's containerd gets. */
+export const imageArchives = (images: LabImages) => [images.pause, images.pod, ...(images.twill ? [images.twill] : []), ...(images.extra ?? [])];
+
+/**
+ * `seed` is the containerd root holding every image (image-seed.ts). The node's containerd starts on a copy of
+ * it: images are there before kubelet starts, and the DaemonSet's pods are placed the moment the Node registers.
+ */
+export async function startKubeletNode(lab: string, labDir: string, i: number, pki: Pki, bin: string, seed: Promise<string>, daemonSet: boolean, proxy?: NodeProxy): Promise<StartedKubeletNode> {
   const name = nodeName(i);
   const ns = await createNodeHost(lab, i);
   const dir = nodeDir(lab, name);
-  const daemonSet = images.twill !== undefined;
   const mountNs = await createNodeMountNs(labDir, name, dir, daemonSet ? DAEMONSET_BINDS : {});
   const cgroupRoot = createCgroupRoot(lab, name);
+  // kube-proxy needs nothing of containerd's or kubelet's: started first, its rules are there by the time pods are.
+  let kubeProxy: LabProcess | undefined;
+  let kubeProxyLog: string | undefined;
+  if (proxy) {
+    const pn = { name, ip: nodeIp(i), dir };
+    const pf = await writeKubeProxyFiles(pki, pn, proxy.mode, proxy.clusterCIDR);
+    kubeProxy = startKubeProxy(bin, ns, mountNs, pn, pf);
+    kubeProxyLog = pf.log;
+  }
+
   const cd = writeContainerdConfig(dir);
   let nodeFile = join(dir, "node.json");
   let ipamDir = join(dir, "ipam");
@@ -109,16 +136,14 @@ export async function startKubeletNode(lab: string, labDir: string, i: number, p
     cniLog = await installCni(dir, cd, nodeFile, ipamDir);
   }
   const containerdLog = join(dir, "containerd.log");
+  await cloneSeed(await seed, dir);
   const containerd = await startContainerd(ns, mountNs, cd, containerdLog, name);
-  await importImage(cd, images.pause, mountNs, ns);
-  await importImage(cd, images.pod, mountNs, ns);
-  if (images.twill) await importImage(cd, images.twill, mountNs, ns);
-  for (const archive of images.extra ?? []) await importImage(cd, archive, mountNs, ns);
   const files = await writeKubeletFiles(pki, { name, ip: nodeIp(i), dir, cgroupRoot, containerdSocket: cd.socket });
   const kubelet = startKubelet(bin, ns, mountNs, { name, ip: nodeIp(i), dir, cgroupRoot, containerdSocket: cd.socket }, files);
   return {
-    info: { mountNs, cgroupRoot, containerd: cd, kubeletLog: files.log, containerdLog, cniLog, ipamDir, nodeFile },
+    info: { mountNs, cgroupRoot, containerd: cd, kubeletLog: files.log, containerdLog, cniLog, ipamDir, nodeFile, ...(kubeProxyLog ? { kubeProxyLog } : {}) },
     containerd,
     kubelet,
+    ...(kubeProxy ? { kubeProxy } : {}),
   };
 }

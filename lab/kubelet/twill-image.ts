@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, writeFileSync } from "node:fs";
-import { join, relative, resolve } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { ociArchive, tar, type Entry } from "./images.ts";
 
 // The Twill image, built by the lab from this checkout with no registry and
@@ -11,6 +11,11 @@ import { ociArchive, tar, type Entry } from "./images.ts";
 // from this machine (Debian, like the Containerfile's base).
 
 const REPO = resolve(import.meta.dirname, "../..");
+/**
+ * The checkout whose node_modules this one uses: a git worktree may link to another's, and npm only reads a
+ * consistent tree where node_modules really is (from the link it reported the whole tree extraneous and failed).
+ */
+const MODULES_ROOT = dirname(realpathSync(join(REPO, "node_modules")));
 
 /**
  * The lab's name for its image. Not the manifest's: the lab installs through
@@ -54,8 +59,8 @@ function libraries(program: string): string[] {
 
 /** Directories the production dependency tree lives in (npm's own view, dev dependencies left out). */
 function productionModules(): string[] {
-  const out = execFileSync("npm", ["ls", "--omit=dev", "--all", "--parseable"], { cwd: REPO, encoding: "utf8" });
-  return out.split("\n").filter((p) => p.startsWith(join(REPO, "node_modules") + "/"));
+  const out = execFileSync("npm", ["ls", "--omit=dev", "--all", "--parseable"], { cwd: MODULES_ROOT, encoding: "utf8" });
+  return out.split("\n").filter((p) => p.startsWith(join(MODULES_ROOT, "node_modules") + "/"));
 }
 
 export function twillImageLayer(): Buffer {
@@ -80,7 +85,7 @@ export function twillImageLayer(): Buffer {
   const modules = productionModules();
   const seen = new Set<string>();
   for (const m of modules) {
-    const rel = relative(join(REPO, "node_modules"), m);
+    const rel = relative(join(MODULES_ROOT, "node_modules"), m);
     // A scope directory (@kubernetes) first, then each package once.
     if (rel.startsWith("@") && !seen.has(rel.split("/")[0]!)) {
       seen.add(rel.split("/")[0]!);
