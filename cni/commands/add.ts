@@ -1,6 +1,7 @@
 import { attach } from "../attach/veth.ts";
 import { POD_GATEWAY_V4, POD_GATEWAY_V6 } from "../config.ts";
 import type { Result } from "../spec.ts";
+import { notifyAdd } from "./notify.ts";
 import { bareIp, ipamFor, podMtu, readNodeFileQuietly, requireNetns, type Invocation } from "./context.ts";
 
 export async function cmdAdd(inv: Invocation): Promise<Result> {
@@ -36,6 +37,8 @@ export async function cmdAdd(inv: Invocation): Promise<Result> {
     { cmd: "ADD", containerId: env.containerId, ips, hostIf: veth.hostIfname, ipamMs: +(t1 - t0).toFixed(2), kernelMs: +(t2 - t1).toFixed(2), processMs: +t2.toFixed(2) },
     "pod attached",
   );
+  // Before ADD returns: kubelet may report the pod Ready right after, and a Ready pod must be able to talk.
+  await notifyAdd(inv, ips);
   const gw = (ip: string) => (ip.includes(":") ? POD_GATEWAY_V6 : POD_GATEWAY_V4);
   return {
     interfaces: [
