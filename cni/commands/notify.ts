@@ -51,24 +51,26 @@ function target(inv: Invocation): { socket: string; pod: NonNullable<ReturnType<
   return socket ? { socket, pod } : undefined;
 }
 
-/** After the pod is attached: waits until the daemon programmed its policy, or the timeout. Never throws. */
-export async function notifyAdd(inv: Invocation, ips: string[]): Promise<void> {
+/**
+ * After the pod is attached: waits until the daemon programmed its policy,
+ * or the timeout. Never throws. Undefined when there was nobody to ask; else
+ * how long it waited and whether the daemon said "programmed" (a warning
+ * with the reason is logged when not).
+ */
+export async function notifyAdd(inv: Invocation, ips: string[]): Promise<{ waitedMs: number; programmed: boolean } | undefined> {
   const t = target(inv);
-  if (!t) return;
+  if (!t) return undefined;
   const t0 = performance.now();
   const r = await exchange(t.socket, { version: 1, op: "add", pod: t.pod, containerId: inv.env.containerId, ifname: inv.env.ifname, ips, waitMs: inv.conf.daemonTimeoutMs }, inv.conf.daemonTimeoutMs).catch(
     (err: unknown): NotifyOutcome => ({ ok: false, code: "NO_DAEMON", message: String(err) }),
   );
   const waitedMs = +(performance.now() - t0).toFixed(2);
-  const pod = `${t.pod.namespace}/${t.pod.name}`;
-  if (r?.ok) {
-    inv.log.info({ cmd: "ADD", containerId: inv.env.containerId, pod, waitedMs }, "the daemon programmed the pod's policy");
-    return;
-  }
+  if (r?.ok) return { waitedMs, programmed: true };
   inv.log.warn(
-    { cmd: "ADD", containerId: inv.env.containerId, pod, waitedMs, code: r?.code ?? "NO_DAEMON", reason: r?.message },
+    { cmd: "ADD", containerId: inv.env.containerId, pod: `${t.pod.namespace}/${t.pod.name}`, waitedMs, code: r?.code ?? "NO_DAEMON", reason: r?.message },
     "the pod's NetworkPolicy may not be in the kernel yet: fail-closed keeps it isolated until the daemon programs it (check the daemon's log and its socket)",
   );
+  return { waitedMs, programmed: false };
 }
 
 /** On DEL: the daemon forgets the addresses ADD told it. Short wait, never throws, quiet on no daemon (DEL also runs on nodes being torn down). */

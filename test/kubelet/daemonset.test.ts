@@ -105,7 +105,7 @@ describe("Twill as the manifest's DaemonSet on real kubelets", () => {
       await ready;
       expect((await Promise.all(probes)).flat()).toEqual([]);
       // The plugin said so too: each ADD returned after the daemon's "programmed".
-      const programmed = lab.state.nodes.flatMap((n) => readFileSync(n.kubelet!.cniLog, "utf8").split("\n").filter((l) => l.includes("the daemon programmed the pod's policy")));
+      const programmed = lab.state.nodes.flatMap((n) => readFileSync(n.kubelet!.cniLog, "utf8").split("\n").filter((l) => l.includes('"policyProgrammed":true')));
       for (const name of names) expect(programmed.some((l) => l.includes(`"pod":"default/${name}"`)), name).toBe(true);
     } finally {
       req.abort();

@@ -103,7 +103,7 @@ describe("CNI ADD waits for the daemon to program the pod's policy", () => {
       const { ip } = await add(name, uid);
       expect(await ready()).toContain(ip);
     }
-    expect(logged(/the daemon programmed the pod's policy/)).toHaveLength(2);
+    expect(logged(/"policyProgrammed":true/)).toHaveLength(2);
     // The pod's own policy elements came with it: web's rule admits api's (notice-learned) address.
     const table = (await execIn(node.ns, ["nft", "list", "table", "inet", TABLE])).stdout;
     expect(table).toMatch(/10\.96\.7\.\d+/);
