@@ -21,7 +21,10 @@ import type { PolicyWatches } from "./watches.ts";
 // it is in the `ready` set, i.e. once the pod's policies are in the kernel. A
 // pod the CNI plugin has just attached talks to nobody until then; the time
 // from its CNI ADD (the IPAM allocation record's mtime) to that moment is the
-// twill_policy_ready_seconds histogram.
+// twill_policy_ready_seconds histogram. The CNI plugin tells the daemon a
+// new pod's addresses during ADD and waits for the apply that holds them
+// (notices.ts), so kubelet cannot report the pod Ready while it is still
+// dropped; the status, written later, wins.
 //
 // Twill owns the table, so what the kernel holds is checked every resync
 // period against what was last programmed (PolicyTable.verify): a deleted
