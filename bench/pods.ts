@@ -60,7 +60,7 @@ const STAGE_LABEL: Record<Exclude<Mark, "created">, string> = {
   sandbox: "kubelet → RunPodSandbox",
   cniStart: "containerd → CNI ADD",
   cniEnd: "Twill CNI ADD",
-  policy: "→ IP in the status → policy in the kernel",
+  policy: "→ policy in the kernel (during ADD)",
   ready: "→ Ready",
 };
 
@@ -284,6 +284,7 @@ function doc(fig: Record<string, Figure>, sum: ReturnType<typeof summarise>, run
     ]),
     "",
     `Reading it: containerd runs the CNI chain inside RunPodSandbox, so cniStart−sandbox is containerd's own work before Twill's plugin starts (the pod's network namespace, the loopback plugin it runs on its own) and sandboxReady comes after cniEnd (the chain's next plugin, portmap, then the pause container: a shim and runc). The plugin tells the node daemon the pod's addresses over its socket once the pod is attached and returns only after the daemon answered that the pod's policy and its \`ready\` element are in the kernel (\`daemonMs\`, p50 ${fig.addDaemonP50!.value} ms, p99 ${fig.addDaemonP99!.value} ms), so cniEnd → policy comes out negative: ${fig.policyAfterCniEndPods!.value} % of the pods had their address enter \`ready\` after their ADD returned (the largest policy − cniEnd: ${fig.policyMinusCniEndMax!.value} ms, with the monitor's stamp late by its pipe), and ${fig.policyAfterReadyPods!.value} % were Ready before it. *ipReported → policy* is negative for the same reason: kubelet writes the pod's IP to its status only after its containers started (for ${fig.ipWithReadyPods!.value} % of the pods in the same status update as Ready), long after the daemon programmed the address it heard from the plugin.`,
+    "",
     "What this compares against: the same run's kubelet, containerd and runc stages are the reference — a pod's start-up is theirs (scheduling, the pod worker, sandbox and container creation, status sync); Twill's share is the ADD stage and the daemon's part of the policy stage. Running the same timeline with Debian's `ptp` + `host-local` as the nodes' CNI would need a second cluster without Twill's DaemonSet and is not done here; `bench:cni` compares the plugin itself with those plugins on an idle node.",
     ...(run.noPolicy.length ? ["", `${run.noPolicy.length} pods had no \`ready\` element in the monitor's output and are left out of the timeline (not of the ready-latency figures): ${run.noPolicy.slice(0, 10).join(", ")}${run.noPolicy.length > 10 ? ", …" : ""}.`] : []),
   ].join("\n");

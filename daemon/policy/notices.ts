@@ -32,7 +32,13 @@ interface Waiter {
 }
 
 const ipsOf = (p: V1Pod): string[] => (p.status?.podIPs?.length ? p.status.podIPs.map((x) => x.ip) : p.status?.podIP ? [p.status.podIP] : []);
-const canonical = (ip: string): string => parseIp(ip).value.toString() + (ip.includes(":") ? "/6" : "/4");
+const canonical = (ip: string): string => {
+  try {
+    return parseIp(ip).value.toString() + (ip.includes(":") ? "/6" : "/4");
+  } catch {
+    return ip;
+  }
+};
 const sameIps = (a: string[], b: string[]): boolean => a.length === b.length && a.map(canonical).sort().join() === b.map(canonical).sort().join();
 
 export class PodNotices {
@@ -167,8 +173,12 @@ export class PodNotices {
 
   /** After an apply: every accepted notice whose addresses are all in `programmed` (this node's `ready` addresses) is answered. */
   programmed(programmed: Set<string>): void {
-    for (const w of this.waiters.filter((x) => x.accepted)) {
-      if (w.notice.ips.every((ip) => programmed.has(ip))) this.settle(w, { ok: true, programmed: true, ms: +(performance.now() - w.t0).toFixed(1) });
+    const accepted = this.waiters.filter((x) => x.accepted);
+    if (accepted.length === 0) return;
+    // Canonical: the status may spell an IPv6 address differently from the notice.
+    const have = new Set([...programmed].map(canonical));
+    for (const w of accepted) {
+      if (w.notice.ips.every((ip) => have.has(canonical(ip)))) this.settle(w, { ok: true, programmed: true, ms: +(performance.now() - w.t0).toFixed(1) });
     }
   }
 
