@@ -60,7 +60,7 @@ const STAGE_LABEL: Record<Exclude<Mark, "created">, string> = {
   sandbox: "kubelet → RunPodSandbox",
   cniStart: "containerd → CNI ADD",
   cniEnd: "Twill CNI ADD",
-  policy: "→ IP in the status → policy in the kernel",
+  policy: "→ policy in the kernel (during ADD)",
   ready: "→ Ready",
 };
 
@@ -147,6 +147,7 @@ async function main(): Promise<void> {
     const addMs: number[] = [];
     const ipamMs: number[] = [];
     const kernelMs: number[] = [];
+    const daemonMs: number[] = [];
     const shares: number[] = [];
     const twillShares: number[] = [];
     const timelines: PodTimeline[] = [];
@@ -155,6 +156,9 @@ async function main(): Promise<void> {
     // Pods whose first status with an IP was already Ready (one watch event), and pods Ready before their policy.
     let ipWithReady = 0;
     let policyAfterReady = 0;
+    // The handshake's promise: the address is in `ready` before the ADD returned (policy ≤ cniEnd).
+    let policyAfterCniEnd = 0;
+    let policyMinusCniEndMax = Number.NEGATIVE_INFINITY;
     for (const [name, createdAt] of created) {
       const s = seen.get(name)!;
       const where = perNode.get(s.node!);
@@ -169,6 +173,7 @@ async function main(): Promise<void> {
       addMs.push(add.processMs);
       ipamMs.push(add.ipamMs);
       kernelMs.push(add.kernelMs);
+      daemonMs.push(add.daemonMs);
       shares.push(add.processMs / ms);
       const policy = where.policy.get(s.ip!);
       if (policy === undefined) {
@@ -180,6 +185,8 @@ async function main(): Promise<void> {
       twillShares.push((add.processMs + Math.max(0, tl.policy - tl.ipReported)) / ms);
       if (tl.ipReported === tl.ready) ipWithReady++;
       if (tl.policy > tl.ready) policyAfterReady++;
+      if (tl.policy > tl.cniEnd) policyAfterCniEnd++;
+      policyMinusCniEndMax = Math.max(policyMinusCniEndMax, tl.policy - tl.cniEnd);
     }
     if (timelines.length === 0) throw new Error("no pod's address was seen entering the policy table's ready set (nft monitor saw nothing?)");
     const sum = summarise(timelines);
@@ -190,6 +197,8 @@ async function main(): Promise<void> {
       addP99: { value: round(percentile(addMs, 99), 1), unit: "ms" },
       addIpamP50: { value: round(percentile(ipamMs, 50), 1), unit: "ms" },
       addKernelP50: { value: round(percentile(kernelMs, 50), 1), unit: "ms" },
+      addDaemonP50: { value: round(percentile(daemonMs, 50), 1), unit: "ms" },
+      addDaemonP99: { value: round(percentile(daemonMs, 99), 1), unit: "ms" },
       addShareP50: { value: round(100 * percentile(shares, 50), 1), unit: "%" },
       addShareOfTotal: { value: round((100 * addMs.reduce((a, b) => a + b, 0)) / latency.reduce((a, b) => a + b, 0), 1), unit: "%" },
       deleteP50: { value: round(percentile(deleteMs, 50), 0), unit: "ms" },
@@ -212,6 +221,8 @@ async function main(): Promise<void> {
     fig.twillShareP50 = { value: round(100 * percentile(twillShares, 50), 1), unit: "%" };
     fig.ipWithReadyPods = { value: round((100 * ipWithReady) / timelines.length, 1), unit: "%" };
     fig.policyAfterReadyPods = { value: round((100 * policyAfterReady) / timelines.length, 1), unit: "%" };
+    fig.policyAfterCniEndPods = { value: round((100 * policyAfterCniEnd) / timelines.length, 1), unit: "%" };
+    fig.policyMinusCniEndMax = { value: round(policyMinusCniEndMax, 1), unit: "ms" };
     const meta = { pods: PODS, parallel: PARALLEL, nodes: NODES, loadAvg1m: Number(load), placement: Object.fromEntries(placed), timelinePods: timelines.length, podsWithoutPolicyMark: noPolicy.length };
     const path = writeResults("pods", fig, meta);
     updateDocSection("pods", doc(fig, sum, { load, placed, timelinePods: timelines.length, noPolicy }));
@@ -231,7 +242,7 @@ function doc(fig: Record<string, Figure>, sum: ReturnType<typeof summarise>, run
   const extra = [
     `| (sandbox returned) | created → sandboxReady | | | ${f(at("sandboxReady").p50)} | ${f(at("sandboxReady").p99)} |`,
     `| (IP in the pod's status) | created → ipReported | | | ${f(at("ipReported").p50)} | ${f(at("ipReported").p99)} |`,
-    `| daemon: IP reported → policy | ipReported → policy | ${f(sum.daemonPolicy.p50)} | ${f(sum.daemonPolicy.p99)} | | |`,
+    `| daemon: IP reported → policy (negative: programmed from the plugin's notice first) | ipReported → policy | ${f(sum.daemonPolicy.p50)} | ${f(sum.daemonPolicy.p99)} | | |`,
   ];
   const spans = (p: "p50" | "p99") =>
     MARKS.slice(1).map((m, k) => {
@@ -243,13 +254,13 @@ function doc(fig: Record<string, Figure>, sum: ReturnType<typeof summarise>, run
   return [
     "## Pod churn in the lab's real cluster (`npm run bench:pods`)",
     "",
-    `Measured ${new Date().toISOString().slice(0, 10)} on this machine (2 cores, shared; 1-minute load average ${run.load} at the end of the create phase): ${PODS} Pod objects, ${PARALLEL} in flight at a time, in a cluster of ${NODES} lab nodes — ${CLUSTER_DESCRIPTION} (${placement}) — then deleted the same way. Ready latency: create request → first watch event with Ready and an IP. ADD: the plugin's own \`processMs\` (its process start → pod attached), matched to the pod by its sandbox id; of it, \`ipamMs\` (address claim) and \`kernelMs\` (veth, addresses, routes, neighbours), the rest being the process starting and reading its config.`,
+    `Measured ${new Date().toISOString().slice(0, 10)} on this machine (2 cores, shared; 1-minute load average ${run.load} at the end of the create phase): ${PODS} Pod objects, ${PARALLEL} in flight at a time, in a cluster of ${NODES} lab nodes — ${CLUSTER_DESCRIPTION} (${placement}) — then deleted the same way. Ready latency: create request → first watch event with Ready and an IP. ADD: the plugin's own \`processMs\` (its process start → its result going back), matched to the pod by its sandbox id; of it, \`ipamMs\` (address claim), \`kernelMs\` (veth, addresses, routes, neighbours) and \`daemonMs\` (the wait for the daemon to say the pod's policy is in the kernel: docs/cni.md), the rest being the process starting and reading its config.`,
     "",
     "| figure | value |",
     "|---|---|",
-    ...["readyP50", "readyP99", "addP50", "addP99", "addIpamP50", "addKernelP50", "addShareP50", "addShareOfTotal", "twillShareP50", "deleteP50", "deleteP99", "createPodsPerSecond", "deletePodsPerSecond"].map(row),
+    ...["readyP50", "readyP99", "addP50", "addP99", "addIpamP50", "addKernelP50", "addDaemonP50", "addDaemonP99", "addShareP50", "addShareOfTotal", "twillShareP50", "deleteP50", "deleteP99", "createPodsPerSecond", "deletePodsPerSecond"].map(row),
     "",
-    "`addShareP50` is the median over pods of ADD time / that pod's ready latency; `addShareOfTotal` is summed ADD time over summed latency; `twillShareP50` adds the daemon's own policy time (below) to the ADD. Deletion includes the pod's graceful stop, containerd's CNI DEL and kubelet's final status before the API object goes.",
+    "`addShareP50` is the median over pods of ADD time / that pod's ready latency; `addShareOfTotal` is summed ADD time over summed latency; `twillShareP50` adds the daemon's policy time after the status (below, none when the ADD already waited for it) to the ADD. Deletion includes the pod's graceful stop, containerd's CNI DEL and kubelet's final status before the API object goes.",
     "",
     `### The timeline of a pod (p50/p99 over ${run.timelinePods} pods)`,
     "",
@@ -272,7 +283,7 @@ function doc(fig: Record<string, Figure>, sum: ReturnType<typeof summarise>, run
       { name: "p99", spans: spans("p99") },
     ]),
     "",
-    `Reading it: containerd runs the CNI chain inside RunPodSandbox, so cniStart−sandbox is containerd's own work before Twill's plugin starts (the pod's network namespace, the loopback plugin it runs on its own) and sandboxReady comes after cniEnd (the chain's next plugin, portmap, then the pause container: a shim and runc). The daemon learns a pod's address only from the apiserver, so the policy stage holds kubelet's work up to the first status carrying the IP (container created and started, then the status sync) before the daemon's own part, *ipReported → policy* (the watch event, an incremental compile, one nft transaction). That is why policy−cniEnd cannot come out negative here, though nothing in the kernel waits for the ADD to return: the address reaches the daemon through a status that kubelet writes after RunPodSandbox returned. ready−policy does come out negative: for ${fig.ipWithReadyPods!.value} % of the pods the first status with the IP was already Ready (one watch event), so the daemon programs the address after the pod is Ready — ${fig.policyAfterReadyPods!.value} % of the pods were Ready before their address was in \`ready\`, for the daemon's ${f(sum.daemonPolicy.p50)} ms (p50, p99 ${f(sum.daemonPolicy.p99)} ms) during which fail-closed policy still drops their traffic.`,
+    `Reading it: containerd runs the CNI chain inside RunPodSandbox, so cniStart−sandbox is containerd's own work before Twill's plugin starts (the pod's network namespace, the loopback plugin it runs on its own) and sandboxReady comes after cniEnd (the chain's next plugin, portmap, then the pause container: a shim and runc). The plugin tells the node daemon the pod's addresses over its socket once the pod is attached and returns only after the daemon answered that the pod's policy and its \`ready\` element are in the kernel (\`daemonMs\`, p50 ${fig.addDaemonP50!.value} ms, p99 ${fig.addDaemonP99!.value} ms), so cniEnd → policy comes out negative: ${fig.policyAfterCniEndPods!.value} % of the pods had their address enter \`ready\` after their ADD returned (the largest policy − cniEnd: ${fig.policyMinusCniEndMax!.value} ms, with the monitor's stamp late by its pipe), and ${fig.policyAfterReadyPods!.value} % were Ready before it. *ipReported → policy* is negative for the same reason: kubelet writes the pod's IP to its status only after its containers started (for ${fig.ipWithReadyPods!.value} % of the pods in the same status update as Ready), long after the daemon programmed the address it heard from the plugin.`,
     "",
     "What this compares against: the same run's kubelet, containerd and runc stages are the reference — a pod's start-up is theirs (scheduling, the pod worker, sandbox and container creation, status sync); Twill's share is the ADD stage and the daemon's part of the policy stage. Running the same timeline with Debian's `ptp` + `host-local` as the nodes' CNI would need a second cluster without Twill's DaemonSet and is not done here; `bench:cni` compares the plugin itself with those plugins on an idle node.",
     ...(run.noPolicy.length ? ["", `${run.noPolicy.length} pods had no \`ready\` element in the monitor's output and are left out of the timeline (not of the ready-latency figures): ${run.noPolicy.slice(0, 10).join(", ")}${run.noPolicy.length > 10 ? ", …" : ""}.`] : []),

@@ -47,3 +47,29 @@ export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
   const path = (env.CNI_PATH ?? "").split(":").filter(Boolean);
   return { command, containerId, netns, ifname, args: env.CNI_ARGS ?? "", path };
 }
+
+/** The pod a runtime's CNI_ARGS name (containerd and CRI-O pass these; the spec leaves CNI_ARGS to conventions). */
+export interface PodIdentity {
+  namespace: string;
+  name: string;
+  uid: string;
+}
+
+/**
+ * CNI_ARGS is "K1=V1;K2=V2" (spec §"Parameters", conventions doc). Keys other
+ * than the three K8S_POD_* ones are ignored, as is IgnoreUnknown: Twill reads
+ * no argument it could reject. Undefined when the pod is not fully named (a
+ * runtime other than Kubernetes', or a hand-run ADD): no handshake then.
+ */
+export function podIdentity(args: string): PodIdentity | undefined {
+  const kv = new Map<string, string>();
+  for (const pair of args.split(";")) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) continue;
+    kv.set(pair.slice(0, eq).trim(), pair.slice(eq + 1).trim());
+  }
+  const namespace = kv.get("K8S_POD_NAMESPACE");
+  const name = kv.get("K8S_POD_NAME");
+  const uid = kv.get("K8S_POD_UID");
+  return namespace && name && uid ? { namespace, name, uid } : undefined;
+}

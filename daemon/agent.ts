@@ -57,6 +57,8 @@ export interface AgentDeps {
   watch: NodeWatch;
   log: Logger;
   metrics: Metrics;
+  /** The pod notice socket (relative to the node file), advertised in the node file when served. */
+  daemonSocket?: string;
 }
 
 export class Agent {
@@ -171,7 +173,7 @@ export class Agent {
     metrics.programmed.set({ kind: "neighbours" }, desired.neighbours.length);
     metrics.programmed.set({ kind: "fdb" }, desired.fdb.length);
     const gso = cfg.bigTcp ? podGsoSizes(local.underlay.limits, backend.overhead > 0) : undefined;
-    this.writeNodeFile({ version: 1, nodeName: self.name, podCIDRs: self.podCIDRs, mtu: podMtu, clusterCIDRs: [cfg.clusterCIDR], ...(gso ? { gso } : {}) });
+    this.writeNodeFile({ version: 1, nodeName: self.name, podCIDRs: self.podCIDRs, mtu: podMtu, clusterCIDRs: [cfg.clusterCIDR], ...(gso ? { gso } : {}), ...(this.d.daemonSocket ? { daemonSocket: this.d.daemonSocket } : {}) });
     const seconds = (performance.now() - t0) / 1000;
     metrics.reconcileDuration.observe(seconds);
     metrics.lastSync.set(Date.now() / 1000);

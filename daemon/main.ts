@@ -2,9 +2,11 @@
 //   node daemon/main.ts --config /etc/twill/config.yaml [--node-name N] [--kubeconfig F] [--node-file F]
 //     [--twill-binary /opt/twill/bin/twill]
 import { KubeConfig } from "@kubernetes/client-node";
+import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { TwillError } from "../lib/errors.ts";
 import { createLogger } from "../lib/log.ts";
+import { DAEMON_SOCKET_NAME } from "../lib/node-file.ts";
 import { Agent } from "./agent.ts";
 import { backendFactory } from "./backends/registry.ts";
 import { watchNodes } from "./cluster/watch.ts";
@@ -12,6 +14,7 @@ import { loadConfig, nodeSettings } from "./config.ts";
 import { createMetrics } from "./health/metrics.ts";
 import { startHealthServer } from "./health/server.ts";
 import { PolicyController } from "./policy/controller.ts";
+import { startNoticeServer } from "./policy/notice-server.ts";
 import { watchPolicyInputs } from "./policy/watches.ts";
 
 const { values } = parseArgs({
@@ -42,7 +45,6 @@ try {
   const metrics = createMetrics();
   const backend = makeBackend({ kc, log, onWatchError: () => metrics.watchErrors.inc(), twillBinary: node.twillBinary });
   const watch = watchNodes(kc, log, () => metrics.watchErrors.inc());
-  const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics });
   // NetworkPolicy, when enabled in the ConfigMap.
   const podCidrs = () => {
     const self = watch.list().find((n) => n.metadata?.name === node.nodeName);
@@ -51,6 +53,10 @@ try {
   const policy = cfg.policy
     ? new PolicyController({ nodeName: node.nodeName, watches: watchPolicyInputs(kc, log, () => metrics.watchErrors.inc()), log, metrics, failClosed: cfg.policyFailClosed, podCidrs, ipamDir: node.ipamDir, resyncSeconds: node.resyncSeconds })
     : undefined;
+  // The CNI plugin's pod notices (policy/notices.ts), beside the node file that names the socket; before the
+  // agent writes that file, so the plugin never finds a socket named that nobody serves.
+  const notices = policy ? await startNoticeServer(join(dirname(node.nodeFile), DAEMON_SOCKET_NAME), (n) => policy.notice(n), log) : undefined;
+  const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics, ...(notices ? { daemonSocket: DAEMON_SOCKET_NAME } : {}) });
   await startHealthServer(node.healthAddress, node.healthPort, agent, metrics);
   agent.start();
   policy?.start();
@@ -58,6 +64,7 @@ try {
   const shutdown = () => {
     // Leave the dataplane as it is: pods keep working while the daemon is away.
     agent.stop();
+    notices?.close();
     policy?.stop();
     log.info({}, "twill daemon stopped; dataplane left in place");
     process.exit(0);

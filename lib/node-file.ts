@@ -1,5 +1,5 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
-import { dirname } from "node:path";
+import { dirname, isAbsolute, join } from "node:path";
 import { TwillError } from "./errors.ts";
 import { GSO_MAX_SIZE, type GsoSizes } from "./netlink/rtnl.ts";
 
@@ -25,6 +25,22 @@ export interface NodeFile {
    * node's end), taken from the underlay device. Absent: the kernel's 64 KiB.
    */
   gso?: { pod: GsoSizes; host: GsoSizes };
+  /**
+   * The daemon's unix socket for the plugin's pod notices (lib/pod-notice.ts),
+   * relative to this file's directory (the daemon's container and the host
+   * mount that directory at different paths). Absent: no handshake (policy is
+   * off, or an older daemon).
+   */
+  daemonSocket?: string;
+}
+
+/** The socket's file name beside the node file. */
+export const DAEMON_SOCKET_NAME = "daemon.sock";
+
+/** Where the daemon's socket is, as seen by whoever reads the node file at `nodeFilePath`. */
+export function daemonSocketPath(file: NodeFile, nodeFilePath: string): string | undefined {
+  if (!file.daemonSocket) return undefined;
+  return isAbsolute(file.daemonSocket) ? file.daemonSocket : join(dirname(nodeFilePath), file.daemonSocket);
 }
 
 const sizes = (v: unknown): v is GsoSizes => {
@@ -46,6 +62,9 @@ export function parseNodeFile(text: string, path: string): NodeFile {
   }
   if (o.gso !== undefined && !(sizes(o.gso.pod) && sizes(o.gso.host))) {
     throw new TwillError("NODE_FILE_INVALID", `node file ${path}: gso needs pod and host sizes (ipv4, ipv6) between 1 and ${GSO_MAX_SIZE}; the daemon rewrites it on start`);
+  }
+  if (o.daemonSocket !== undefined && (typeof o.daemonSocket !== "string" || o.daemonSocket === "")) {
+    throw new TwillError("NODE_FILE_INVALID", `node file ${path}: daemonSocket must be a non-empty path; the daemon rewrites it on start`);
   }
   return o as NodeFile;
 }

@@ -63,9 +63,11 @@ export function sandboxTimes(log: string): Map<string, SandboxTimes> {
 export interface CniAdd {
   /** The plugin's process start: the line's time − processMs. */
   start: number;
-  /** The line's time: written as the pod is attached, just before the result goes back to the runtime. */
+  /** The line's time: written just before the result goes back to the runtime (after the daemon handshake). */
   end: number;
   processMs: number;
+  /** Of processMs, the wait for the daemon's "programmed" (0 when the plugin did not ask). */
+  daemonMs: number;
   ipamMs: number;
   kernelMs: number;
   ips: string[];
@@ -76,10 +78,10 @@ export function cniAdds(log: string): Map<string, CniAdd> {
   const out = new Map<string, CniAdd>();
   for (const line of log.split("\n")) {
     if (!line.includes('"cmd":"ADD"')) continue;
-    const e = JSON.parse(line) as { time?: string; containerId?: string; processMs?: number; ipamMs?: number; kernelMs?: number; ips?: string[] };
+    const e = JSON.parse(line) as { time?: string; containerId?: string; processMs?: number; ipamMs?: number; kernelMs?: number; daemonMs?: number; ips?: string[] };
     if (e.processMs === undefined || !e.time || !e.containerId) continue;
     const end = Date.parse(e.time);
-    out.set(e.containerId, { start: end - e.processMs, end, processMs: e.processMs, ipamMs: e.ipamMs ?? 0, kernelMs: e.kernelMs ?? 0, ips: e.ips ?? [] });
+    out.set(e.containerId, { start: end - e.processMs, end, processMs: e.processMs, ipamMs: e.ipamMs ?? 0, kernelMs: e.kernelMs ?? 0, daemonMs: e.daemonMs ?? 0, ips: e.ips ?? [] });
   }
   return out;
 }

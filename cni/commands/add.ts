@@ -1,6 +1,8 @@
 import { attach } from "../attach/veth.ts";
 import { POD_GATEWAY_V4, POD_GATEWAY_V6 } from "../config.ts";
 import type { Result } from "../spec.ts";
+import { podIdentity } from "../env.ts";
+import { notifyAdd } from "./notify.ts";
 import { bareIp, ipamFor, podMtu, readNodeFileQuietly, requireNetns, type Invocation } from "./context.ts";
 
 export async function cmdAdd(inv: Invocation): Promise<Result> {
@@ -30,10 +32,25 @@ export async function cmdAdd(inv: Invocation): Promise<Result> {
     await ipam.del().catch((e: unknown) => log.error({ err: e }, "releasing the address after a failed ADD failed"));
     throw err;
   }
-  // processMs: since this process started (performance's time origin), so a runtime's share of pod start-up shows.
+  const tAttached = performance.now();
+  // Before ADD returns: kubelet may report the pod Ready right after, and a Ready pod must be able to talk.
+  const handshake = await notifyAdd(inv, ips);
+  // processMs: since this process started (performance's time origin) until the result goes back, so a
+  // runtime's share of pod start-up shows; daemonMs: of it, the wait for the daemon's "programmed".
   const t2 = performance.now();
+  const pod = podIdentity(env.args);
   log.info(
-    { cmd: "ADD", containerId: env.containerId, ips, hostIf: veth.hostIfname, ipamMs: +(t1 - t0).toFixed(2), kernelMs: +(t2 - t1).toFixed(2), processMs: +t2.toFixed(2) },
+    {
+      cmd: "ADD",
+      containerId: env.containerId,
+      ...(pod ? { pod: `${pod.namespace}/${pod.name}` } : {}),
+      ips,
+      hostIf: veth.hostIfname,
+      ipamMs: +(t1 - t0).toFixed(2),
+      kernelMs: +(tAttached - t1).toFixed(2),
+      ...(handshake ? { daemonMs: handshake.waitedMs, policyProgrammed: handshake.programmed } : {}),
+      processMs: +t2.toFixed(2),
+    },
     "pod attached",
   );
   const gw = (ip: string) => (ip.includes(":") ? POD_GATEWAY_V6 : POD_GATEWAY_V4);

@@ -1,5 +1,6 @@
 import { detach } from "../attach/veth.ts";
 import { ipamFor, type Invocation } from "./context.ts";
+import { notifyDel } from "./notify.ts";
 
 // DEL is idempotent: an unknown container, a vanished namespace or a second
 // DEL all succeed. Both steps run even if the first fails, so a DEL retried
@@ -17,6 +18,7 @@ export async function cmdDel(inv: Invocation): Promise<void> {
   } catch (err) {
     firstError ??= err;
   }
+  await notifyDel(inv);
   if (firstError) throw firstError;
   log.info({ cmd: "DEL", containerId: env.containerId }, "pod detached");
 }

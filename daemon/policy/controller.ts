@@ -6,6 +6,8 @@ import { NodeCompiler } from "./incremental.ts";
 import { lintPolicy } from "./lint.ts";
 import { PolicyTable } from "./nft.ts";
 import type { ClusterState } from "./model.ts";
+import type { Notice, NoticeReply } from "../../lib/pod-notice.ts";
+import { PodNotices } from "./notices.ts";
 import { allocationTime } from "./pod-ready.ts";
 import type { PolicyWatches } from "./watches.ts";
 
@@ -19,7 +21,10 @@ import type { PolicyWatches } from "./watches.ts";
 // it is in the `ready` set, i.e. once the pod's policies are in the kernel. A
 // pod the CNI plugin has just attached talks to nobody until then; the time
 // from its CNI ADD (the IPAM allocation record's mtime) to that moment is the
-// twill_policy_ready_seconds histogram.
+// twill_policy_ready_seconds histogram. The CNI plugin tells the daemon a
+// new pod's addresses during ADD and waits for the apply that holds them
+// (notices.ts), so kubelet cannot report the pod Ready while it is still
+// dropped; the status, written later, wins.
 //
 // Twill owns the table, so what the kernel holds is checked every resync
 // period against what was last programmed (PolicyTable.verify): a deleted
@@ -71,9 +76,22 @@ export class PolicyController {
   private lastFullCheck = 0;
   private fullCheckMs = 0;
   private lastVerifyError = "";
+  private readonly notices: PodNotices;
 
   constructor(o: PolicyControllerOptions) {
     this.o = o;
+    this.notices = new PodNotices(o.nodeName, () => this.schedule());
+  }
+
+  /**
+   * A pod notice from the CNI plugin (notices.ts): an "add" is answered once
+   * an apply has put the pod's addresses in the kernel, or shortly before the
+   * plugin stops waiting. Never rejects.
+   */
+  notice(n: Notice): Promise<NoticeReply> {
+    // Answer 100 ms before the plugin gives up, so it logs the reason rather than a timeout.
+    const waitMs = Math.max(50, (n.op === "add" ? (n.waitMs ?? 2000) : 0) - 100);
+    return this.notices.handle(n, waitMs);
   }
 
   start(): void {
@@ -88,6 +106,7 @@ export class PolicyController {
     if (this.resync) clearInterval(this.resync);
     if (this.timer) clearTimeout(this.timer);
     for (const src of this.sources()) src.stop();
+    this.notices.close();
     this.table.close();
   }
 
@@ -123,7 +142,7 @@ export class PolicyController {
     try {
       if (!w.pods.synced() || !w.namespaces.synced() || !w.policies.synced()) return;
       const t0 = performance.now();
-      const state: ClusterState = { pods: w.pods.list(), namespaces: w.namespaces.list(), policies: w.policies.list() };
+      const state: ClusterState = { pods: this.notices.view(w.pods.list(), this.o.podCidrs()), namespaces: w.namespaces.list(), policies: w.policies.list() };
       const local = state.pods.filter((p) => p.spec?.nodeName === this.o.nodeName);
       const localIps = local.flatMap((p) => (p.status?.podIP && !p.status.podIP.includes(":") ? [p.status.podIP] : []));
       const localIps6 = local.flatMap((p) => (p.status?.podIPs ?? []).map((x) => x.ip).filter((ip) => ip.includes(":")));
@@ -134,12 +153,13 @@ export class PolicyController {
         return;
       }
       this.lint(state);
-      const inputs = `${w.pods.revision()}/${w.namespaces.revision()}`;
+      const inputs = `${w.pods.revision()}/${w.namespaces.revision()}/${this.notices.revision}`;
       const rules = this.compiler.compile(state, local, inputs !== this.lastInputs);
       this.lastInputs = inputs;
       const compiledMs = performance.now() - t0;
       const r = await this.table.apply(describeNode(rules, opts));
       this.observeReady(localIps);
+      if (this.notices.pending() > 0) this.notices.programmed(new Set([...localIps, ...localIps6]));
       if (this.verifyDue) {
         this.verifyDue = false;
         void this.verifyTable();

@@ -14,7 +14,8 @@ export interface PolicyWatches {
 
 export function slimPod(p: V1Pod): V1Pod {
   return {
-    metadata: { name: p.metadata?.name ?? "", namespace: p.metadata?.namespace ?? "", labels: { ...(p.metadata?.labels ?? {}) } },
+    // uid: the CNI plugin's pod notices name the pod by it (notices.ts).
+    metadata: { name: p.metadata?.name ?? "", namespace: p.metadata?.namespace ?? "", ...(p.metadata?.uid ? { uid: p.metadata.uid } : {}), labels: { ...(p.metadata?.labels ?? {}) } },
     spec: {
       ...(p.spec?.nodeName ? { nodeName: p.spec.nodeName } : {}),
       containers: (p.spec?.containers ?? []).map((c) => ({ name: c.name, ...(c.ports ? { ports: c.ports.map((x) => ({ name: x.name, containerPort: x.containerPort, protocol: x.protocol })) } : {}) })),

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { cidrContains, formatCidr, formatIp, parseCidr, parseIp } from "../../lib/net/cidr.ts";
 import { attachmentAlias, hostVethName, parseAttachmentAlias, vethMacs } from "../../cni/attach/names.ts";
 import { parseNetConf } from "../../cni/config.ts";
-import { readEnv } from "../../cni/env.ts";
+import { podIdentity, readEnv } from "../../cni/env.ts";
 import { candidates, parseRange, rangeSetSize } from "../../cni/ipam/ranges.ts";
 import { CniError, formatResult, parseResult, type Result } from "../../cni/spec.ts";
 
@@ -105,5 +105,27 @@ describe("host-side names", () => {
     const a = { network: "twill", containerId: "c-1.x", ifname: "eth0" };
     expect(parseAttachmentAlias(attachmentAlias(a))).toEqual(a);
     expect(parseAttachmentAlias("something else")).toBeUndefined();
+  });
+});
+
+describe("CNI_ARGS", () => {
+  it("names the pod from containerd's K8S_POD_* keys and ignores every other key", () => {
+    const args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=team-a;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=0123abc;K8S_POD_UID=5f0c7c4e-1b2a-4c1e-9d7e-0a1b2c3d4e5f;Extra=x=y";
+    expect(podIdentity(args)).toEqual({ namespace: "team-a", name: "web-0", uid: "5f0c7c4e-1b2a-4c1e-9d7e-0a1b2c3d4e5f" });
+  });
+
+  it("is undefined when a runtime names no pod, or only part of one", () => {
+    expect(podIdentity("")).toBeUndefined();
+    expect(podIdentity("IgnoreUnknown=1")).toBeUndefined();
+    expect(podIdentity("K8S_POD_NAMESPACE=a;K8S_POD_NAME=b")).toBeUndefined();
+    expect(podIdentity("K8S_POD_NAMESPACE=a;K8S_POD_NAME=b;K8S_POD_UID=")).toBeUndefined();
+    expect(podIdentity(";;=x;K8S_POD_UID")).toBeUndefined();
+  });
+
+  it("daemonTimeoutMs defaults to 2 s and rejects what is not a millisecond count", () => {
+    const base = { cniVersion: "1.0.0", name: "twill", type: "twill", ipam: { type: "twill-ipam" } };
+    expect(parseNetConf(base).daemonTimeoutMs).toBe(2000);
+    expect(parseNetConf({ ...base, daemonTimeoutMs: 0 }).daemonTimeoutMs).toBe(0);
+    for (const bad of [-1, 1.5, "2000", 120_000]) expect(() => parseNetConf({ ...base, daemonTimeoutMs: bad })).toThrow(/daemonTimeoutMs/);
   });
 });

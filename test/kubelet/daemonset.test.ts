@@ -1,11 +1,13 @@
-import { readFileSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { AppsV1Api, CoreV1Api } from "@kubernetes/client-node";
+import { readFileSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { AppsV1Api, CoreV1Api, Watch, type V1Pod } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pidsIn, startLab, type RunningLab } from "../../lab/lab.ts";
 import { allPairs, probeMatrix } from "../../lab/matrix.ts";
 import { probeTcpMatrix } from "../../lab/tcp-probe.ts";
 import { ctr } from "../../lab/kubelet/containerd.ts";
+import { deleteKubeletPod, kubeletPodSpec } from "../../lab/kubelet/pods.ts";
+import { execIn } from "../../lib/kernel/netns.ts";
 import { LAB_TWILL_IMAGE } from "../../lab/kubelet/twill-image.ts";
 
 // Twill installed the way an operator installs it (docs/install.md): an
@@ -67,4 +69,47 @@ describe("Twill as the manifest's DaemonSet on real kubelets", () => {
     expect(tcp.filter((p) => !p.ok).map((p) => `${p.from.name}→${p.to.name}`)).toEqual([]);
     expect(ping.some((p) => p.from.node !== p.to.node)).toBe(true);
   });
+
+  it("a pod is reachable the moment it is Ready: a single ping from a pod on each node succeeds, for every new pod", async () => {
+    // Fail-closed drops a new address until the daemon has its policy in the kernel; the CNI ADD waits for
+    // that (docs/cni.md), so kubelet cannot report the pod Ready before. One echo request each, no retry:
+    // a drop is a failure, not a delay.
+    for (const n of lab.state.nodes) {
+      const nodeFile = JSON.parse(readFileSync(n.nodeFile, "utf8")) as { daemonSocket?: string };
+      expect(nodeFile.daemonSocket).toBe("daemon.sock");
+      expect(statSync(join(dirname(n.nodeFile), "daemon.sock")).mode & 0o777).toBe(0o600);
+    }
+    const names = Array.from({ length: 12 }, (_, i) => `reach${i}`);
+    const probes: Promise<string[]>[] = [];
+    const done = new Set<string>();
+    let allReady!: () => void;
+    const ready = new Promise<void>((r) => (allReady = r));
+    const req = await new Watch(lab.kc).watch(
+      "/api/v1/namespaces/default/pods",
+      { labelSelector: "reach=yes" },
+      (_type: string, pod: V1Pod) => {
+        const name = pod.metadata?.name ?? "";
+        const ip = pod.status?.podIP;
+        if (done.has(name) || !ip || !pod.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True")) return;
+        done.add(name);
+        probes.push(
+          Promise.all(lab.state.pods.map((from) => execIn(from.ns, ["ping", "-c1", "-W2", ip], { allowFailure: true }).then((r) => (r.code === 0 ? "" : `${from.name}→${name} (${ip})`)))).then((r) => r.filter(Boolean)),
+        );
+        if (done.size === names.length) allReady();
+      },
+      () => {},
+    );
+    const core = lab.kc.makeApiClient(CoreV1Api);
+    try {
+      await Promise.all(names.map((name, i) => core.createNamespacedPod({ namespace: "default", body: kubeletPodSpec(lab.state.nodes[i % 2]!.name, name, { labels: { reach: "yes" } }) })));
+      await ready;
+      expect((await Promise.all(probes)).flat()).toEqual([]);
+      // The plugin said so too: each ADD returned after the daemon's "programmed".
+      const programmed = lab.state.nodes.flatMap((n) => readFileSync(n.kubelet!.cniLog, "utf8").split("\n").filter((l) => l.includes('"policyProgrammed":true')));
+      for (const name of names) expect(programmed.some((l) => l.includes(`"pod":"default/${name}"`)), name).toBe(true);
+    } finally {
+      req.abort();
+      await Promise.all(names.map((name) => deleteKubeletPod(lab.kc, { name, namespace: "default" }).catch(() => {})));
+    }
+  }, 300_000);
 });

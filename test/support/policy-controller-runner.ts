@@ -4,6 +4,7 @@ import { createInterface } from "node:readline";
 import type { ResourceWatch } from "../../daemon/cluster/resource-watch.ts";
 import { createMetrics } from "../../daemon/health/metrics.ts";
 import { PolicyController } from "../../daemon/policy/controller.ts";
+import { startNoticeServer } from "../../daemon/policy/notice-server.ts";
 
 // The daemon's PolicyController in a test namespace (nft works on the
 // namespace its process runs in): run under `ip netns exec NS`, it reads one
@@ -19,6 +20,8 @@ export interface PolicyControllerSetup {
   policies: V1NetworkPolicy[];
   podCidrs: string[];
   resyncSeconds: number;
+  /** When set: serve the CNI plugin's pod notices on this unix socket, as the daemon does. */
+  socket?: string;
 }
 
 const listeners: (() => void)[] = [];
@@ -31,10 +34,11 @@ for await (const line of createInterface({ input: process.stdin })) {
   if (!line.trim()) continue;
   if (!controller) {
     const o = JSON.parse(line) as PolicyControllerSetup;
+    const log = pino({ level: "info" }, pino.destination({ dest: 1, sync: true }));
     controller = new PolicyController({
       nodeName: o.nodeName,
       watches: { pods: fixed(o.pods), namespaces: fixed(o.namespaces), policies: fixed(o.policies) },
-      log: pino({ level: "info" }, pino.destination({ dest: 1, sync: true })),
+      log,
       metrics: createMetrics(),
       failClosed: true,
       podCidrs: () => o.podCidrs,
@@ -42,6 +46,8 @@ for await (const line of createInterface({ input: process.stdin })) {
       resyncSeconds: o.resyncSeconds,
     });
     controller.start();
+    const c = controller;
+    if (o.socket) await startNoticeServer(o.socket, (n) => c.notice(n), log);
   }
   for (const fn of listeners) fn();
 }
