@@ -112,9 +112,24 @@ describe("Twill beside the real kube-proxy (nftables mode)", () => {
       await netpol().deleteNamespacedNetworkPolicy({ name: "np1", namespace: "churn" });
       await core().deleteNamespacedPod({ name: "p0", namespace: "churn" });
     });
-    // Let both settle: the namespace's Services gone from kube-proxy's table, its pod gone from Twill's.
-    await until("the churn to settle in kube-proxy's table", async () => !(await tableContent(node.ns, ...KUBE_PROXY_TABLE)).some((l) => l.includes("churn/")), 90_000);
-    const before = await snapshot(node.ns, [...TWILL_TABLES, KUBE_PROXY_TABLE]);
+    // Let both settle: the namespace gone with everything in it (its deletion is asynchronous), then the
+    // tables free of it and unchanged over a few seconds (each owner syncs in its own time).
+    await until("namespace churn to be gone", async () => {
+      try {
+        await core().readNamespace({ name: "churn" });
+        return false;
+      } catch (err) {
+        return (err as { code?: number }).code === 404;
+      }
+    }, 120_000);
+    let before = await snapshot(node.ns, [...TWILL_TABLES, KUBE_PROXY_TABLE]);
+    await until("the tables to settle", async () => {
+      await new Promise((r) => setTimeout(r, 2_000));
+      const now = await snapshot(node.ns, [...TWILL_TABLES, KUBE_PROXY_TABLE]);
+      const settled = JSON.stringify(now) === JSON.stringify(before) && !JSON.stringify(now).includes("churn/");
+      before = now;
+      return settled;
+    }, 120_000);
     for (const t of Object.values(before)) expect(t.length).toBeGreaterThan(0);
 
     // kube-proxy restarted: its first sync rewrites its whole table from the apiserver. Anything Twill had put
@@ -126,7 +141,10 @@ describe("Twill beside the real kube-proxy (nftables mode)", () => {
     await until("kube-proxy to exit", async () => (await pidsIn(node.ns, "kube-proxy")).length === 0);
     const restarted = startIn(node.ns, `kube-proxy on ${node.name} (restarted)`, [`--mount=${node.kubelet!.mountNs}`, ...argv], node.kubelet!.kubeProxyLog!);
     await waitKubeProxyHealthy(node.ns, { name: node.name, ip: node.ip, dir: node.dir }, restarted);
-    // Healthy means synced once; the table is then what a fresh kube-proxy derives.
+    // Its first full sync writes what a fresh kube-proxy derives: wait for that listing to match, then compare
+    // (a mismatch that never resolves shows its diff).
+    const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+    await until("the restarted kube-proxy's table to match", async () => same(await tableContent(node.ns, ...KUBE_PROXY_TABLE), before["ip kube-proxy"]), 30_000).catch(() => {});
     expect(await tableContent(node.ns, ...KUBE_PROXY_TABLE)).toEqual(before["ip kube-proxy"]);
 
     // Twill's daemon pod on that node replaced: the new daemon programs its tables from the apiserver.
@@ -137,7 +155,9 @@ describe("Twill beside the real kube-proxy (nftables mode)", () => {
       const pods = (await core().listNamespacedPod({ namespace: "twill-system", fieldSelector: `spec.nodeName=${node.name}` })).items;
       return pods.some((p) => p.metadata?.name !== old && p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True"));
     }, 120_000);
-    expect(await snapshot(node.ns, TWILL_TABLES)).toEqual({ "ip twill-nat": before["ip twill-nat"], "inet twill-policy": before["inet twill-policy"] });
+    const twillBefore = { "ip twill-nat": before["ip twill-nat"], "inet twill-policy": before["inet twill-policy"] };
+    await until("the new daemon's tables to match", async () => same(await snapshot(node.ns, TWILL_TABLES), twillBefore), 30_000).catch(() => {});
+    expect(await snapshot(node.ns, TWILL_TABLES)).toEqual(twillBefore);
     // And kube-proxy's table survived Twill's start-up untouched.
     expect(await tableContent(node.ns, ...KUBE_PROXY_TABLE)).toEqual(before["ip kube-proxy"]);
   }, 600_000);
