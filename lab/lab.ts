@@ -43,6 +43,8 @@ export interface LabOptions {
   kubelet?: boolean;
   /** With kubelet: Twill runs as the manifest's DaemonSet from a lab-built image, not as per-node processes. */
   daemonSet?: boolean;
+  /** With kubelet: every node gets the images upstream's network e2e specs run (lab/kubelet/e2e-images.ts). */
+  e2eImages?: boolean;
   /** Nodes' underlay devices take GSO/GRO packets up to this size (BIG TCP, as an operator sets a capable NIC); default the kernel's 64 KiB. */
   underlayGso?: number;
   log?: (msg: string) => void;
@@ -172,7 +174,7 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     saveState(state);
     log(`apiserver ready after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const kc = kubeConfig(cp.forwarder.port, state.admin);
-    const kubelets = kubeletMode ? await startKubeletNodes(kc, name, dir, opts.nodes, pki, bin, log, opts.daemonSet) : undefined;
+    const kubelets = kubeletMode ? await startKubeletNodes(kc, name, dir, opts.nodes, pki, bin, log, opts.daemonSet, opts.e2eImages) : undefined;
     if (kubelets) state.nodes.push(...kubelets.nodes);
     for (let i = 1; !kubelets && i <= opts.nodes; i++) {
       await createNodeHost(name, i, opts.underlayGso);

@@ -6,6 +6,7 @@ import type { Pki } from "../pki.ts";
 import { tail, type LabProcess } from "../process.ts";
 import { writeLabImages } from "./images.ts";
 import { writeTwillImage } from "./twill-image.ts";
+import { writeE2eImages } from "./e2e-images.ts";
 import { kubeletFailed } from "./kubelet.ts";
 import { startKubeletNode } from "./node.ts";
 import { attachReadyPod, kubeletPodSpec } from "./pods.ts";
@@ -51,8 +52,8 @@ export interface KubeletNodes {
   ready(): Promise<void>;
 }
 
-export async function startKubeletNodes(kc: KubeConfig, lab: string, dir: string, count: number, pki: Pki, bin: string, log: (m: string) => void, daemonSet = false): Promise<KubeletNodes> {
-  const images = { ...writeLabImages(dir), ...(daemonSet ? { twill: writeTwillImage(dir).path } : {}) };
+export async function startKubeletNodes(kc: KubeConfig, lab: string, dir: string, count: number, pki: Pki, bin: string, log: (m: string) => void, daemonSet = false, e2eImages = false): Promise<KubeletNodes> {
+  const images = { ...writeLabImages(dir), ...(daemonSet ? { twill: writeTwillImage(dir).path } : {}), ...(e2eImages ? { extra: [writeE2eImages(dir, bin)] } : {}) };
   const started = [];
   for (let i = 1; i <= count; i++) started.push(await startKubeletNode(lab, dir, i, pki, bin, images));
   log(`containerd + kubelet started on ${count} nodes; waiting for kubelet to register them`);
