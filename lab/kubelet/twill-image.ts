@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, writeFileSync } from "node:fs";
-import { join, relative, resolve } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { TwillError } from "../../lib/errors.ts";
 import { ociArchive, tar, type Entry } from "./images.ts";
 
@@ -55,8 +55,11 @@ function libraries(program: string): string[] {
 
 /** Directories the production dependency tree lives in (npm's own view, dev dependencies left out). */
 function productionModules(): string[] {
-  const out = execFileSync("npm", ["ls", "--omit=dev", "--all", "--parseable"], { cwd: REPO, encoding: "utf8" });
-  return out.split("\n").filter((p) => p.startsWith(join(REPO, "node_modules") + "/"));
+  // A git worktree may share another checkout's node_modules through a symlink: npm only understands the tree
+  // from the checkout it really belongs to.
+  const root = dirname(realpathSync(join(REPO, "node_modules")));
+  const out = execFileSync("npm", ["ls", "--omit=dev", "--all", "--parseable"], { cwd: root, encoding: "utf8" });
+  return out.split("\n").filter((p) => p.startsWith(join(root, "node_modules") + "/"));
 }
 
 export function twillImageLayer(): Buffer {
@@ -79,9 +82,10 @@ export function twillImageLayer(): Buffer {
     { name: "opt/twill/node_modules/", type: "dir", mode: 0o755 },
   ];
   const modules = productionModules();
+  const modulesDir = realpathSync(join(REPO, "node_modules"));
   const seen = new Set<string>();
   for (const m of modules) {
-    const rel = relative(join(REPO, "node_modules"), m);
+    const rel = relative(modulesDir, m);
     // A scope directory (@kubernetes) first, then each package once.
     if (rel.startsWith("@") && !seen.has(rel.split("/")[0]!)) {
       seen.add(rel.split("/")[0]!);
