@@ -7,6 +7,7 @@ import { TwillError } from "../../lib/errors.ts";
 import { netnsPath } from "../../lib/kernel/netns.ts";
 import { startLab, type Backend, type LabState, type RunningLab } from "../lab.ts";
 import { CLUSTER_DOMAIN, CONTROL_PLANE_IP, routerNs } from "../names.ts";
+import { routeControlPlaneToPods } from "./control-plane-routes.ts";
 import { countOutcomes, dryRunSpecs, parseGinkgoReport, ProgressParser, type Counts, type Outcome, type SpecResult } from "./report.ts";
 
 // Upstream's network e2e specs (lab/k8s/e2e, built as e2e.test) against a
@@ -166,6 +167,7 @@ export async function runUpstreamE2e(o: E2eOptions): Promise<E2eRun> {
   try {
     lab = await startLab({ nodes: o.nodes ?? 2, podsPerNode: 0, backend: o.backend, kubelet: true, daemonSet: true, e2eImages: true, log, ...(o.onName ? { onName: o.onName } : {}) });
     const s = lab.state;
+    await routeControlPlaneToPods(s);
     const kubeconfig = join(work, "e2e.kubeconfig");
     writeFileSync(kubeconfig, e2eKubeconfig(s), { mode: 0o600 });
     const report = join(work, "report.json");

@@ -12,7 +12,7 @@ describe("upstream e2e: the CI subset", () => {
   it(
     "every focused spec runs and passes",
     async () => {
-      const r = await runUpstreamE2e({ focus: CI_FOCUS, skip: DEFAULT_SKIP, backend: "vxlan", proxyMode: "nftables", nodes: 2, timeoutMinutes: 30, log: (m) => console.log(`[e2e] ${m}`) });
+      const r = await runUpstreamE2e({ focus: CI_FOCUS, skip: DEFAULT_SKIP, backend: "vxlan", proxyMode: "nftables", nodes: 2, timeoutMinutes: 30, log: (m) => console.log(`[e2e] ${m}`), onSpec: (s) => console.log(`[e2e] ${s.state} ${s.seconds.toFixed(1)} s ${s.name}`) });
       const failed = r.specs.filter((s) => s.outcome !== "passed").map((s) => `${s.name}: ${s.outcome}${s.message ? ` — ${s.message}` : ""}`);
       expect(failed, r.keptDir ? `logs kept in ${r.keptDir}` : undefined).toEqual([]);
       expect(r.missing).toEqual([]);
