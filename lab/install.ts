@@ -20,7 +20,7 @@ export function manifestObjects(path = MANIFEST): KubernetesObject[] {
   return parseAllDocuments(readFileSync(path, "utf8")).map((d) => d.toJS() as KubernetesObject);
 }
 
-// The kinds the manifest holds, and where each lives in the API.
+// The kinds the manifest and the lab's add-ons hold, and where each lives in the API.
 const RESOURCES: Record<string, { base: string; plural: string; namespaced: boolean }> = {
   Namespace: { base: "/api/v1", plural: "namespaces", namespaced: false },
   ServiceAccount: { base: "/api/v1", plural: "serviceaccounts", namespaced: true },
@@ -31,6 +31,9 @@ const RESOURCES: Record<string, { base: string; plural: string; namespaced: bool
   Role: { base: "/apis/rbac.authorization.k8s.io/v1", plural: "roles", namespaced: true },
   RoleBinding: { base: "/apis/rbac.authorization.k8s.io/v1", plural: "rolebindings", namespaced: true },
   DaemonSet: { base: "/apis/apps/v1", plural: "daemonsets", namespaced: true },
+  // The add-ons' kinds (lab/addons).
+  Deployment: { base: "/apis/apps/v1", plural: "deployments", namespaced: true },
+  Service: { base: "/api/v1", plural: "services", namespaced: true },
 };
 
 export function objectPath(obj: KubernetesObject): string {

@@ -9,6 +9,7 @@ import { deleteNetns, listNetns } from "../lib/kernel/netns.ts";
 import { createPod, labNodeFor, nodeFiles, registerNode, waitDefaultServiceAccount, waitPodCidr, writeLabNodeFile, type LabNode, type LabPod } from "./cluster.ts";
 import { startDaemon, waitDaemonReady, writeDaemonFiles } from "./daemons.ts";
 import { applyManifests, serviceAccountToken } from "./install.ts";
+import { CLUSTER_CIDR, DNS_SERVICE_IP } from "./names.ts";
 import { startControlPlane } from "./controlplane.ts";
 import { kubeConfig, startForwarder, type Credentials, type Forwarder } from "./kube.ts";
 import { LAB_PREFIX, LAB_ROOT, labDir, newLabName } from "./names.ts";
@@ -16,8 +17,12 @@ import { createCa } from "./pki.ts";
 import { createControlPlaneHost, createNodeHost, createRouterHost, createUnderlay } from "./topology.ts";
 import { labsWithCgroups, removeLabCgroups } from "./kubelet/cgroups.ts";
 import { removeMountNamespaces } from "./kubelet/mountns.ts";
-import { startKubeletNodes, createKubeletPods } from "./kubelet/lab-nodes.ts";
+import { startKubeletNodes, createKubeletPods, writeLabImagesAside } from "./kubelet/lab-nodes.ts";
 import { applyDaemonSet, waitDaemonSetReady } from "./kubelet/daemonset.ts";
+import { applyObject } from "./install.ts";
+import type { ProxyMode } from "./addons/kube-proxy.ts";
+import { corednsObjects, waitDeploymentAvailable } from "./addons/coredns.ts";
+import { ECHO_NAMESPACE, echoObjects } from "./addons/echo.ts";
 
 // A whole lab: control plane + N nodes + pods, described by a state file in
 // its directory so that tests in other processes can attach to it and a
@@ -47,6 +52,11 @@ export interface LabOptions {
   e2eImages?: boolean;
   /** Nodes' underlay devices take GSO/GRO packets up to this size (BIG TCP, as an operator sets a capable NIC); default the kernel's 64 KiB. */
   underlayGso?: number;
+  /**
+   * With kubelet: what a real cluster runs besides the CNI — kube-proxy on every node (in this mode), CoreDNS
+   * behind kube-dns, and the lab's `echo` Services (lab/addons, docs/lab.md).
+   */
+  addons?: { proxyMode: ProxyMode };
   log?: (msg: string) => void;
   /** Told the lab's name as soon as it has one, so a signal during start-up can tear it down. */
   onName?: (name: string) => void;
@@ -68,6 +78,10 @@ export interface LabState {
   daemonFiles?: { config: string; kubeconfig: string };
   /** LabOptions.underlayGso, for nodes added later. */
   underlayGso?: number;
+  /** The Kubernetes binaries the lab runs (kubectl among them with kubelets). */
+  bin?: string;
+  /** The cluster add-ons that run: kube-proxy's mode, CoreDNS, the echo Services (lab/addons). */
+  addons?: { proxyMode: ProxyMode; coredns: true; echo: true };
   nodes: LabNode[];
   pods: LabPod[];
 }
@@ -126,6 +140,8 @@ export interface RunningLab {
   state: LabState;
   kc: KubeConfig;
   forwarder: Forwarder;
+  /** A kubeconfig file for kubectl, through this process's relay (startLab only). */
+  kubeconfig?: string;
   close(): Promise<void>;
 }
 
@@ -153,16 +169,20 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     await destroyLab(lab);
   }
   const kubeletMode = opts.kubelet || opts.daemonSet;
+  const addons = kubeletMode ? opts.addons : undefined;
   const bin = await controlPlaneBinaries(log, kubeletMode);
   const name = newLabName();
   opts.onName?.(name);
   const dir = labDir(name);
   mkdirSync(join(dir, "pki"), { recursive: true });
   const daemon = opts.daemon ?? true;
-  const state: LabState = { name, ownerPid: process.pid, dir, backend: opts.backend, socket: "", admin: { ca: "" }, daemon, ...(kubeletMode ? { kubelet: true } : {}), ...(opts.daemonSet ? { daemonSet: true } : {}), ...(opts.underlayGso ? { underlayGso: opts.underlayGso } : {}), nodes: [], pods: [] };
+  const state: LabState = { name, ownerPid: process.pid, dir, backend: opts.backend, socket: "", admin: { ca: "" }, daemon, ...(kubeletMode ? { kubelet: true } : {}), ...(opts.daemonSet ? { daemonSet: true } : {}), ...(opts.underlayGso ? { underlayGso: opts.underlayGso } : {}), bin, ...(addons ? { addons: { proxyMode: addons.proxyMode, coredns: true, echo: true } } : {}), nodes: [], pods: [] };
   saveState(state);
   try {
     const t0 = performance.now();
+    // Written beside the control plane's start-up; imported by every node's containerd.
+    const images = kubeletMode ? writeLabImagesAside(dir, bin, { twill: opts.daemonSet, coredns: !!addons, e2e: opts.e2eImages }) : undefined;
+    images?.catch(() => {});
     await createUnderlay(name);
     await createControlPlaneHost(name);
     await createRouterHost(name);
@@ -174,7 +194,9 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     saveState(state);
     log(`apiserver ready after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const kc = kubeConfig(cp.forwarder.port, state.admin);
-    const kubelets = kubeletMode ? await startKubeletNodes(kc, name, dir, opts.nodes, pki, bin, log, opts.daemonSet, opts.e2eImages) : undefined;
+    const kubelets = kubeletMode
+      ? await startKubeletNodes(kc, name, dir, opts.nodes, pki, bin, await images!, log, addons ? { proxy: { mode: addons.proxyMode, clusterCIDR: opts.clusterCIDR ?? CLUSTER_CIDR } } : {})
+      : undefined;
     if (kubelets) state.nodes.push(...kubelets.nodes);
     for (let i = 1; !kubelets && i <= opts.nodes; i++) {
       await createNodeHost(name, i, opts.underlayGso);
@@ -185,11 +207,12 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
       state.nodes.push(labNodeFor(name, i, podCIDR, nodeFiles(name, `node${i}`)));
     }
     saveState(state);
-    log(`nodes: ${state.nodes.map((n) => `${n.name} ${n.ip} podCIDR ${n.podCIDR}`).join(", ")}`);
+    const at = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
+    log(`nodes registered after ${at()}: ${state.nodes.map((n) => `${n.name} ${n.ip} podCIDR ${n.podCIDR}`).join(", ")}`);
     if (daemon && opts.daemonSet) {
       await applyDaemonSet(cp.forwarder.port, state.admin, opts.backend);
       await waitDaemonSetReady(kc, state.nodes);
-      log(`twill DaemonSet (image built by the lab, imported into every containerd) ready on every node`);
+      log(`twill DaemonSet (image built by the lab, imported into every containerd) ready on every node after ${at()}`);
     } else if (daemon) {
       await applyManifests(cp.forwarder.port, state.admin);
       const token = await serviceAccountToken(kc);
@@ -204,7 +227,16 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     await waitDefaultServiceAccount(kc);
     if (kubelets) {
       await kubelets.ready();
-      state.pods.push(...(await createKubeletPods(kc, name, state.nodes, opts.podsPerNode)));
+      log(`nodes Ready after ${at()}`);
+      if (addons) {
+        // CoreDNS and the echo Services, and the lab's own pods, side by side.
+        for (const obj of [...corednsObjects(), ...echoObjects(opts.nodes)]) await applyObject(cp.forwarder.port, state.admin, obj);
+        const [pods] = await Promise.all([createKubeletPods(kc, name, state.nodes, opts.podsPerNode), waitDeploymentAvailable(kc, "kube-system", "coredns"), waitDeploymentAvailable(kc, ECHO_NAMESPACE, "echo")]);
+        state.pods.push(...pods);
+        log(`CoreDNS (kube-dns ${DNS_SERVICE_IP}) and the echo Deployment Available, the lab's pods Ready after ${at()}`);
+      } else {
+        state.pods.push(...(await createKubeletPods(kc, name, state.nodes, opts.podsPerNode)));
+      }
     }
     for (const node of kubelets ? [] : state.nodes) {
       for (let j = 1; j <= opts.podsPerNode; j++) {
@@ -212,7 +244,8 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
       }
     }
     saveState(state);
-    return { state, kc, forwarder: cp.forwarder, close: () => closeLab(state, cp.forwarder) };
+    const kubeconfig = writeAdminKubeconfig(state, cp.forwarder.port);
+    return { state, kc, forwarder: cp.forwarder, kubeconfig, close: () => closeLab(state, cp.forwarder) };
   } catch (err) {
     // Keep the logs of a lab that failed to come up; everything else goes.
     const kept = join(tmpdir(), `twill-lab-${name}-logs`);

@@ -1,11 +1,15 @@
-// npm run lab [-- --check] [--nodes N] [--pods N] [--backend vxlan|host-gw|bgp] [--direct-routing] [--underlay-gso BYTES] [--no-daemon] [--kubelet [--daemonset]]
+// npm run lab [-- --check] [--nodes N] [--pods N] [--backend vxlan|host-gw|bgp] [--direct-routing] [--underlay-gso BYTES]
+//              [--proxy-mode nftables|iptables] [--kubelet] [--fast [--no-daemon]]
 // npm run lab -- down
-// The lab: a real Kubernetes control plane and Twill nodes and pods, all as
-// network namespaces on this machine. See docs/lab.md.
+// The lab: a real Kubernetes cluster — control plane, kubelet + containerd,
+// kube-proxy and CoreDNS on every node, Twill as its DaemonSet — all as
+// network namespaces on this machine; --fast is the netns-only lab. See docs/lab.md.
 import { parseArgs } from "node:util";
-import { destroyLab, staleLabs, startLab, writeAdminKubeconfig, type Backend, type RunningLab } from "./lab.ts";
+import { destroyLab, staleLabs, startLab, type Backend, type LabOptions, type RunningLab } from "./lab.ts";
 import { allPairs, matrixPasses, probeMatrix, renderMatrix, sameNodeOnly } from "./matrix.ts";
 import { probeTcpMatrix, TCP_PROBE_PORT } from "./tcp-probe.ts";
+import { PROXY_MODES, type ProxyMode } from "./addons/kube-proxy.ts";
+import { clusterStatus, probeClusterIps, probeNodePorts, renderServiceTable, serviceTablePasses } from "./services.ts";
 
 const say = (m: string) => console.log(`[lab] ${m}`);
 
@@ -34,7 +38,10 @@ async function main(): Promise<number> {
       "underlay-gso": { type: "string" },
       "no-daemon": { type: "boolean", default: false },
       kubelet: { type: "boolean", default: false },
+      // The default since the lab became a real cluster; kept so older command lines still work.
       daemonset: { type: "boolean", default: false },
+      fast: { type: "boolean", default: false },
+      "proxy-mode": { type: "string", default: "nftables" },
     },
   });
   if (positionals[0] === "down") return down();
@@ -47,6 +54,19 @@ async function main(): Promise<number> {
   const pods = Number(values.pods);
   if (!Number.isInteger(nodes) || nodes < 1 || nodes > 50 || !Number.isInteger(pods) || pods < 1 || pods > 50) {
     console.error("--nodes and --pods take a whole number from 1 to 50");
+    return 2;
+  }
+  const proxyMode = values["proxy-mode"] as ProxyMode;
+  if (!PROXY_MODES.includes(proxyMode)) {
+    console.error(`unknown proxy mode "${values["proxy-mode"]}": use ${PROXY_MODES.join(" or ")} (this kernel has no IPVS)`);
+    return 2;
+  }
+  if (values.fast && (values.kubelet || values.daemonset)) {
+    console.error("--fast is the netns-only lab: it takes neither --kubelet nor --daemonset");
+    return 2;
+  }
+  if (values["no-daemon"] && !values.fast) {
+    console.error("--no-daemon needs --fast (kubelet's nodes are not Ready without a CNI)");
     return 2;
   }
   const underlayGso = values["underlay-gso"] === undefined ? undefined : Number(values["underlay-gso"]);
@@ -66,35 +86,56 @@ async function main(): Promise<number> {
   process.once("SIGINT", stopOnSignal);
   process.once("SIGTERM", stopOnSignal);
   try {
-    lab = await startLab({ nodes, podsPerNode: pods, backend, daemon: !values["no-daemon"], directRouting: values["direct-routing"], ...(underlayGso ? { underlayGso } : {}), kubelet: values.kubelet, daemonSet: values.daemonset, log: say, onName: (n) => (starting = n) });
+    // The default is the real cluster: kubelets, Twill as its DaemonSet, kube-proxy and CoreDNS.
+    const mode: Pick<LabOptions, "kubelet" | "daemonSet" | "addons"> = values.fast ? {} : { kubelet: true, daemonSet: !values.kubelet, addons: { proxyMode } };
+    const t0 = performance.now();
+    lab = await startLab({ nodes, podsPerNode: pods, backend, daemon: !values["no-daemon"], directRouting: values["direct-routing"], ...(underlayGso ? { underlayGso } : {}), ...mode, log: say, onName: (n) => (starting = n) });
     const s = lab.state;
-    say(`lab ${s.name} is up: ${s.nodes.length} nodes, ${s.pods.length} pods, backend ${backend}${s.daemon ? "" : " (no daemon: pods reach only their own node)"}`);
-    console.log(`  control plane  namespace ${s.name}-cp: etcd, kube-apiserver (https://172.30.0.2:6443), kube-controller-manager`);
+    const upSeconds = (performance.now() - t0) / 1000;
+    say(`lab ${s.name} is up after ${upSeconds.toFixed(1)} s: ${s.nodes.length} nodes, ${s.pods.length} pods, backend ${backend}${s.daemon ? "" : " (no daemon: pods reach only their own node)"}`);
+    console.log(`  control plane  namespace ${s.name}-cp: etcd, kube-apiserver (https://172.30.0.2:6443), kube-controller-manager${s.kubelet ? ", kube-scheduler" : ""}`);
+    console.log(`  outside        namespace ${s.name}-rt: 172.30.0.1, every node's default gateway`);
     for (const n of s.nodes) {
       const pods = s.pods.filter((p) => p.node === n.name).map((p) => `${p.name} ${p.ip}`).join(", ");
-      const runs = `${n.kubelet ? ", containerd + kubelet" : ""}${s.daemon ? (s.daemonSet ? ", twill DaemonSet pod" : ", twill daemon") : ""}`;
+      const runs = `${n.kubelet ? ", containerd + kubelet" : ""}${n.kubelet?.kubeProxyLog ? ` + kube-proxy (${s.addons?.proxyMode})` : ""}${s.daemon ? (s.daemonSet ? ", twill DaemonSet pod" : ", twill daemon") : ""}`;
       console.log(`  ${n.name.padEnd(13)}  namespace ${n.ns}: ${n.ip}, pod CIDR ${n.podCIDR}${runs}; pods: ${pods}`);
     }
+    let ok = true;
+    if (s.addons && s.bin && lab.kubeconfig) {
+      const status = await clusterStatus(s.bin, lab.kubeconfig);
+      console.log(`\nkubectl get nodes,pods (the built kubectl):\n\n${status.text}`);
+      if (status.notReady.length) console.log(`\nNOT READY: ${status.notReady.join(", ")}`);
+      ok &&= status.notReady.length === 0;
+    }
     const expected = s.daemon ? allPairs : sameNodeOnly;
-    const t0 = performance.now();
+    const tp = performance.now();
     const probes = await probeMatrix(s.pods, expected);
-    console.log(`\npod ↔ pod ping (round trip; "· (n/a)" = not expected without the daemon), ${((performance.now() - t0) / 1000).toFixed(1)} s:\n`);
+    console.log(`\npod ↔ pod ping (round trip; "· (n/a)" = not expected without the daemon), ${((performance.now() - tp) / 1000).toFixed(1)} s:\n`);
     console.log(renderMatrix(s.pods, probes));
     const t1 = performance.now();
     const tcp = await probeTcpMatrix(s.pods, expected);
     console.log(`\npod ↔ pod TCP (handshake to port ${TCP_PROBE_PORT}), ${((performance.now() - t1) / 1000).toFixed(1)} s:\n`);
     console.log(renderMatrix(s.pods, tcp));
-    const ok = matrixPasses(probes) && matrixPasses(tcp);
-    console.log(`\n${ok ? "every expected pair is reachable" : "SOME EXPECTED PAIRS ARE UNREACHABLE"}`);
+    ok &&= matrixPasses(probes) && matrixPasses(tcp);
+    if (s.addons && s.bin && lab.kubeconfig) {
+      for (const table of [await probeClusterIps(s.bin, lab.kubeconfig, s.pods), await probeNodePorts(s.name, lab.kc, s.nodes)]) {
+        console.log(`\n${table.title}:\n`);
+        console.log(renderServiceTable(table));
+        ok &&= serviceTablePasses(table);
+      }
+    }
+    console.log(`\n${ok ? "every expected pair is reachable" : "SOME EXPECTED PAIRS ARE UNREACHABLE"}${s.addons ? " (pods, Services, NodePorts)" : ""}`);
     if (values.check) {
+      const tc = performance.now();
       await lab.close();
+      say(`up ${upSeconds.toFixed(1)} s, checks ${((tc - t0) / 1000 - upSeconds).toFixed(1)} s, teardown ${((performance.now() - tc) / 1000).toFixed(1)} s`);
       return ok ? 0 : 1;
     }
-    const kubeconfig = writeAdminKubeconfig(s, lab.forwarder.port);
+    const kubeconfig = lab.kubeconfig!;
     console.log(`
 Enter a node:        ip netns exec ${s.nodes[0]!.ns} bash
 Enter a pod:         ip netns exec ${s.pods[0]!.ns} sh
-API as admin:        kubectl --kubeconfig ${kubeconfig} get nodes,pods -o wide   (while this lab runs)
+API as admin:        ${s.bin && s.kubelet ? `${s.bin}/kubectl` : "kubectl"} --kubeconfig ${kubeconfig} get nodes,pods -A -o wide   (while this lab runs)
 Lab state and logs:  ${s.dir}/state.json, ${s.dir}/logs
 Press Ctrl-C to tear everything down.`);
     await new Promise(() => {});

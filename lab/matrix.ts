@@ -35,24 +35,22 @@ export async function probeMatrix(pods: LabPod[], expected: Expectation, concurr
   return out;
 }
 
+/** A table of fixed-width columns (each as wide as its widest cell): a corner label, column headings, then one row per name. */
+export function renderTable(corner: string, columns: string[], rows: { name: string; cells: string[] }[]): string {
+  const width = (cells: string[]) => Math.max(12, ...cells.map((c) => c.length + 2));
+  const first = width([corner, ...rows.map((r) => r.name)]);
+  const widths = columns.map((c, i) => width([c, ...rows.map((r) => r.cells[i] ?? "")]));
+  const line = (name: string, cells: string[]) => name.padEnd(first) + cells.map((c, i) => c.padEnd(widths[i]!)).join("");
+  return [line(corner, columns), ...rows.map((r) => line(r.name, r.cells))].map((l) => l.trimEnd()).join("\n");
+}
+
 export function renderMatrix(pods: LabPod[], probes: Probe[]): string {
-  const w = Math.max(12, ...pods.map((p) => p.name.length + 2));
-  const cell = (s: string) => s.padEnd(w);
-  const lines = [cell("from \\ to") + pods.map((p) => cell(p.name)).join("")];
-  for (const a of pods) {
-    let line = cell(a.name);
-    for (const b of pods) {
-      if (a === b) {
-        line += cell("—");
-        continue;
-      }
-      const p = probes.find((x) => x.from === a && x.to === b)!;
-      const mark = p.ok ? `ok ${p.rttMs?.toFixed(2) ?? "?"}ms` : p.expected ? "FAIL" : "· (n/a)";
-      line += cell(mark);
-    }
-    lines.push(line);
-  }
-  return lines.join("\n");
+  const mark = (a: LabPod, b: LabPod) => {
+    if (a === b) return "—";
+    const p = probes.find((x) => x.from === a && x.to === b)!;
+    return p.ok ? `ok ${p.rttMs?.toFixed(2) ?? "?"}ms` : p.expected ? "FAIL" : "· (n/a)";
+  };
+  return renderTable("from \\ to", pods.map((p) => p.name), pods.map((a) => ({ name: a.name, cells: pods.map((b) => mark(a, b)) })));
 }
 
 export function matrixPasses(probes: Probe[]): boolean {

@@ -1,4 +1,5 @@
 import { writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { exec } from "../lib/kernel/exec.ts";
 
@@ -58,6 +59,8 @@ export async function issue(pki: Pki, req: CertRequest): Promise<Issued> {
   ];
   if (req.sans?.length) lines.push(`subjectAltName=${req.sans.join(",")}`);
   writeFileSync(ext, lines.join("\n") + "\n");
-  await openssl(["x509", "-req", "-in", csr, "-CA", pki.ca, "-CAkey", pki.caKey, "-CAcreateserial", "-out", cert, "-days", "7", "-extfile", ext]);
+  // A random serial, not -CAcreateserial's shared counter file: nodes start side by side and issue at once.
+  const serial = `0x${randomBytes(16).toString("hex").replace(/^[89a-f]/, "1")}`;
+  await openssl(["x509", "-req", "-in", csr, "-CA", pki.ca, "-CAkey", pki.caKey, "-set_serial", serial, "-out", cert, "-days", "7", "-extfile", ext]);
   return { cert, key };
 }

@@ -9,7 +9,7 @@ import { destroyLab, type Backend } from "../lab/lab.ts";
 import { DEFAULT_FOCUS, DEFAULT_SKIP } from "../lab/e2e/suites.ts";
 import { mergeResults, readResults, updateDoc, writeResults } from "../lab/e2e/results.ts";
 import { summaryLine } from "../lab/e2e/report.ts";
-import { LAB_HAS_KUBE_PROXY, runUpstreamE2e, type ProxyMode } from "../lab/e2e/run.ts";
+import { runUpstreamE2e, type ProxyMode } from "../lab/e2e/run.ts";
 
 const REPO = resolve(import.meta.dirname, "..");
 const say = (m: string) => console.log(`[e2e] ${m}`);
@@ -42,7 +42,6 @@ async function main(): Promise<number> {
     console.error("--nodes takes 2 to 5 (the specs need two nodes; this machine has 2 cores)");
     return 2;
   }
-  if (!LAB_HAS_KUBE_PROXY) say(`this lab runs no kube-proxy yet: --proxy-mode ${proxyMode} has no effect, results say proxy "none"`);
   const abort = new AbortController();
   let labName: string | undefined;
   let stopping = false;

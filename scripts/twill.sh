@@ -27,8 +27,9 @@ case "$step" in
     ;;
   lab)
     bash scripts/build.sh
-    # --kubelet needs the kubelet binary too, built from the same module.
-    case " $* " in *" --kubelet "*|*" --daemonset "*) export TWILL_BUILD_KUBELET=1 ;; esac
+    # The lab is a real cluster unless --fast: kubelet, kube-scheduler, kube-proxy, kubectl and CoreDNS too,
+    # built from the same modules.
+    case " $* " in *" --fast "*) ;; *) export TWILL_BUILD_KUBELET=1 ;; esac
     [ "${1:-}" = down ] || bash scripts/build-controlplane.sh >/dev/null
     exec node lab/main.ts "$@"
     ;;

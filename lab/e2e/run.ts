@@ -5,27 +5,23 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { TwillError } from "../../lib/errors.ts";
 import { netnsPath } from "../../lib/kernel/netns.ts";
+import type { ProxyMode } from "../addons/kube-proxy.ts";
 import { startLab, type Backend, type LabState, type RunningLab } from "../lab.ts";
 import { CLUSTER_DOMAIN, CONTROL_PLANE_IP, routerNs } from "../names.ts";
 import { routeControlPlaneToPods } from "./control-plane-routes.ts";
 import { countOutcomes, dryRunSpecs, parseGinkgoReport, ProgressParser, type Counts, type Outcome, type SpecResult } from "./report.ts";
 
 // Upstream's network e2e specs (lab/k8s/e2e, built as e2e.test) against a
-// fresh real-cluster lab: kubelets + containerd, Twill as its DaemonSet, the
-// specs' images imported into every node (no registry). The binary runs in
+// fresh real-cluster lab: kubelets + containerd, Twill as its DaemonSet,
+// kube-proxy and CoreDNS, the specs' images imported into every node (no
+// registry). The binary runs in
 // the lab's router namespace — outside the cluster, as a CI runner is: it
 // reaches the apiserver and the nodes over the underlay, never through this
 // machine's own network namespace.
 
 const REPO = resolve(import.meta.dirname, "../..");
 
-export type ProxyMode = "nftables" | "iptables";
-
-/**
- * Whether startLab runs kube-proxy (and CoreDNS) on kubelet labs. Not yet: the real-cluster lab with kube-proxy
- * is being added on its own branch; until then Services have no data path here and results say proxy "none".
- */
-export const LAB_HAS_KUBE_PROXY = false;
+export type { ProxyMode };
 
 export interface E2eOptions {
   focus: string;
@@ -46,8 +42,8 @@ export interface E2eOptions {
 
 export interface E2eRun {
   lab: string;
-  /** The Service proxy the lab ran: kube-proxy's mode, or "none" (a lab without kube-proxy). */
-  proxy: string;
+  /** kube-proxy's mode in the lab. */
+  proxy: ProxyMode;
   specs: SpecResult[];
   counts: Counts;
   /** How many specs the focus selected (the dry run's count): each must appear in `specs`. */
@@ -162,10 +158,10 @@ export async function runUpstreamE2e(o: E2eOptions): Promise<E2eRun> {
   const work = mkdtempSync(join(tmpdir(), "twill-e2e-"));
   const selected = await selectedSpecs(bin, o.focus, o.skip, work);
   if (selected.length === 0) throw new TwillError("E2E_NO_SPECS", `no spec matches --focus ${JSON.stringify(o.focus)}${o.skip ? ` --skip ${JSON.stringify(o.skip)}` : ""}`);
-  log(`${selected.length} specs selected; starting a ${o.nodes ?? 2}-node lab (kubelet, Twill DaemonSet, backend ${o.backend}, e2e images)`);
+  log(`${selected.length} specs selected; starting a ${o.nodes ?? 2}-node lab (kubelet, Twill DaemonSet, backend ${o.backend}, kube-proxy ${o.proxyMode}, CoreDNS, e2e images)`);
   let lab: RunningLab | undefined;
   try {
-    lab = await startLab({ nodes: o.nodes ?? 2, podsPerNode: 0, backend: o.backend, kubelet: true, daemonSet: true, e2eImages: true, log, ...(o.onName ? { onName: o.onName } : {}) });
+    lab = await startLab({ nodes: o.nodes ?? 2, podsPerNode: 0, backend: o.backend, kubelet: true, daemonSet: true, e2eImages: true, addons: { proxyMode: o.proxyMode }, log, ...(o.onName ? { onName: o.onName } : {}) });
     const s = lab.state;
     await routeControlPlaneToPods(s);
     const kubeconfig = join(work, "e2e.kubeconfig");
@@ -196,7 +192,7 @@ export async function runUpstreamE2e(o: E2eOptions): Promise<E2eRun> {
       keepLabLogs(s, join(work, "lab-logs"));
       keptDir = work;
     }
-    return { lab: s.name, proxy: LAB_HAS_KUBE_PROXY ? o.proxyMode : "none", specs: parsed.specs, counts, expected: selected.length, missing, ...(keptDir ? { keptDir } : {}), exitCode: code, seconds: (performance.now() - t0) / 1000 };
+    return { lab: s.name, proxy: o.proxyMode, specs: parsed.specs, counts, expected: selected.length, missing, ...(keptDir ? { keptDir } : {}), exitCode: code, seconds: (performance.now() - t0) / 1000 };
   } catch (err) {
     log(`the e2e log and reports are kept in ${work}`);
     throw err;

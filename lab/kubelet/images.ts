@@ -11,8 +11,21 @@ export const BUSYBOX = "/bin/busybox";
 export const POD_IMAGE = "docker.io/twill-lab/busybox:1.35";
 export const PAUSE_IMAGE = "docker.io/twill-lab/pause:1";
 
-// The applets the lab's pods use (probes, listeners, the pause loop).
-const APPLETS = ["sh", "sleep", "ping", "nc", "ip", "cat", "echo", "ls", "hostname", "wget", "true", "ifconfig", "kill", "ps"];
+// The applets the lab's pods use (probes, listeners, the pause loop, the echo server and its clients).
+// Debian's busybox 1.35 `wget -T` crashes (SIGSEGV), so clients bound a request with `timeout` instead.
+const APPLETS = ["sh", "sleep", "ping", "nc", "ip", "cat", "echo", "ls", "hostname", "wget", "true", "ifconfig", "kill", "ps", "httpd", "nslookup", "timeout"];
+
+/** Where the echo server's CGI lives in the image: `httpd -h ECHO_WWW` serves it at ECHO_PATH. */
+export const ECHO_WWW = "/www";
+export const ECHO_PATH = "/cgi-bin/echo";
+
+/**
+ * The echo server's one page: which pod answered and the address the request came from (REMOTE_ADDR, the
+ * peer of the TCP connection httpd accepted), so a probe shows whether a Service kept the client's address.
+ */
+const ECHO_CGI = `#!/bin/sh
+printf 'Content-Type: text/plain\r\n\r\n%s %s\n' "$(hostname)" "$REMOTE_ADDR"
+`;
 
 export interface Entry {
   name: string;
@@ -77,6 +90,8 @@ export function busyboxLayer(busybox = BUSYBOX): Buffer {
     ...["bin/", "dev/", "etc/", "proc/", "sys/", "tmp/", "root/"].map((name) => ({ name, type: "dir" as const, mode: name === "tmp/" ? 0o1777 : 0o755 })),
     { name: "bin/busybox", type: "file", mode: 0o755, data: readFileSync(busybox) },
     ...APPLETS.map((a) => ({ name: `bin/${a}`, type: "symlink" as const, mode: 0o777, target: "busybox" })),
+    ...["www/", "www/cgi-bin/"].map((name) => ({ name, type: "dir" as const, mode: 0o755 })),
+    { name: `${ECHO_WWW.slice(1)}${ECHO_PATH}`, type: "file", mode: 0o755, data: Buffer.from(ECHO_CGI) },
     { name: "etc/passwd", type: "file", mode: 0o644, data: Buffer.from("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n") },
     { name: "etc/group", type: "file", mode: 0o644, data: Buffer.from("root:x:0:\nnobody:x:65534:\n") },
   ];

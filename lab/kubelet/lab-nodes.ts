@@ -4,11 +4,11 @@ import { labNodeFor, type LabNode, type LabPod } from "../cluster.ts";
 import { nodeName } from "../names.ts";
 import type { Pki } from "../pki.ts";
 import { tail, type LabProcess } from "../process.ts";
-import { writeLabImages } from "./images.ts";
-import { writeTwillImage } from "./twill-image.ts";
-import { writeE2eImages } from "./e2e-images.ts";
+import { execFile } from "node:child_process";
+import { join } from "node:path";
 import { kubeletFailed } from "./kubelet.ts";
-import { startKubeletNode } from "./node.ts";
+import { startKubeletNode, type LabImages, type NodeProxy } from "./node.ts";
+import { waitKubeProxyHealthy } from "../addons/kube-proxy.ts";
 import { attachReadyPod, kubeletPodSpec } from "./pods.ts";
 
 // The lab's --kubelet mode: N nodes run by kubelet + containerd, registered
@@ -48,15 +48,33 @@ async function waitNodeReady(kc: KubeConfig, name: string, kubelet: LabProcess, 
 export interface KubeletNodes {
   nodes: LabNode[];
   kubelets: LabProcess[];
-  /** Resolves once every Node is Ready (runtime and CNI up: needs the daemon's node file). */
+  /** Resolves once every Node is Ready (runtime and CNI up: needs the daemon's node file) and kube-proxy is healthy. */
   ready(): Promise<void>;
 }
 
-export async function startKubeletNodes(kc: KubeConfig, lab: string, dir: string, count: number, pki: Pki, bin: string, log: (m: string) => void, daemonSet = false, e2eImages = false): Promise<KubeletNodes> {
-  const images = { ...writeLabImages(dir), ...(daemonSet ? { twill: writeTwillImage(dir).path } : {}), ...(e2eImages ? { extra: [writeE2eImages(dir, bin)] } : {}) };
-  const started = [];
-  for (let i = 1; i <= count; i++) started.push(await startKubeletNode(lab, dir, i, pki, bin, images));
-  log(`containerd + kubelet started on ${count} nodes; waiting for kubelet to register them`);
+/**
+ * Writes the image archives every node imports (write-images.ts, in a child process so it runs while the
+ * control plane starts): the pod and pause images, the Twill image for the DaemonSet, CoreDNS's with the add-ons,
+ * upstream's e2e images (e2e-images.ts) for the e2e runner.
+ */
+export function writeLabImagesAside(dir: string, bin: string, o: { twill?: boolean; coredns?: boolean; e2e?: boolean }): Promise<LabImages> {
+  const args = [join(import.meta.dirname, "write-images.ts"), dir, bin, ...(o.twill ? ["--twill"] : []), ...(o.coredns ? ["--coredns"] : []), ...(o.e2e ? ["--e2e"] : [])];
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, args, { maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new TwillError("LAB_IMAGES", "writing the lab's images failed", `${stderr}`.slice(-2000)));
+      else resolve(JSON.parse(stdout) as LabImages);
+    });
+  });
+}
+
+export interface KubeletNodesOptions {
+  /** kube-proxy on every node. */
+  proxy?: NodeProxy;
+}
+
+export async function startKubeletNodes(kc: KubeConfig, lab: string, dir: string, count: number, pki: Pki, bin: string, images: LabImages, log: (m: string) => void, o: KubeletNodesOptions = {}): Promise<KubeletNodes> {
+  const started = await Promise.all(Array.from({ length: count }, (_, k) => startKubeletNode(lab, dir, k + 1, pki, bin, images, o.proxy)));
+  log(`containerd + kubelet${o.proxy ? ` + kube-proxy (${o.proxy.mode})` : ""} started on ${count} nodes; waiting for kubelet to register them`);
   const nodes: LabNode[] = [];
   for (let i = 1; i <= count; i++) {
     const s = started[i - 1]!;
@@ -69,7 +87,8 @@ export async function startKubeletNodes(kc: KubeConfig, lab: string, dir: string
     kubelets,
     ready: async () => {
       await Promise.all(nodes.map((n, k) => waitNodeReady(kc, n.name, kubelets[k]!)));
-      log(`nodes Ready (registered by kubelet): ${nodes.map((n) => n.name).join(", ")}`);
+      await Promise.all(nodes.map((n, k) => (started[k]!.kubeProxy ? waitKubeProxyHealthy(n.ns, n, started[k]!.kubeProxy!) : undefined)));
+      log(`nodes Ready (registered by kubelet)${o.proxy ? ", kube-proxy healthy" : ""}: ${nodes.map((n) => n.name).join(", ")}`);
     },
   };
 }

@@ -23,8 +23,15 @@ export const KUBELET_SYSCTLS: Record<string, string> = {
   "kernel/panic_on_oops": "1",
 };
 
-/** The private mount the lab's ns files live on (unshare refuses a shared parent). */
-async function ensureNsDir(labDir: string): Promise<string> {
+/** The private mount the lab's ns files live on (unshare refuses a shared parent); once per lab, though nodes start at once. */
+const nsDirs = new Map<string, Promise<string>>();
+function ensureNsDir(labDir: string): Promise<string> {
+  let p = nsDirs.get(labDir);
+  if (!p) nsDirs.set(labDir, (p = mountNsDir(labDir)));
+  return p;
+}
+
+async function mountNsDir(labDir: string): Promise<string> {
   const dir = join(labDir, "mnt");
   mkdirSync(dir, { recursive: true });
   const mounted = readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((l) => l.split(" ")[4] === dir);
@@ -72,4 +79,5 @@ export async function removeMountNamespaces(labDir: string): Promise<void> {
   if (!existsSync(dir)) return;
   for (const f of readdirSync(dir)) await exec(["umount", join(dir, f)], { allowFailure: true });
   await exec(["umount", dir], { allowFailure: true });
+  nsDirs.delete(labDir);
 }

@@ -10,6 +10,7 @@ import { createCgroupRoot } from "./cgroups.ts";
 import { importImage, startContainerd, writeContainerdConfig, type ContainerdPaths } from "./containerd.ts";
 import { startKubelet, writeKubeletFiles } from "./kubelet.ts";
 import { createNodeMountNs } from "./mountns.ts";
+import { startKubeProxy, writeKubeProxyFiles, type ProxyMode } from "../addons/kube-proxy.ts";
 
 // A lab node run by a real kubelet: the node's namespaces, its cgroup root,
 // Twill's CNI files installed by `twill install`, containerd with the lab's
@@ -27,12 +28,21 @@ export interface KubeletInfo {
   cniLog: string;
   ipamDir: string;
   nodeFile: string;
+  /** With the cluster add-ons: kube-proxy's log (its config and kubeconfig are in kube-proxy/ beside it). */
+  kubeProxyLog?: string;
 }
 
 export interface StartedKubeletNode {
   info: KubeletInfo;
   containerd: LabProcess;
   kubelet: LabProcess;
+  kubeProxy?: LabProcess;
+}
+
+/** kube-proxy beside kubelet (lab/addons/kube-proxy.ts). */
+export interface NodeProxy {
+  mode: ProxyMode;
+  clusterCIDR: string;
 }
 
 /**
@@ -88,13 +98,23 @@ export interface LabImages {
   extra?: string[];
 }
 
-export async function startKubeletNode(lab: string, labDir: string, i: number, pki: Pki, bin: string, images: LabImages): Promise<StartedKubeletNode> {
+export async function startKubeletNode(lab: string, labDir: string, i: number, pki: Pki, bin: string, images: LabImages, proxy?: NodeProxy): Promise<StartedKubeletNode> {
   const name = nodeName(i);
   const ns = await createNodeHost(lab, i);
   const dir = nodeDir(lab, name);
   const daemonSet = images.twill !== undefined;
   const mountNs = await createNodeMountNs(labDir, name, dir, daemonSet ? DAEMONSET_BINDS : {});
   const cgroupRoot = createCgroupRoot(lab, name);
+  // kube-proxy needs nothing of containerd's or kubelet's: started first, its rules are there by the time pods are.
+  let kubeProxy: LabProcess | undefined;
+  let kubeProxyLog: string | undefined;
+  if (proxy) {
+    const pn = { name, ip: nodeIp(i), dir };
+    const pf = await writeKubeProxyFiles(pki, pn, proxy.mode, proxy.clusterCIDR);
+    kubeProxy = startKubeProxy(bin, ns, mountNs, pn, pf);
+    kubeProxyLog = pf.log;
+  }
+
   const cd = writeContainerdConfig(dir);
   let nodeFile = join(dir, "node.json");
   let ipamDir = join(dir, "ipam");
@@ -110,15 +130,15 @@ export async function startKubeletNode(lab: string, labDir: string, i: number, p
   }
   const containerdLog = join(dir, "containerd.log");
   const containerd = await startContainerd(ns, mountNs, cd, containerdLog, name);
-  await importImage(cd, images.pause, mountNs, ns);
-  await importImage(cd, images.pod, mountNs, ns);
-  if (images.twill) await importImage(cd, images.twill, mountNs, ns);
-  for (const archive of images.extra ?? []) await importImage(cd, archive, mountNs, ns);
+  // Every image before kubelet starts: the DaemonSet's pods are placed the moment the Node registers.
+  const archives = [images.pause, images.pod, ...(images.twill ? [images.twill] : []), ...(images.extra ?? [])];
+  await Promise.all(archives.map((a) => importImage(cd, a, mountNs, ns)));
   const files = await writeKubeletFiles(pki, { name, ip: nodeIp(i), dir, cgroupRoot, containerdSocket: cd.socket });
   const kubelet = startKubelet(bin, ns, mountNs, { name, ip: nodeIp(i), dir, cgroupRoot, containerdSocket: cd.socket }, files);
   return {
-    info: { mountNs, cgroupRoot, containerd: cd, kubeletLog: files.log, containerdLog, cniLog, ipamDir, nodeFile },
+    info: { mountNs, cgroupRoot, containerd: cd, kubeletLog: files.log, containerdLog, cniLog, ipamDir, nodeFile, ...(kubeProxyLog ? { kubeProxyLog } : {}) },
     containerd,
     kubelet,
+    ...(kubeProxy ? { kubeProxy } : {}),
   };
 }

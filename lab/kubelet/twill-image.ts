@@ -13,6 +13,11 @@ import { ociArchive, tar, type Entry } from "./images.ts";
 // from this machine (Debian, like the Containerfile's base).
 
 const REPO = resolve(import.meta.dirname, "../..");
+/**
+ * The checkout whose node_modules this one uses: a git worktree may link to another's, and npm only reads a
+ * consistent tree where node_modules really is (from the link it reported the whole tree extraneous and failed).
+ */
+const MODULES_ROOT = dirname(realpathSync(join(REPO, "node_modules")));
 
 /** The image name in manifests/twill.yaml, so the DaemonSet is applied as written. */
 export function manifestImage(): string {
@@ -55,11 +60,8 @@ function libraries(program: string): string[] {
 
 /** Directories the production dependency tree lives in (npm's own view, dev dependencies left out). */
 function productionModules(): string[] {
-  // A git worktree may share another checkout's node_modules through a symlink: npm only understands the tree
-  // from the checkout it really belongs to.
-  const root = dirname(realpathSync(join(REPO, "node_modules")));
-  const out = execFileSync("npm", ["ls", "--omit=dev", "--all", "--parseable"], { cwd: root, encoding: "utf8" });
-  return out.split("\n").filter((p) => p.startsWith(join(root, "node_modules") + "/"));
+  const out = execFileSync("npm", ["ls", "--omit=dev", "--all", "--parseable"], { cwd: MODULES_ROOT, encoding: "utf8" });
+  return out.split("\n").filter((p) => p.startsWith(join(MODULES_ROOT, "node_modules") + "/"));
 }
 
 export function twillImageLayer(): Buffer {
@@ -82,10 +84,9 @@ export function twillImageLayer(): Buffer {
     { name: "opt/twill/node_modules/", type: "dir", mode: 0o755 },
   ];
   const modules = productionModules();
-  const modulesDir = realpathSync(join(REPO, "node_modules"));
   const seen = new Set<string>();
   for (const m of modules) {
-    const rel = relative(modulesDir, m);
+    const rel = relative(join(MODULES_ROOT, "node_modules"), m);
     // A scope directory (@kubernetes) first, then each package once.
     if (rel.startsWith("@") && !seen.has(rel.split("/")[0]!)) {
       seen.add(rel.split("/")[0]!);
