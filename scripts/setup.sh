@@ -20,7 +20,7 @@ fi
 # lab's pod and pause image).
 packages=(iproute2 iputils-ping python3 nftables iptables conntrack iperf3 socat ncat tcpdump ethtool util-linux openssl
   containernetworking-plugins bird2 gobgpd frr hyperfine jq procps containerd runc busybox-static curl
-  netcat-openbsd bind9-dnsutils bash)
+  netcat-openbsd bind9-dnsutils bash nginx)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

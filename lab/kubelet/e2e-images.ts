@@ -20,6 +20,9 @@ import { tar, type Entry } from "./images.ts";
 // - busybox:1.37.0-1 — Debian's busybox-static (1.35 here) with every applet.
 // - pause:3.10.2 — `agnhost pause` (upstream's pause: exits on TERM/INT,
 //   reaps children).
+// - nginx:1.15-4 and 1.27-0 — Debian's nginx (1.22 here) serving its default
+//   page on port 80 in the foreground, as upstream's (Alpine's nginx) does;
+//   the EndpointSlice and Endpoints specs run it as a plain web server.
 // agnhost:2.55 (AgnhostPrev) is the same layer under its name, as statefulset
 // fixtures ask for it.
 
@@ -29,6 +32,8 @@ export const AGNHOST_PREV_IMAGE = `${E2E_REGISTRY}/agnhost:2.55`;
 export const GLIBC_DNS_IMAGE = `${E2E_REGISTRY}/glibc-dns-testing:2.0.0`;
 export const BUSYBOX_IMAGE = `${E2E_REGISTRY}/busybox:1.37.0-1`;
 export const E2E_PAUSE_IMAGE = "registry.k8s.io/pause:3.10.2";
+export const NGINX_IMAGE = `${E2E_REGISTRY}/nginx:1.15-4`;
+export const NGINX_NEW_IMAGE = `${E2E_REGISTRY}/nginx:1.27-0`;
 
 const BUSYBOX = "/bin/busybox";
 const K8S_MODULE = "/root/go/pkg/mod/k8s.io/kubernetes@v1.36.3";
@@ -113,6 +118,39 @@ export function busyboxE2eLayer(busybox = BUSYBOX): Buffer {
   return tar(withDirs(entries, ["tmp", "root", "proc", "sys", "dev", "var", "usr/bin"]));
 }
 
+const NGINX_CONF = `# The lab's nginx image (lab/kubelet/e2e-images.ts): the default page on port 80, logs to the container's output.
+user root;
+worker_processes 1;
+daemon off;
+error_log stderr;
+pid /run/nginx.pid;
+events { worker_connections 256; }
+http {
+  include /etc/nginx/mime.types;
+  access_log /dev/stdout;
+  server {
+    listen 80 default_server;
+    root /usr/share/nginx/html;
+    index index.html;
+  }
+}
+`;
+
+/** Debian's nginx with its libraries, a foreground configuration and the directories its build expects. */
+export function nginxLayer(busybox = BUSYBOX): Buffer {
+  const entries: Entry[] = [
+    file("usr/sbin/nginx", readFileSync("/usr/sbin/nginx"), 0o755),
+    ...[...new Set(libraries("/usr/sbin/nginx"))].map((l) => file(l.slice(1), readFileSync(realpathSync(l)), 0o755)),
+    file("etc/nginx/nginx.conf", NGINX_CONF),
+    file("etc/nginx/mime.types", readFileSync("/etc/nginx/mime.types")),
+    file("usr/share/nginx/html/index.html", readFileSync("/usr/share/nginx/html/index.html")),
+    file("bin/busybox", readFileSync(busybox), 0o755),
+    ...busyboxApplets(busybox).map((a) => link(`bin/${a}`, "busybox")),
+    ...ETC,
+  ];
+  return tar(withDirs(entries, ["var/lib/nginx/body", "var/lib/nginx/proxy", "var/lib/nginx/fastcgi", "var/lib/nginx/uwsgi", "var/lib/nginx/scgi", "var/log/nginx", "run", "tmp", "proc", "sys", "dev"]));
+}
+
 const sha256 = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
 
 interface ImageDef {
@@ -174,12 +212,13 @@ export function multiImageArchive(images: ImageDef[]): Buffer {
 }
 
 /** The names the archive holds, for a check that every spec's image is there. */
-export const E2E_IMAGES = [AGNHOST_IMAGE, AGNHOST_PREV_IMAGE, GLIBC_DNS_IMAGE, E2E_PAUSE_IMAGE, BUSYBOX_IMAGE];
+export const E2E_IMAGES = [AGNHOST_IMAGE, AGNHOST_PREV_IMAGE, GLIBC_DNS_IMAGE, E2E_PAUSE_IMAGE, BUSYBOX_IMAGE, NGINX_IMAGE, NGINX_NEW_IMAGE];
 
 /** Writes the e2e images as one archive into `dir` (`bin`: the control plane's binaries, agnhost among them). */
 export function writeE2eImages(dir: string, bin: string): string {
   const agn = agnhostLayer(join(bin, "agnhost"));
   const bb = busyboxE2eLayer();
+  const ngx = nginxLayer();
   const path = join(dir, "e2e-images.oci.tar");
   writeFileSync(
     path,
@@ -189,6 +228,8 @@ export function writeE2eImages(dir: string, bin: string): string {
       { name: GLIBC_DNS_IMAGE, layer: agn, cmd: ["/bin/sh"] },
       { name: E2E_PAUSE_IMAGE, layer: agn, entrypoint: ["/agnhost", "pause"] },
       { name: BUSYBOX_IMAGE, layer: bb, cmd: ["sh"] },
+      { name: NGINX_IMAGE, layer: ngx, entrypoint: ["/usr/sbin/nginx"], cmd: [] },
+      { name: NGINX_NEW_IMAGE, layer: ngx, entrypoint: ["/usr/sbin/nginx"], cmd: [] },
     ]),
   );
   return path;
