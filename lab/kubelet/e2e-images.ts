@@ -52,6 +52,8 @@ const TOOLS: Record<string, string> = {
   "usr/bin/bash": "/usr/bin/bash",
   "usr/sbin/ip": "/usr/sbin/ip",
   "usr/bin/ss": "/usr/bin/ss",
+  // The DNS specs' /etc/hosts probes: `getent hosts NAME` (Alpine's musl-utils upstream, glibc's libc-bin here).
+  "usr/bin/getent": "/usr/bin/getent",
 };
 
 /** Shared libraries a program loads, as ldd resolves them on this machine (the loader included). */
