@@ -74,6 +74,7 @@ async function main(): Promise<number> {
     });
     for (const s of r.specs.filter((x) => x.outcome === "failed")) console.log(`\nFAILED ${s.name}${s.state ? ` (${s.state})` : ""}\n${s.message ?? ""}`);
     if (r.missing.length) console.log(`\n${r.missing.length} selected specs have no result (the run stopped early):\n${r.missing.join("\n")}`);
+    if (r.pulled.length) console.log(`\nspecs asked for images the lab does not build (containerd tried to pull them): ${r.pulled.join(", ")}`);
     if (!values["no-record"] && !stopping) {
       const file = resolve(REPO, "bench-results/e2e.json");
       const merged = mergeResults(readResults(file), r.specs, { date, backend, proxy: r.proxy, focus: values.focus, skip: values.skip, nodes, ...r.counts, seconds: Math.round(r.seconds) });
@@ -83,7 +84,7 @@ async function main(): Promise<number> {
     }
     if (r.keptDir) say(`kept for the failures: ${r.keptDir} (e2e.log, report.json, lab-logs/)`);
     console.log(summaryLine(r.counts));
-    return r.counts.failed === 0 && r.missing.length === 0 && r.exitCode === 0 ? 0 : 1;
+    return r.counts.failed === 0 && r.missing.length === 0 && r.pulled.length === 0 && r.exitCode === 0 ? 0 : 1;
   } catch (err) {
     console.error(`[e2e] failed: ${(err as Error).message}`);
     const details = (err as { details?: string }).details;

@@ -50,6 +50,8 @@ export interface E2eRun {
   expected: number;
   /** Names the focus selected that have no result (the binary stopped early). */
   missing: string[];
+  /** Images some node's containerd was asked to pull (each a spec's image the lab does not build): must be empty. */
+  pulled: string[];
   /** Where the e2e log, ginkgo's report and (on failure) the lab's logs are kept; removed when all passed. */
   keptDir?: string;
   exitCode: number;
@@ -138,6 +140,17 @@ export async function selectedSpecs(bin: string, focus: string, skip: string | u
   return dryRunSpecs(readFileSync(report, "utf8"));
 }
 
+/** Every image a node's containerd was asked to pull (its log says `PullImage "NAME"`): the lab imports all it runs. */
+export function pulledImages(s: LabState): string[] {
+  const names = new Set<string>();
+  for (const n of s.nodes) {
+    const log = n.kubelet?.containerdLog;
+    if (!log || !existsSync(log)) continue;
+    for (const m of readFileSync(log, "utf8").matchAll(/PullImage \\"([^"\\]+)\\""/g)) names.add(m[1]!);
+  }
+  return [...names].sort();
+}
+
 /** The lab's logs (control plane, per node: kubelet, containerd, CNI, containers) copied to `dest`. */
 export function keepLabLogs(s: LabState, dest: string): void {
   mkdirSync(dest, { recursive: true });
@@ -185,14 +198,15 @@ export async function runUpstreamE2e(o: E2eOptions): Promise<E2eRun> {
     const ran = new Set(parsed.specs.map((x) => x.name));
     const missing = selected.map((x) => x.name).filter((n) => !ran.has(n));
     const counts = countOutcomes(parsed.specs);
-    const ok = counts.failed === 0 && missing.length === 0 && code === 0;
+    const pulled = pulledImages(s);
+    const ok = counts.failed === 0 && missing.length === 0 && pulled.length === 0 && code === 0;
     let keptDir: string | undefined;
     if (ok) rmSync(work, { recursive: true, force: true });
     else {
       keepLabLogs(s, join(work, "lab-logs"));
       keptDir = work;
     }
-    return { lab: s.name, proxy: o.proxyMode, specs: parsed.specs, counts, expected: selected.length, missing, ...(keptDir ? { keptDir } : {}), exitCode: code, seconds: (performance.now() - t0) / 1000 };
+    return { lab: s.name, proxy: o.proxyMode, specs: parsed.specs, counts, expected: selected.length, missing, pulled, ...(keptDir ? { keptDir } : {}), exitCode: code, seconds: (performance.now() - t0) / 1000 };
   } catch (err) {
     log(`the e2e log and reports are kept in ${work}`);
     throw err;

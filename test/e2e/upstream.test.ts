@@ -16,6 +16,8 @@ describe("upstream e2e: the CI subset", () => {
       const failed = r.specs.filter((s) => s.outcome !== "passed").map((s) => `${s.name}: ${s.outcome}${s.message ? ` — ${s.message}` : ""}`);
       expect(failed, r.keptDir ? `logs kept in ${r.keptDir}` : undefined).toEqual([]);
       expect(r.missing).toEqual([]);
+      // Every image a spec ran was the lab's own: nothing was pulled.
+      expect(r.pulled).toEqual([]);
       expect(r.expected).toBe(CI_EXPECTED);
       expect(r.specs.length).toBe(CI_EXPECTED);
       expect(r.exitCode).toBe(0);
