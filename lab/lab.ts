@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import type { KubeConfig } from "@kubernetes/client-node";
+import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { TwillError } from "../lib/errors.ts";
 import { exec } from "../lib/kernel/exec.ts";
 import { deleteNetns, listNetns } from "../lib/kernel/netns.ts";
@@ -17,12 +17,13 @@ import { createCa } from "./pki.ts";
 import { createControlPlaneHost, createNodeHost, createRouterHost, createUnderlay } from "./topology.ts";
 import { labsWithCgroups, removeLabCgroups } from "./kubelet/cgroups.ts";
 import { removeMountNamespaces } from "./kubelet/mountns.ts";
-import { startKubeletNodes, createKubeletPods, writeLabImagesAside } from "./kubelet/lab-nodes.ts";
+import { createKubeletPods, seedImages, startKubeletNodes, writeLabImagesAside } from "./kubelet/lab-nodes.ts";
+import type { LabImages } from "./kubelet/node.ts";
 import { applyDaemonSet, waitDaemonSetReady } from "./kubelet/daemonset.ts";
 import { applyObject } from "./install.ts";
-import type { ProxyMode } from "./addons/kube-proxy.ts";
+import { waitEndpointsProgrammed, type ProxyMode } from "./addons/kube-proxy.ts";
 import { corednsObjects, waitDeploymentAvailable } from "./addons/coredns.ts";
-import { ECHO_NAMESPACE, echoObjects } from "./addons/echo.ts";
+import { ECHO_NAMESPACE, ECHO_TARGET_PORT, echoObjects } from "./addons/echo.ts";
 
 // A whole lab: control plane + N nodes + pods, described by a state file in
 // its directory so that tests in other processes can attach to it and a
@@ -48,8 +49,6 @@ export interface LabOptions {
   kubelet?: boolean;
   /** With kubelet: Twill runs as the manifest's DaemonSet from a lab-built image, not as per-node processes. */
   daemonSet?: boolean;
-  /** With kubelet: every node gets the images upstream's network e2e specs run (lab/kubelet/e2e-images.ts). */
-  e2eImages?: boolean;
   /** Nodes' underlay devices take GSO/GRO packets up to this size (BIG TCP, as an operator sets a capable NIC); default the kernel's 64 KiB. */
   underlayGso?: number;
   /**
@@ -57,6 +56,8 @@ export interface LabOptions {
    * behind kube-dns, and the lab's `echo` Services (lab/addons, docs/lab.md).
    */
   addons?: { proxyMode: ProxyMode };
+  /** With kubelet: more OCI image archives every node's containerd holds from the start (upstream's test images). */
+  extraImages?: string[];
   log?: (msg: string) => void;
   /** Told the lab's name as soon as it has one, so a signal during start-up can tear it down. */
   onName?: (name: string) => void;
@@ -180,10 +181,11 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
   saveState(state);
   try {
     const t0 = performance.now();
-    // Written beside the control plane's start-up; imported by every node's containerd.
-    const images = kubeletMode ? writeLabImagesAside(dir, bin, { twill: opts.daemonSet, coredns: !!addons, e2e: opts.e2eImages }) : undefined;
-    images?.catch(() => {});
+    // Written and imported into the nodes' seed beside the control plane's start-up.
+    const images = kubeletMode ? writeLabImagesAside(dir, bin, { twill: opts.daemonSet, coredns: !!addons }).then((i) => withExtra(i, opts.extraImages)) : undefined;
     await createUnderlay(name);
+    const seed = images ? seedImages(name, dir, images, log) : undefined;
+    seed?.catch(() => {});
     await createControlPlaneHost(name);
     await createRouterHost(name);
     const pki = await createCa(join(dir, "pki"));
@@ -195,7 +197,7 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     log(`apiserver ready after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const kc = kubeConfig(cp.forwarder.port, state.admin);
     const kubelets = kubeletMode
-      ? await startKubeletNodes(kc, name, dir, opts.nodes, pki, bin, await images!, log, addons ? { proxy: { mode: addons.proxyMode, clusterCIDR: opts.clusterCIDR ?? CLUSTER_CIDR } } : {})
+      ? await startKubeletNodes(kc, name, dir, opts.nodes, pki, bin, seed!, !!opts.daemonSet, log, addons ? { proxy: { mode: addons.proxyMode, clusterCIDR: opts.clusterCIDR ?? CLUSTER_CIDR } } : {})
       : undefined;
     if (kubelets) state.nodes.push(...kubelets.nodes);
     for (let i = 1; !kubelets && i <= opts.nodes; i++) {
@@ -212,7 +214,7 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     if (daemon && opts.daemonSet) {
       await applyDaemonSet(cp.forwarder.port, state.admin, opts.backend);
       await waitDaemonSetReady(kc, state.nodes);
-      log(`twill DaemonSet (image built by the lab, imported into every containerd) ready on every node after ${at()}`);
+      log(`twill DaemonSet (image built by the lab, in every node's containerd) ready on every node after ${at()}`);
     } else if (daemon) {
       await applyManifests(cp.forwarder.port, state.admin);
       const token = await serviceAccountToken(kc);
@@ -233,7 +235,8 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
         for (const obj of [...corednsObjects(), ...echoObjects(opts.nodes)]) await applyObject(cp.forwarder.port, state.admin, obj);
         const [pods] = await Promise.all([createKubeletPods(kc, name, state.nodes, opts.podsPerNode), waitDeploymentAvailable(kc, "kube-system", "coredns"), waitDeploymentAvailable(kc, ECHO_NAMESPACE, "echo")]);
         state.pods.push(...pods);
-        log(`CoreDNS (kube-dns ${DNS_SERVICE_IP}) and the echo Deployment Available, the lab's pods Ready after ${at()}`);
+        await waitEndpointsProgrammed(state.nodes, addons.proxyMode, await addonEndpoints(kc));
+        log(`CoreDNS (kube-dns ${DNS_SERVICE_IP}) and the echo Deployment Available and in every kube-proxy's rules, the lab's pods Ready after ${at()}`);
       } else {
         state.pods.push(...(await createKubeletPods(kc, name, state.nodes, opts.podsPerNode)));
       }
@@ -260,6 +263,15 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     await destroyLab(name);
     throw err;
   }
+}
+
+const withExtra = (images: LabImages, extra: string[] = []): LabImages => ({ ...images, extra: [...(images.extra ?? []), ...extra] });
+
+/** The add-ons' endpoints as kube-proxy's DNAT rules name them: CoreDNS's DNS port, the echo pods' HTTP port. */
+async function addonEndpoints(kc: KubeConfig): Promise<{ ip: string; port: number }[]> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const ips = async (namespace: string, labelSelector: string) => (await core.listNamespacedPod({ namespace, labelSelector })).items.map((p) => p.status?.podIP ?? "").filter(Boolean);
+  return [...(await ips("kube-system", "k8s-app=kube-dns")).map((ip) => ({ ip, port: 53 })), ...(await ips(ECHO_NAMESPACE, "app=echo")).map((ip) => ({ ip, port: ECHO_TARGET_PORT }))];
 }
 
 async function closeLab(state: LabState, forwarder: Forwarder): Promise<void> {

@@ -69,6 +69,10 @@ async function main(): Promise<number> {
     console.error("--no-daemon needs --fast (kubelet's nodes are not Ready without a CNI)");
     return 2;
   }
+  if (values["underlay-gso"] !== undefined && !values.fast) {
+    console.error("--underlay-gso needs --fast (kubelet nodes' underlay links keep the kernel's default)");
+    return 2;
+  }
   const underlayGso = values["underlay-gso"] === undefined ? undefined : Number(values["underlay-gso"]);
   if (underlayGso !== undefined && (!Number.isInteger(underlayGso) || underlayGso < 65536 || underlayGso > 524280)) {
     console.error("--underlay-gso takes a size in bytes from 65536 to 524280 (BIG TCP; 196608 is common)");

@@ -99,3 +99,30 @@ export async function waitKubeProxyHealthy(netns: string, n: KubeProxyNode, p: L
   }
   throw new TwillError("LAB_KUBE_PROXY", `kube-proxy on ${n.name} was not healthy within ${timeoutMs / 1000} s (${url}: ${last || "no answer"})`, tail(p.log, 25));
 }
+
+/** kube-proxy's rules on a node, as text: its nftables table, or the iptables-nft nat table. */
+export async function proxyRules(netns: string, mode: ProxyMode): Promise<string> {
+  const argv = mode === "nftables" ? ["nft", "list", "table", "ip", "kube-proxy"] : ["iptables-nft-save", "-t", "nat"];
+  return (await execIn(netns, argv, { allowFailure: true })).stdout;
+}
+
+/** An endpoint as kube-proxy's DNAT names it: nftables mode maps to `ip . port` (numgen into a map), iptables to `ip:port`. */
+export const dnatTarget = (mode: ProxyMode, ip: string, port: number) => (mode === "nftables" ? `${ip} . ${port}` : `${ip}:${port}`);
+
+/**
+ * Waits until every node's kube-proxy has programmed these endpoints. A Deployment is Available once its pods
+ * are Ready; kube-proxy writes their rules a sync later, so the lab's first Service probe would otherwise race it.
+ */
+export async function waitEndpointsProgrammed(nodes: { name: string; ns: string }[], mode: ProxyMode, endpoints: { ip: string; port: number }[], timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const wanted = endpoints.map((e) => dnatTarget(mode, e.ip, e.port));
+  for (const n of nodes) {
+    for (;;) {
+      const rules = await proxyRules(n.ns, mode);
+      const missing = wanted.filter((e) => !rules.includes(e));
+      if (!missing.length) break;
+      if (Date.now() > deadline) throw new TwillError("LAB_KUBE_PROXY", `kube-proxy on ${n.name} did not program ${missing.join(", ")} within ${timeoutMs / 1000} s`, rules.slice(0, 3000));
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}

@@ -8,6 +8,7 @@ import { netnsPath } from "../../lib/kernel/netns.ts";
 import type { ProxyMode } from "../addons/kube-proxy.ts";
 import { startLab, type Backend, type LabState, type RunningLab } from "../lab.ts";
 import { CLUSTER_DOMAIN, CONTROL_PLANE_IP, routerNs } from "../names.ts";
+import { writeE2eImages } from "../kubelet/e2e-images.ts";
 import { routeControlPlaneToPods } from "./control-plane-routes.ts";
 import { countOutcomes, dryRunSpecs, parseGinkgoReport, ProgressParser, type Counts, type Outcome, type SpecResult } from "./report.ts";
 
@@ -174,7 +175,12 @@ export async function runUpstreamE2e(o: E2eOptions): Promise<E2eRun> {
   log(`${selected.length} specs selected; starting a ${o.nodes ?? 2}-node lab (kubelet, Twill DaemonSet, backend ${o.backend}, kube-proxy ${o.proxyMode}, CoreDNS, e2e images)`);
   let lab: RunningLab | undefined;
   try {
-    lab = await startLab({ nodes: o.nodes ?? 2, podsPerNode: 0, backend: o.backend, kubelet: true, daemonSet: true, e2eImages: true, addons: { proxyMode: o.proxyMode }, log, ...(o.onName ? { onName: o.onName } : {}) });
+    // The specs' images, under upstream's names; the lab's image seed imports (and caches) them for every node.
+    const images = join(work, "images");
+    mkdirSync(images);
+    const archive = writeE2eImages(images, bin);
+    lab = await startLab({ nodes: o.nodes ?? 2, podsPerNode: 0, backend: o.backend, kubelet: true, daemonSet: true, extraImages: [archive], addons: { proxyMode: o.proxyMode }, log, ...(o.onName ? { onName: o.onName } : {}) });
+    rmSync(images, { recursive: true, force: true });
     const s = lab.state;
     await routeControlPlaneToPods(s);
     const kubeconfig = join(work, "e2e.kubeconfig");

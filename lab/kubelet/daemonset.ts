@@ -10,8 +10,9 @@ import { tail } from "../process.ts";
 // Twill installed as an operator would, DaemonSet included: manifests/twill.yaml
 // applied whole, with the values an operator sets per cluster: the backend,
 // and the apiserver's address for the daemon (KUBERNETES_SERVICE_HOST/PORT, as
-// CNIs are configured: the lab runs no kube-proxy, so the `kubernetes`
-// Service's ClusterIP leads nowhere — and a CNI must not depend on it).
+// CNIs are configured: the `kubernetes` Service's ClusterIP leads anywhere only
+// through kube-proxy's rules, and the pod network must come up without them —
+// in kubelet labs without the add-ons no kube-proxy runs at all).
 
 type Obj = KubernetesObject & { data?: Record<string, string>; spec?: { template?: { spec?: { containers?: { name: string; env?: { name: string; value?: string }[] }[] } } } };
 

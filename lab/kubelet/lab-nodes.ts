@@ -1,13 +1,15 @@
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
 import { TwillError } from "../../lib/errors.ts";
 import { labNodeFor, type LabNode, type LabPod } from "../cluster.ts";
-import { nodeName } from "../names.ts";
+import { nodeName, underlayNs } from "../names.ts";
 import type { Pki } from "../pki.ts";
 import { tail, type LabProcess } from "../process.ts";
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { kubeletFailed } from "./kubelet.ts";
-import { startKubeletNode, type LabImages, type NodeProxy } from "./node.ts";
+import { imageArchives, startKubeletNode, type LabImages, type NodeProxy } from "./node.ts";
+import { seedRoot } from "./image-seed.ts";
+import { createNodeMountNs } from "./mountns.ts";
 import { waitKubeProxyHealthy } from "../addons/kube-proxy.ts";
 import { attachReadyPod, kubeletPodSpec } from "./pods.ts";
 
@@ -54,11 +56,10 @@ export interface KubeletNodes {
 
 /**
  * Writes the image archives every node imports (write-images.ts, in a child process so it runs while the
- * control plane starts): the pod and pause images, the Twill image for the DaemonSet, CoreDNS's with the add-ons,
- * upstream's e2e images (e2e-images.ts) for the e2e runner.
+ * control plane starts): the pod and pause images, the Twill image for the DaemonSet, CoreDNS's with the add-ons.
  */
-export function writeLabImagesAside(dir: string, bin: string, o: { twill?: boolean; coredns?: boolean; e2e?: boolean }): Promise<LabImages> {
-  const args = [join(import.meta.dirname, "write-images.ts"), dir, bin, ...(o.twill ? ["--twill"] : []), ...(o.coredns ? ["--coredns"] : []), ...(o.e2e ? ["--e2e"] : [])];
+export function writeLabImagesAside(dir: string, bin: string, o: { twill?: boolean; coredns?: boolean }): Promise<LabImages> {
+  const args = [join(import.meta.dirname, "write-images.ts"), dir, bin, ...(o.twill ? ["--twill"] : []), ...(o.coredns ? ["--coredns"] : [])];
   return new Promise((resolve, reject) => {
     execFile(process.execPath, args, { maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
       if (err) reject(new TwillError("LAB_IMAGES", "writing the lab's images failed", `${stderr}`.slice(-2000)));
@@ -72,8 +73,18 @@ export interface KubeletNodesOptions {
   proxy?: NodeProxy;
 }
 
-export async function startKubeletNodes(kc: KubeConfig, lab: string, dir: string, count: number, pki: Pki, bin: string, images: LabImages, log: (m: string) => void, o: KubeletNodesOptions = {}): Promise<KubeletNodes> {
-  const started = await Promise.all(Array.from({ length: count }, (_, k) => startKubeletNode(lab, dir, k + 1, pki, bin, images, o.proxy)));
+/**
+ * The containerd root every node starts from (image-seed.ts), begun as soon as the archives are written: a seed
+ * containerd of its own (in the underlay namespace, which exists first, and a mount namespace of its own) imports
+ * them while the control plane is still starting.
+ */
+export async function seedImages(lab: string, dir: string, images: Promise<LabImages>, log: (m: string) => void): Promise<string> {
+  const mountNs = await createNodeMountNs(dir, "image-seed", join(dir, "image-seed"));
+  return seedRoot(imageArchives(await images), underlayNs(lab), mountNs, log);
+}
+
+export async function startKubeletNodes(kc: KubeConfig, lab: string, dir: string, count: number, pki: Pki, bin: string, seed: Promise<string>, daemonSet: boolean, log: (m: string) => void, o: KubeletNodesOptions = {}): Promise<KubeletNodes> {
+  const started = await Promise.all(Array.from({ length: count }, (_, k) => startKubeletNode(lab, dir, k + 1, pki, bin, seed, daemonSet, o.proxy)));
   log(`containerd + kubelet${o.proxy ? ` + kube-proxy (${o.proxy.mode})` : ""} started on ${count} nodes; waiting for kubelet to register them`);
   const nodes: LabNode[] = [];
   for (let i = 1; i <= count; i++) {

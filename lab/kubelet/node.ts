@@ -7,7 +7,8 @@ import type { Pki } from "../pki.ts";
 import type { LabProcess } from "../process.ts";
 import { createNodeHost } from "../topology.ts";
 import { createCgroupRoot } from "./cgroups.ts";
-import { importImage, startContainerd, writeContainerdConfig, type ContainerdPaths } from "./containerd.ts";
+import { startContainerd, writeContainerdConfig, type ContainerdPaths } from "./containerd.ts";
+import { cloneSeed } from "./image-seed.ts";
 import { startKubelet, writeKubeletFiles } from "./kubelet.ts";
 import { createNodeMountNs } from "./mountns.ts";
 import { startKubeProxy, writeKubeProxyFiles, type ProxyMode } from "../addons/kube-proxy.ts";
@@ -98,11 +99,17 @@ export interface LabImages {
   extra?: string[];
 }
 
-export async function startKubeletNode(lab: string, labDir: string, i: number, pki: Pki, bin: string, images: LabImages, proxy?: NodeProxy): Promise<StartedKubeletNode> {
+/** Every image archive a node's containerd gets. */
+export const imageArchives = (images: LabImages) => [images.pause, images.pod, ...(images.twill ? [images.twill] : []), ...(images.extra ?? [])];
+
+/**
+ * `seed` is the containerd root holding every image (image-seed.ts). The node's containerd starts on a copy of
+ * it: images are there before kubelet starts, and the DaemonSet's pods are placed the moment the Node registers.
+ */
+export async function startKubeletNode(lab: string, labDir: string, i: number, pki: Pki, bin: string, seed: Promise<string>, daemonSet: boolean, proxy?: NodeProxy): Promise<StartedKubeletNode> {
   const name = nodeName(i);
   const ns = await createNodeHost(lab, i);
   const dir = nodeDir(lab, name);
-  const daemonSet = images.twill !== undefined;
   const mountNs = await createNodeMountNs(labDir, name, dir, daemonSet ? DAEMONSET_BINDS : {});
   const cgroupRoot = createCgroupRoot(lab, name);
   // kube-proxy needs nothing of containerd's or kubelet's: started first, its rules are there by the time pods are.
@@ -129,10 +136,8 @@ export async function startKubeletNode(lab: string, labDir: string, i: number, p
     cniLog = await installCni(dir, cd, nodeFile, ipamDir);
   }
   const containerdLog = join(dir, "containerd.log");
+  await cloneSeed(await seed, dir);
   const containerd = await startContainerd(ns, mountNs, cd, containerdLog, name);
-  // Every image before kubelet starts: the DaemonSet's pods are placed the moment the Node registers.
-  const archives = [images.pause, images.pod, ...(images.twill ? [images.twill] : []), ...(images.extra ?? [])];
-  await Promise.all(archives.map((a) => importImage(cd, a, mountNs, ns)));
   const files = await writeKubeletFiles(pki, { name, ip: nodeIp(i), dir, cgroupRoot, containerdSocket: cd.socket });
   const kubelet = startKubelet(bin, ns, mountNs, { name, ip: nodeIp(i), dir, cgroupRoot, containerdSocket: cd.socket }, files);
   return {
