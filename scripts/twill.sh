@@ -7,7 +7,7 @@ cd "$root"
 bash scripts/setup.sh
 export PATH="$root/node_modules/.bin:$PATH"
 
-step=${1:?usage: twill.sh build|test|typecheck|lab|demo|bench NAME}
+step=${1:?usage: twill.sh build|test|typecheck|lab|demo|e2e|bench NAME}
 shift
 case "$step" in
   build) bash scripts/build.sh "$@" ;;
@@ -34,6 +34,12 @@ case "$step" in
     exec node lab/main.ts "$@"
     ;;
   demo) bash scripts/build.sh && exec node scripts/demo.ts "$@" ;;
+  e2e)
+    bash scripts/build.sh
+    # kubelet, kube-scheduler, kube-proxy, CoreDNS, agnhost and e2e.test: the real-cluster lab and upstream's specs.
+    TWILL_BUILD_KUBELET=1 TWILL_BUILD_E2E=1 bash scripts/build-controlplane.sh >/dev/null
+    exec node scripts/e2e.ts "$@"
+    ;;
   conformance)
     bash scripts/build.sh
     bash scripts/build-controlplane.sh >/dev/null

@@ -165,3 +165,23 @@ describe("bgp backend (pure mapping)", () => {
   });
 
 });
+
+describe("bgp backend start-up", () => {
+  it("a speaker that fails to start is not kept: the next prepare starts one again instead of going on without BGP", async () => {
+    let starts = 0;
+    class RefusedOnce extends FakeSpeaker {
+      override async start() {
+        starts++;
+        if (starts === 1) throw Object.assign(new Error("listen EACCES: permission denied 0.0.0.0:179"), { code: "EACCES" });
+      }
+    }
+    const cfg = parseConfig("clusterCIDR: 10.244.0.0/16\nbackend: bgp\n");
+    const backend = bgpBackend(cfg, { log, makeSpeaker: () => new RefusedOnce(), routesInstalled: async () => false });
+    await expect(backend.prepare(local)).rejects.toThrow(/EACCES/);
+    // Until a speaker runs, no pass may compute a dataplane as if BGP ran.
+    expect(() => backend.desired(viewOf(a, b), local, 1500)).toThrow(/not started/);
+    await backend.prepare(local);
+    expect(starts).toBe(2);
+    expect(() => backend.desired(viewOf(a, b), local, 1500)).not.toThrow();
+  });
+});

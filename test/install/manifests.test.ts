@@ -89,4 +89,12 @@ describe("the daemon's ServiceAccount (least privilege)", () => {
     const bindings = manifestObjects().filter((o) => o.kind?.endsWith("Binding")) as unknown as { roleRef: { name: string } }[];
     for (const b of bindings) expect(b.roleRef.name).not.toBe("cluster-admin");
   });
+
+  it("lets the daemon bind BGP's port 179: the bgp backend listens there, and a port below 1024 needs NET_BIND_SERVICE", () => {
+    type Container = { name: string; securityContext?: { capabilities?: { add?: string[]; drop?: string[] } } };
+    const ds = manifestObjects().find((o) => o.kind === "DaemonSet") as unknown as { spec: { template: { spec: { containers: Container[] } } } };
+    const twill = ds.spec.template.spec.containers.find((c) => c.name === "twill")!;
+    expect(twill.securityContext?.capabilities?.drop).toContain("ALL");
+    expect(twill.securityContext?.capabilities?.add).toEqual(expect.arrayContaining(["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"]));
+  });
 });

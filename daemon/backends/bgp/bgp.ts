@@ -117,8 +117,12 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
           kick();
         },
       };
-      speaker = deps.makeSpeaker ? deps.makeSpeaker(sc, events) : new Speaker(sc, log, events);
-      await speaker.start();
+      const s = deps.makeSpeaker ? deps.makeSpeaker(sc, events) : new Speaker(sc, log, events);
+      // Kept only once started: a start that fails (port 179 refused: EACCES without NET_BIND_SERVICE, or in
+      // use) must fail every pass until one succeeds. Kept before, the next pass found a speaker and went on
+      // without BGP — no listener, no session, the node reported healthy.
+      await s.start();
+      speaker = s;
       if (restarting) holdUntil = now() + started.restartTime * 1000;
       log.info({ asn: started.asn, port: started.port, routerId: started.routerId, restarting }, "BGP speaker started");
       return {};
