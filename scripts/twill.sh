@@ -14,9 +14,10 @@ case "$step" in
   typecheck) tsc -p tsconfig.json ;;
   test)
     bash scripts/build.sh
-    # The lab's control plane (and kubelet, for test/kubelet), before vitest: a
-    # first build takes minutes and must not run into a test-hook timeout.
-    TWILL_BUILD_KUBELET=1 bash scripts/build-controlplane.sh >/dev/null
+    # The lab's Kubernetes (the cluster's binaries for test/kubelet, the e2e
+    # binary for test/e2e), before vitest: a first build takes minutes and must
+    # not run into a test-hook timeout.
+    TWILL_BUILD_KUBELET=1 TWILL_BUILD_E2E=1 bash scripts/build-controlplane.sh >/dev/null
     tsc -p tsconfig.json
     report=$(mktemp)
     rc=0
