@@ -48,10 +48,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   : >"$logs/apt.log"
   export DEBIAN_FRONTEND=noninteractive
   quietly "$logs/apt.log" apt-get update
-  quietly "$logs/apt.log" apt-get install -y --no-install-recommends "${missing[@]}"
-  # The BGP daemons and containerd are started by the tests and the lab in their
-  # own namespaces, never as services of this machine.
-  for svc in bird frr gobgpd containerd; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
+  # The BGP daemons, containerd and nginx (an e2e image's web server) are started
+  # by the tests and the lab in their own namespaces, never as services of this
+  # machine: Debian's policy-rc.d convention keeps the packages from starting
+  # them while they install (an existing policy is left as it is), and they are
+  # disabled for later boots.
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+  fi
+  rc=0
+  quietly "$logs/apt.log" apt-get install -y --no-install-recommends "${missing[@]}" || rc=$?
+  [ "$own_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  [ "$rc" = 0 ] || exit 1
+  for svc in bird frr gobgpd containerd nginx; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
 fi
 
 # npm dependencies, reinstalled only when the lock file changes.
