@@ -119,3 +119,20 @@ contexts:
 current-context: lab
 `;
 }
+
+/** A kubeconfig for the lab's admin (client certificate) against `server`; `tlsServerName` when the address is not in the certificate. */
+export function adminKubeconfig(lab: { name: string; admin: Credentials }, server: string, tlsServerName?: string): string {
+  return `apiVersion: v1
+kind: Config
+clusters:
+- name: ${lab.name}
+  cluster: {server: "${server}", certificate-authority: "${lab.admin.ca}"${tlsServerName ? `, tls-server-name: ${tlsServerName}` : ""}}
+users:
+- name: lab-admin
+  user: {client-certificate: "${lab.admin.cert}", client-key: "${lab.admin.key}"}
+contexts:
+- name: ${lab.name}
+  context: {cluster: ${lab.name}, user: lab-admin}
+current-context: ${lab.name}
+`;
+}

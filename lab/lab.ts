@@ -10,7 +10,8 @@ import { startDaemon, waitDaemonReady, writeDaemonFiles } from "./daemons.ts";
 import { applyManifests, serviceAccountToken } from "./install.ts";
 import { CLUSTER_CIDR, DNS_SERVICE_IP } from "./names.ts";
 import { startControlPlane } from "./controlplane.ts";
-import { kubeConfig, startForwarder, type Credentials, type Forwarder } from "./kube.ts";
+import { adminKubeconfig, kubeConfig, startForwarder, type Credentials, type Forwarder } from "./kube.ts";
+import { processAlive } from "./process.ts";
 import { LAB_PREFIX, LAB_ROOT, labDir, newLabName } from "./names.ts";
 import { createCa } from "./pki.ts";
 import { createControlPlaneHost, createNodeHost, createRouterHost, createUnderlay } from "./topology.ts";
@@ -97,14 +98,6 @@ function saveState(s: LabState): void {
   writeFileSync(stateFile(s.name), JSON.stringify(s, null, 2));
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Removes a lab: every process in its namespaces, the namespaces, its files. */
 export async function destroyLab(lab: string): Promise<void> {
@@ -132,7 +125,7 @@ export async function staleLabs(): Promise<string[]> {
     } catch {
       owner = 0;
     }
-    if (!owner || !alive(owner)) stale.push(lab);
+    if (!owner || !processAlive(owner)) stale.push(lab);
   }
   return stale;
 }
@@ -305,22 +298,6 @@ export function commandLine(pid: number): string[] {
 /** A kubeconfig for this machine's tools (kubectl), through this process's loopback relay. */
 export function writeAdminKubeconfig(s: LabState, port: number): string {
   const path = join(s.dir, "admin.kubeconfig");
-  writeFileSync(
-    path,
-    `apiVersion: v1
-kind: Config
-clusters:
-- name: ${s.name}
-  cluster: {server: "https://127.0.0.1:${port}", certificate-authority: "${s.admin.ca}", tls-server-name: kubernetes}
-users:
-- name: lab-admin
-  user: {client-certificate: "${s.admin.cert}", client-key: "${s.admin.key}"}
-contexts:
-- name: ${s.name}
-  context: {cluster: ${s.name}, user: lab-admin}
-current-context: ${s.name}
-`,
-    { mode: 0o600 },
-  );
+  writeFileSync(path, adminKubeconfig(s, `https://127.0.0.1:${port}`, "kubernetes"), { mode: 0o600 });
   return path;
 }

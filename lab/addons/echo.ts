@@ -1,4 +1,4 @@
-import type { KubernetesObject } from "@kubernetes/client-node";
+import type { KubernetesObject, V1Container } from "@kubernetes/client-node";
 import { ECHO_WWW, POD_IMAGE } from "../kubelet/images.ts";
 
 // The lab's Services and what serves them: a Deployment `echo` of busybox
@@ -17,6 +17,17 @@ export const ECHO_TARGET_PORT = 8080;
 export const ECHO_NODEPORT_CLUSTER = 30080;
 export const ECHO_NODEPORT_LOCAL = 30081;
 export const ECHO_LABELS = { app: "echo" };
+
+/** The echo server: busybox httpd serving the page that names the pod and the client it saw. */
+export function echoContainer(): V1Container {
+  return {
+    name: "httpd",
+    image: POD_IMAGE,
+    imagePullPolicy: "Never",
+    command: ["httpd", "-f", "-p", String(ECHO_TARGET_PORT), "-h", ECHO_WWW],
+    ports: [{ name: "http", containerPort: ECHO_TARGET_PORT, protocol: "TCP" }],
+  };
+}
 
 export const echoReplicas = (nodes: number) => Math.max(1, nodes - 1);
 
@@ -41,14 +52,7 @@ export function echoObjects(nodes: number): KubernetesObject[] {
             enableServiceLinks: false,
             terminationGracePeriodSeconds: 1,
             containers: [
-              {
-                name: "httpd",
-                image: POD_IMAGE,
-                imagePullPolicy: "Never",
-                command: ["httpd", "-f", "-p", String(ECHO_TARGET_PORT), "-h", ECHO_WWW],
-                ports: [{ name: "http", containerPort: ECHO_TARGET_PORT, protocol: "TCP" }],
-                readinessProbe: { tcpSocket: { port: ECHO_TARGET_PORT }, periodSeconds: 1 },
-              },
+              { ...echoContainer(), readinessProbe: { tcpSocket: { port: ECHO_TARGET_PORT }, periodSeconds: 1 } },
             ],
           },
         },

@@ -7,6 +7,7 @@ import { TwillError } from "../../lib/errors.ts";
 import { netnsPath } from "../../lib/kernel/netns.ts";
 import type { ProxyMode } from "../addons/kube-proxy.ts";
 import { startLab, type Backend, type LabState, type RunningLab } from "../lab.ts";
+import { adminKubeconfig } from "../kube.ts";
 import { CLUSTER_DOMAIN, CONTROL_PLANE_IP, routerNs } from "../names.ts";
 import { writeE2eImages } from "../kubelet/e2e-images.ts";
 import { routeControlPlaneToPods } from "./control-plane-routes.ts";
@@ -73,19 +74,7 @@ export function e2eBinaries(log: (m: string) => void): Promise<string> {
 
 /** The kubeconfig e2e.test reads: the apiserver's underlay address, as admin (client certificate). */
 export function e2eKubeconfig(s: LabState): string {
-  return `apiVersion: v1
-kind: Config
-clusters:
-- name: ${s.name}
-  cluster: {server: "https://${CONTROL_PLANE_IP}:6443", certificate-authority: "${s.admin.ca}"}
-users:
-- name: lab-admin
-  user: {client-certificate: "${s.admin.cert}", client-key: "${s.admin.key}"}
-contexts:
-- name: ${s.name}
-  context: {cluster: ${s.name}, user: lab-admin}
-current-context: ${s.name}
-`;
+  return adminKubeconfig(s, `https://${CONTROL_PLANE_IP}:6443`);
 }
 
 /** The flags e2e.test runs with (test/e2e/framework/test_context.go). */

@@ -3,6 +3,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, rena
 import { join } from "node:path";
 import { TwillError } from "../../lib/errors.ts";
 import { exec } from "../../lib/kernel/exec.ts";
+import { processAlive } from "../process.ts";
 import { containerdPaths, importImage, startContainerd, writeContainerdConfig } from "./containerd.ts";
 
 // Every lab node's containerd starts with the lab's images already in its
@@ -51,19 +52,11 @@ export function seedKey(archives: string[]): string {
   return createHash("sha256").update(JSON.stringify({ SEED_FORMAT, ids })).digest("hex").slice(0, 16);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Drops the oldest seeds beyond KEEP (never `keep`), and builds whose lab process died. */
 function prune(keep: string): void {
   for (const d of readdirSync(CACHE).filter((d) => d.startsWith(".build-"))) {
-    if (!alive(Number(d.split("-").pop()))) rmSync(join(CACHE, d), { recursive: true, force: true });
+    if (!processAlive(Number(d.split("-").pop()))) rmSync(join(CACHE, d), { recursive: true, force: true });
   }
   const seeds = readdirSync(CACHE)
     .filter((d) => !d.startsWith(".") && d !== keep)

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { AppsV1Api, CoreV1Api, DiscoveryV1Api } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { until } from "../support/until.ts";
 import { execIn } from "../../lib/kernel/netns.ts";
 import type { LabPod } from "../../lab/cluster.ts";
 import { pidsIn, startLab, type RunningLab } from "../../lab/lab.ts";
@@ -17,15 +18,6 @@ import { DNS_SERVICE_IP, KUBERNETES_SERVICE_IP, ROUTER_IP } from "../../lab/name
 
 async function startClusterLab(proxyMode: ProxyMode): Promise<RunningLab> {
   return startLab({ nodes: 2, podsPerNode: 1, backend: "vxlan", kubelet: true, daemonSet: true, addons: { proxyMode }, log: (m) => console.log(`[cluster lab ${proxyMode}] ${m}`) });
-}
-
-async function until(what: string, cond: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 300));
-  }
-  throw new Error(`timed out waiting for: ${what}`);
 }
 
 /** A table's ruleset without counters or handles, so two listings compare equal when the rules are. */

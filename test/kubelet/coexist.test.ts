@@ -1,11 +1,12 @@
 import { CoreV1Api, NetworkingV1Api, type V1NetworkPolicy, type V1Pod } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { until } from "../support/until.ts";
 import { execIn } from "../../lib/kernel/netns.ts";
 import type { LabPod } from "../../lab/cluster.ts";
 import { commandLine, pidsIn, startLab, type RunningLab } from "../../lab/lab.ts";
-import { ECHO_NODEPORT_LOCAL, ECHO_TARGET_PORT } from "../../lab/addons/echo.ts";
+import { ECHO_NODEPORT_LOCAL, ECHO_TARGET_PORT, echoContainer } from "../../lab/addons/echo.ts";
 import { waitKubeProxyHealthy } from "../../lab/addons/kube-proxy.ts";
-import { ECHO_PATH, ECHO_WWW, POD_IMAGE } from "../../lab/kubelet/images.ts";
+import { ECHO_PATH } from "../../lab/kubelet/images.ts";
 import { waitPodReady } from "../../lab/kubelet/pods.ts";
 import { startIn } from "../../lab/process.ts";
 import { echoFromOutside, echoFromPod, echoNodes, echoUrl, serviceName } from "../../lab/services.ts";
@@ -23,15 +24,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await lab?.close();
 });
-
-async function until(what: string, cond: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 300));
-  }
-  throw new Error(`timed out waiting for: ${what}`);
-}
 
 type NftObject = Record<string, Record<string, unknown>>;
 
@@ -76,10 +68,7 @@ function probedPod(name: string, namespace: string): V1Pod {
       terminationGracePeriodSeconds: 1,
       containers: [
         {
-          name: "httpd",
-          image: POD_IMAGE,
-          imagePullPolicy: "Never",
-          command: ["httpd", "-f", "-p", String(ECHO_TARGET_PORT), "-h", ECHO_WWW],
+          ...echoContainer(),
           readinessProbe: { httpGet: { path: ECHO_PATH, port: ECHO_TARGET_PORT }, periodSeconds: 1 },
           livenessProbe: { tcpSocket: { port: ECHO_TARGET_PORT }, periodSeconds: 1, failureThreshold: 2 },
         },

@@ -2,6 +2,7 @@ import { watch, existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CoreV1Api, NetworkingV1Api } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { until } from "../support/until.ts";
 import { addNetns, deleteNetns, execIn, netnsPath } from "../../lib/kernel/netns.ts";
 import type { LabNode, LabPod } from "../../lab/cluster.ts";
 import { pidsIn, startLab, type RunningLab } from "../../lab/lab.ts";
@@ -59,15 +60,6 @@ async function tcpHello(from: LabPod, to: LabPod, port = 8080): Promise<string> 
 
 async function pings(from: LabPod, to: LabPod): Promise<boolean> {
   return (await execIn(from.ns, ["ping", "-c1", "-W1", to.ip], { allowFailure: true })).code === 0;
-}
-
-async function until(what: string, cond: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 300));
-  }
-  throw new Error(`timed out waiting for: ${what}`);
 }
 
 // A server container: busybox nc answering "hello" on 8080 to every connection.
