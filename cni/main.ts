@@ -6,6 +6,7 @@ import { cmdCheck } from "./commands/check.ts";
 import { type Invocation } from "./commands/context.ts";
 import { cmdDel } from "./commands/del.ts";
 import { cmdGc } from "./commands/gc.ts";
+import { notifyAddFailed } from "./commands/notify.ts";
 import { cmdStatus } from "./commands/status.ts";
 import { decodeJson, parseNetConf } from "./config.ts";
 import { readCommand, readEnv } from "./env.ts";
@@ -53,7 +54,10 @@ async function dispatch(inv: Invocation): Promise<Result | undefined> {
   if (IPAM_ONLY) return runIpamPlugin(inv);
   switch (inv.env.command) {
     case "ADD":
-      return cmdAdd(inv);
+      return cmdAdd(inv).catch(async (err: unknown) => {
+        await notifyAddFailed(inv, err);
+        throw err;
+      });
     case "DEL":
       await cmdDel(inv);
       return undefined;

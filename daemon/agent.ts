@@ -11,6 +11,7 @@ import { LeftOutLog } from "./cluster/left-out.ts";
 import { buildView } from "./cluster/view.ts";
 import type { NodeWatch } from "./cluster/watch.ts";
 import type { DaemonConfig, NodeSettings } from "./config.ts";
+import type { DaemonEvents } from "./cluster/events.ts";
 import type { Metrics } from "./health/metrics.ts";
 import { reconcileMasquerade } from "./kernel/masquerade.ts";
 import { reconcile, totalChanges } from "./kernel/reconcile.ts";
@@ -57,6 +58,8 @@ export interface AgentDeps {
   watch: NodeWatch;
   log: Logger;
   metrics: Metrics;
+  /** Kubernetes Events for what an operator must act on (a node left out). */
+  events?: DaemonEvents;
   /** The pod notice socket (relative to the node file), advertised in the node file when served. */
   daemonSocket?: string;
 }
@@ -115,7 +118,7 @@ export class Agent {
       .catch((err: unknown) => {
         // After a failure the next pass trusts nothing from memory.
         this.verify = true;
-        this.d.metrics.reconcileErrors.inc();
+        this.d.metrics.reconcileErrors.inc({ controller: "dataplane" });
         const msg = (err as Error).message;
         const details = (err as { details?: string }).details;
         // Log a failure once, not every resync.
@@ -161,8 +164,9 @@ export class Agent {
     const desired = backend.desired(usable.view, local, podMtu);
     const leftOut = new Map(view.skipped);
     for (const p of [...usable.leftOut, ...desired.leftOut]) leftOut.set(p.node, { code: p.code, reason: p.reason });
-    this.leftOut.update(leftOut, log);
+    this.leftOut.update(leftOut, log, (n, why) => this.d.events?.nodeLeftOut(n, why.code, why.reason));
     metrics.nodesSkipped.set(leftOut.size);
+    metrics.watched.set({ resource: "nodes" }, view.nodes.size + view.skipped.size);
     const changes = await reconcile(desired);
     const tunnels = desired.links.map((l) => ({ address: l.local, port: l.port }));
     const masq = await reconcileMasquerade(cfg.masquerade, [cfg.clusterCIDR], tunnels, !verify);
@@ -175,7 +179,7 @@ export class Agent {
     const gso = cfg.bigTcp ? podGsoSizes(local.underlay.limits, backend.overhead > 0) : undefined;
     this.writeNodeFile({ version: 1, nodeName: self.name, podCIDRs: self.podCIDRs, mtu: podMtu, clusterCIDRs: [cfg.clusterCIDR], ...(gso ? { gso } : {}), ...(this.d.daemonSocket ? { daemonSocket: this.d.daemonSocket } : {}) });
     const seconds = (performance.now() - t0) / 1000;
-    metrics.reconcileDuration.observe(seconds);
+    metrics.reconcileDuration.observe({ controller: "dataplane" }, seconds);
     metrics.lastSync.set(Date.now() / 1000);
     this.lastOk = Date.now();
     if (this.lastError) log.info({}, "reconcile succeeded again");

@@ -9,8 +9,11 @@ import { createLogger } from "../lib/log.ts";
 import { DAEMON_SOCKET_NAME } from "../lib/node-file.ts";
 import { Agent } from "./agent.ts";
 import { backendFactory } from "./backends/registry.ts";
+import { apiserverSink, DaemonEvents, EventRecorder } from "./cluster/events.ts";
 import { watchNodes } from "./cluster/watch.ts";
 import { loadConfig, nodeSettings } from "./config.ts";
+import { sessionObserver } from "./health/bgp.ts";
+import { cniObserver } from "./health/cni.ts";
 import { createMetrics } from "./health/metrics.ts";
 import { startHealthServer } from "./health/server.ts";
 import { PolicyController } from "./policy/controller.ts";
@@ -43,20 +46,29 @@ try {
   if (node.kubeconfig) kc.loadFromFile(node.kubeconfig);
   else kc.loadFromCluster();
   const metrics = createMetrics();
-  const backend = makeBackend({ kc, log, onWatchError: () => metrics.watchErrors.inc(), twillBinary: node.twillBinary });
   const watch = watchNodes(kc, log, () => metrics.watchErrors.inc());
+  // Events never wait for the apiserver (cluster/events.ts); Node events carry the node's UID from the watch.
+  const nodeUid = (name: string) => watch.list().find((n) => n.metadata?.name === name)?.metadata?.uid;
+  const recorder = new EventRecorder({ component: "twill-daemon", host: node.nodeName, sink: apiserverSink(kc), log, metrics });
+  const events = new DaemonEvents(recorder, node.nodeName, nodeUid);
+  const sessions = sessionObserver(metrics, events);
+  const backend = makeBackend({ kc, log, onWatchError: () => metrics.watchErrors.inc(), twillBinary: node.twillBinary, sessions });
   // NetworkPolicy, when enabled in the ConfigMap.
   const podCidrs = () => {
     const self = watch.list().find((n) => n.metadata?.name === node.nodeName);
     return self?.spec?.podCIDRs ?? (self?.spec?.podCIDR ? [self.spec.podCIDR] : []);
   };
   const policy = cfg.policy
-    ? new PolicyController({ nodeName: node.nodeName, watches: watchPolicyInputs(kc, log, () => metrics.watchErrors.inc()), log, metrics, failClosed: cfg.policyFailClosed, podCidrs, ipamDir: node.ipamDir, resyncSeconds: node.resyncSeconds })
+    ? new PolicyController({ nodeName: node.nodeName, watches: watchPolicyInputs(kc, log, () => metrics.watchErrors.inc()), log, metrics, failClosed: cfg.policyFailClosed, podCidrs, ipamDir: node.ipamDir, resyncSeconds: node.resyncSeconds, events })
     : undefined;
   // The CNI plugin's pod notices (policy/notices.ts), beside the node file that names the socket; before the
   // agent writes that file, so the plugin never finds a socket named that nobody serves.
-  const notices = policy ? await startNoticeServer(join(dirname(node.nodeFile), DAEMON_SOCKET_NAME), (n) => policy.notice(n), log) : undefined;
-  const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics, ...(notices ? { daemonSocket: DAEMON_SOCKET_NAME } : {}) });
+  // The same notices carry the plugin's ADD/DEL timing and failures (health/cni.ts).
+  const cni = cniObserver(metrics, (n) => {
+    if (n.code === "IPAM_EXHAUSTED") events.ipamExhausted(`${n.pod.namespace}/${n.pod.name}`, podCidrs());
+  });
+  const notices = policy ? await startNoticeServer(join(dirname(node.nodeFile), DAEMON_SOCKET_NAME), (n) => cni.handle(n, (x) => policy.notice(x)), log) : undefined;
+  const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics, events, ...(notices ? { daemonSocket: DAEMON_SOCKET_NAME } : {}) });
   await startHealthServer(node.healthAddress, node.healthPort, agent, metrics);
   agent.start();
   policy?.start();
@@ -64,6 +76,7 @@ try {
   const shutdown = () => {
     // Leave the dataplane as it is: pods keep working while the daemon is away.
     agent.stop();
+    recorder.stop();
     notices?.close();
     policy?.stop();
     log.info({}, "twill daemon stopped; dataplane left in place");

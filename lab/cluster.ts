@@ -36,6 +36,8 @@ export interface LabPod {
   ns: string;
   ip: string;
   containerId: string;
+  /** Created with PodSpecOptions.podArgs: DEL passes the identity too. */
+  podArgs?: boolean;
 }
 
 export async function registerNode(kc: KubeConfig, i: number): Promise<{ name: string; ip: string }> {
@@ -88,10 +90,12 @@ export function cniConfig(node: LabNode): Record<string, unknown> {
   };
 }
 
-async function cni(node: LabNode, command: string, containerId: string, netns: string): Promise<string> {
+/** `pod`: the CNI_ARGS kubelet passes (K8S_POD_*), so the plugin notifies the daemon as in a real cluster. */
+async function cni(node: LabNode, command: string, containerId: string, netns: string, pod?: { namespace: string; name: string; uid: string }): Promise<string> {
+  const args = pod ? { CNI_ARGS: `K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name};K8S_POD_UID=${pod.uid}` } : {};
   const r = await exec(["nsenter", `--net=${netnsPath(node.ns)}`, join(REPO, "dist/cni/twill")], {
     input: JSON.stringify(cniConfig(node)),
-    env: { PATH: process.env.PATH, CNI_COMMAND: command, CNI_CONTAINERID: containerId, CNI_NETNS: netns, CNI_IFNAME: "eth0", CNI_PATH: `${join(REPO, "dist/cni")}:/usr/lib/cni` },
+    env: { PATH: process.env.PATH, CNI_COMMAND: command, CNI_CONTAINERID: containerId, CNI_NETNS: netns, CNI_IFNAME: "eth0", CNI_PATH: `${join(REPO, "dist/cni")}:/usr/lib/cni`, ...args },
     allowFailure: true,
   });
   if (r.code !== 0) throw new TwillError("LAB_CNI", `CNI ${command} for ${containerId} on ${node.name} failed`, r.stdout + r.stderr);
@@ -107,6 +111,8 @@ export interface PodSpecOptions {
   exactLabels?: boolean;
   /** Wait until the daemon admits the pod (fail closed); default true. */
   waitPolicy?: boolean;
+  /** Pass the pod's identity in CNI_ARGS as kubelet does (the plugin's daemon handshake and CNI metrics); default false. */
+  podArgs?: boolean;
 }
 
 export async function createPod(kc: KubeConfig, lab: string, node: LabNode, name: string, opts: PodSpecOptions = {}): Promise<LabPod> {
@@ -120,7 +126,8 @@ export async function createPod(kc: KubeConfig, lab: string, node: LabNode, name
   const ns = podNs(lab, namespace === "default" ? name : `${namespace}-${name}`);
   await addNetns(ns);
   const containerId = created.metadata?.uid ?? name;
-  const result = JSON.parse(await cni(node, "ADD", containerId, netnsPath(ns))) as { ips: { address: string }[] };
+  const identity = opts.podArgs ? { namespace, name, uid: containerId } : undefined;
+  const result = JSON.parse(await cni(node, "ADD", containerId, netnsPath(ns), identity)) as { ips: { address: string }[] };
   const ips = result.ips.map((i) => i.address.split("/")[0]!);
   await core.patchNamespacedPodStatus(
     {
@@ -139,7 +146,7 @@ export async function createPod(kc: KubeConfig, lab: string, node: LabNode, name
     merge,
   );
   if (opts.waitPolicy !== false) await waitPolicyReady(node, ips[0]!);
-  return { name, namespace, node: node.name, ns, ip: ips[0]!, containerId };
+  return { name, namespace, node: node.name, ns, ip: ips[0]!, containerId, ...(identity ? { podArgs: true } : {}) };
 }
 
 /**
@@ -160,7 +167,7 @@ export async function waitPolicyReady(node: LabNode, ip: string, timeoutMs = 20_
 }
 
 export async function deletePodNetwork(node: LabNode, pod: LabPod): Promise<void> {
-  await cni(node, "DEL", pod.containerId, netnsPath(pod.ns));
+  await cni(node, "DEL", pod.containerId, netnsPath(pod.ns), pod.podArgs ? { namespace: pod.namespace, name: pod.name, uid: pod.containerId } : undefined);
 }
 
 /** Waits until the namespace's default ServiceAccount exists (Pod admission needs it). */

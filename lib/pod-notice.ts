@@ -6,6 +6,11 @@ import { formatIp, parseIp } from "./net/cidr.ts";
 // back, then the daemon closes. "add": this pod on this node now has these
 // addresses; the daemon answers once the pod's NetworkPolicy (and, fail
 // closed, its `ready` element) is in the kernel. "del": forget them.
+// "failed": an ADD that failed, for the daemon's metrics (and the node's
+// Events, e.g. IPAM exhaustion); the plugin sends it and does not wait.
+// "add" and "del" carry `elapsedMs`, the plugin's time from its start to the
+// notice, and "del" the code of a DEL step that failed: the daemon's CNI
+// latency and error metrics ride on notices the plugin sends anyway.
 // Both sides use this module, so the wire format has one owner.
 
 export const NOTICE_VERSION = 1;
@@ -28,6 +33,8 @@ export interface AddNotice {
   ips: string[];
   /** How long the plugin waits for the reply (ms): the daemon answers before that. */
   waitMs?: number;
+  /** Milliseconds since the plugin process started, when it sent this notice. */
+  elapsedMs?: number;
 }
 
 export interface DelNotice {
@@ -35,14 +42,27 @@ export interface DelNotice {
   op: "del";
   pod: PodRef;
   containerId: string;
+  elapsedMs?: number;
+  /** The error code of a DEL step that failed (the runtime retries DEL). */
+  code?: string;
 }
 
-export type Notice = AddNotice | DelNotice;
+export interface FailedNotice {
+  version: 1;
+  op: "failed";
+  command: "ADD";
+  pod: PodRef;
+  containerId: string;
+  elapsedMs?: number;
+  code: string;
+}
+
+export type Notice = AddNotice | DelNotice | FailedNotice;
 
 /** Why the daemon did not program: a code for machines, a sentence for people. */
 export type NoticeErrorCode = "NOTICE_INVALID" | "UNKNOWN_POD" | "POD_NOT_ON_NODE" | "STATUS_DIFFERS" | "ADDRESS_OUTSIDE_POD_CIDR" | "NOT_PROGRAMMED" | "POLICY_OFF";
 
-export type NoticeReply = { ok: true; programmed: true; ms: number } | { ok: true; forgotten: true } | { ok: false; code: NoticeErrorCode; message: string };
+export type NoticeReply = { ok: true; programmed: true; ms: number } | { ok: true; forgotten: true } | { ok: true; noted: true } | { ok: false; code: NoticeErrorCode; message: string };
 
 // DNS-1123 subdomain / label shapes, as the apiserver validates them.
 const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
@@ -50,6 +70,8 @@ const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const UID = /^[A-Za-z0-9-]{1,64}$/;
 const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$/;
 const IFNAME_BAD = /[/:\s]/;
+/** Error codes as the plugin's TwillErrors spell them (a code is a metric label: no free text). */
+const ERROR_CODE = /^[A-Z][A-Z0-9_]{0,47}$/;
 
 function invalid(message: string): TwillError {
   return new TwillError("NOTICE_INVALID", message);
@@ -91,14 +113,24 @@ export function decodeNotice(line: string): Notice {
   if (o.version !== NOTICE_VERSION) throw invalid(`notice version ${JSON.stringify(o.version)} is not ${NOTICE_VERSION}; the plugin and the daemon are from different releases`);
   const pod = podRef(o.pod);
   if (typeof o.containerId !== "string" || !CONTAINER_ID.test(o.containerId)) throw invalid("notice containerId may hold only letters, digits, _ . -");
-  if (o.op === "del") return { version: 1, op: "del", pod, containerId: o.containerId };
-  if (o.op !== "add") throw invalid(`notice op ${JSON.stringify(o.op)} is not "add" or "del"`);
+  const elapsedMs = o.elapsedMs;
+  if (elapsedMs !== undefined && (typeof elapsedMs !== "number" || !(elapsedMs >= 0 && elapsedMs <= 3_600_000))) throw invalid("notice elapsedMs must be a number of milliseconds between 0 and 3600000");
+  const timing = elapsedMs !== undefined ? { elapsedMs } : {};
+  const code = o.code;
+  if (code !== undefined && (typeof code !== "string" || !ERROR_CODE.test(code))) throw invalid("notice code must be an upper-case error code such as IPAM_EXHAUSTED");
+  if (o.op === "del") return { version: 1, op: "del", pod, containerId: o.containerId, ...timing, ...(code ? { code } : {}) };
+  if (o.op === "failed") {
+    if (o.command !== "ADD") throw invalid('a "failed" notice is for command "ADD"');
+    if (!code) throw invalid('a "failed" notice needs the error code');
+    return { version: 1, op: "failed", command: "ADD", pod, containerId: o.containerId, ...timing, code };
+  }
+  if (o.op !== "add") throw invalid(`notice op ${JSON.stringify(o.op)} is not "add", "del" or "failed"`);
   if (typeof o.ifname !== "string" || o.ifname === "" || o.ifname.length > 15 || IFNAME_BAD.test(o.ifname)) throw invalid("notice ifname is not a valid interface name");
   if (!Array.isArray(o.ips) || o.ips.length === 0 || o.ips.length > 2) throw invalid("notice ips must list one or two addresses");
   const ips = o.ips.map(address);
   if (new Set(ips.map((ip) => ip.includes(":"))).size !== ips.length) throw invalid("notice ips may hold at most one address per family");
   if (o.waitMs !== undefined && (typeof o.waitMs !== "number" || !Number.isInteger(o.waitMs) || o.waitMs < 1 || o.waitMs > 60_000)) throw invalid("notice waitMs must be an integer between 1 and 60000");
-  return { version: 1, op: "add", pod, containerId: o.containerId, ifname: o.ifname, ips, ...(o.waitMs !== undefined ? { waitMs: o.waitMs } : {}) };
+  return { version: 1, op: "add", pod, containerId: o.containerId, ifname: o.ifname, ips, ...(o.waitMs !== undefined ? { waitMs: o.waitMs } : {}), ...timing };
 }
 
 export function encodeNotice(n: Notice): string {
@@ -119,6 +151,7 @@ export function decodeReply(line: string): NoticeReply {
   }
   if (o?.ok === true && o.programmed === true) return { ok: true, programmed: true, ms: typeof o.ms === "number" ? o.ms : 0 };
   if (o?.ok === true && o.forgotten === true) return { ok: true, forgotten: true };
+  if (o?.ok === true && o.noted === true) return { ok: true, noted: true };
   if (o?.ok === false && typeof o.code === "string" && typeof o.message === "string") return { ok: false, code: o.code as NoticeErrorCode, message: o.message };
   return { ok: false, code: "NOT_PROGRAMMED", message: "the daemon's reply has an unknown shape" };
 }

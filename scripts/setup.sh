@@ -35,7 +35,7 @@ fi
 # lab's pod and pause image).
 packages=(iproute2 iputils-ping python3 nftables iptables conntrack iperf3 socat ncat tcpdump ethtool util-linux openssl
   containernetworking-plugins bird2 gobgpd frr hyperfine jq procps containerd runc busybox-static curl
-  netcat-openbsd bind9-dnsutils bash nginx)
+  netcat-openbsd bind9-dnsutils bash nginx prometheus)
 # One dpkg-query for all of them (it names only the packages it knows).
 installed=" $(dpkg-query -W -f='${Package} ${Status}\n' "${packages[@]}" 2>/dev/null | awk '$NF == "installed" && $(NF-1) == "ok" { printf "%s ", $1 }' || true)"
 missing=()
@@ -48,7 +48,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   : >"$logs/apt.log"
   export DEBIAN_FRONTEND=noninteractive
   quietly "$logs/apt.log" apt-get update
-  # The BGP daemons, containerd and nginx (an e2e image's web server) are started
+  # The BGP daemons, containerd, nginx (an e2e image's web server) and prometheus
+  # (test/observe scrapes the lab's daemons with it) are started
   # by the tests and the lab in their own namespaces, never as services of this
   # machine: Debian's policy-rc.d convention keeps the packages from starting
   # them while they install (an existing policy is left as it is), and they are
@@ -61,7 +62,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   quietly "$logs/apt.log" apt-get install -y --no-install-recommends "${missing[@]}" || rc=$?
   [ "$own_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
   [ "$rc" = 0 ] || exit 1
-  for svc in bird frr gobgpd containerd nginx; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
+  for svc in bird frr gobgpd containerd nginx prometheus prometheus-node-exporter; do systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
 fi
 
 # npm dependencies, reinstalled only when the lock file changes.

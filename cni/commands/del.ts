@@ -18,7 +18,7 @@ export async function cmdDel(inv: Invocation): Promise<void> {
   } catch (err) {
     firstError ??= err;
   }
-  await notifyDel(inv);
+  await notifyDel(inv, firstError);
   if (firstError) throw firstError;
   log.info({ cmd: "DEL", containerId: env.containerId }, "pod detached");
 }

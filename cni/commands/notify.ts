@@ -61,7 +61,7 @@ export async function notifyAdd(inv: Invocation, ips: string[]): Promise<{ waite
   const t = target(inv);
   if (!t) return undefined;
   const t0 = performance.now();
-  const r = await exchange(t.socket, { version: 1, op: "add", pod: t.pod, containerId: inv.env.containerId, ifname: inv.env.ifname, ips, waitMs: inv.conf.daemonTimeoutMs }, inv.conf.daemonTimeoutMs).catch(
+  const r = await exchange(t.socket, { version: 1, op: "add", pod: t.pod, containerId: inv.env.containerId, ifname: inv.env.ifname, ips, waitMs: inv.conf.daemonTimeoutMs, elapsedMs: +t0.toFixed(2) }, inv.conf.daemonTimeoutMs).catch(
     (err: unknown): NotifyOutcome => ({ ok: false, code: "NO_DAEMON", message: String(err) }),
   );
   const waitedMs = +(performance.now() - t0).toFixed(2);
@@ -73,10 +73,28 @@ export async function notifyAdd(inv: Invocation, ips: string[]): Promise<{ waite
   return { waitedMs, programmed: false };
 }
 
+/** An error's code as a notice carries it (TwillError codes; anything else is CNI_FAILED). */
+const codeOf = (err: unknown): string => {
+  const c = (err as { code?: unknown } | undefined)?.code;
+  return typeof c === "string" && /^[A-Z][A-Z0-9_]{0,47}$/.test(c) ? c : "CNI_FAILED";
+};
+
 /** On DEL: the daemon forgets the addresses ADD told it. Short wait, never throws, quiet on no daemon (DEL also runs on nodes being torn down). */
-export async function notifyDel(inv: Invocation): Promise<void> {
+export async function notifyDel(inv: Invocation, failed?: unknown): Promise<void> {
   const t = target(inv);
   if (!t) return;
-  const r = await exchange(t.socket, { version: 1, op: "del", pod: t.pod, containerId: inv.env.containerId }, Math.min(500, inv.conf.daemonTimeoutMs)).catch(() => undefined);
+  const notice = { version: 1, op: "del", pod: t.pod, containerId: inv.env.containerId, elapsedMs: +performance.now().toFixed(2), ...(failed ? { code: codeOf(failed) } : {}) } as const;
+  const r = await exchange(t.socket, notice, Math.min(500, inv.conf.daemonTimeoutMs)).catch(() => undefined);
   if (r && !r.ok && r.code !== "NO_DAEMON") inv.log.warn({ cmd: "DEL", containerId: inv.env.containerId, code: r.code, reason: r.message }, "the daemon did not take the pod's DEL notice; it forgets the pod when the apiserver does");
+}
+
+/**
+ * A failed ADD, for the daemon's metrics and Events: written and not waited
+ * for (at most 100 ms to hand the line over), never throws. The result the
+ * runtime reads is the error itself.
+ */
+export async function notifyAddFailed(inv: Invocation, err: unknown): Promise<void> {
+  const t = target(inv);
+  if (!t) return;
+  await exchange(t.socket, { version: 1, op: "failed", command: "ADD", pod: t.pod, containerId: inv.env.containerId, elapsedMs: +performance.now().toFixed(2), code: codeOf(err) }, 100).catch(() => undefined);
 }

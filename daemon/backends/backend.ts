@@ -31,6 +31,15 @@ export interface Backend {
   watch?(onChange: () => void): void;
 }
 
+/** What a routing backend reports of its sessions, for metrics and Events (daemon/health/bgp.ts). */
+export interface SessionObserver {
+  /** The peers configured now (a peer not listed any more is forgotten). */
+  peers(addresses: string[]): void;
+  peerState(peer: string, up: boolean, detail: string): void;
+  /** Best routes learned, per peer, and the prefixes this node announces. */
+  prefixes(received: Map<string, number>, advertised: number): void;
+}
+
 /** What the daemon gives a backend that reads more of the cluster than Nodes (bgp: its CRDs). */
 export interface BackendContext {
   kc: KubeConfig;
@@ -38,6 +47,7 @@ export interface BackendContext {
   onWatchError: (err: unknown) => void;
   /** The `twill` binary (bgp: TCP MD5 keys through `twill md5sig`). */
   twillBinary?: string;
+  sessions?: SessionObserver;
 }
 
 export type BackendFactory = (cfg: DaemonConfig, ctx?: BackendContext) => Backend;

@@ -10,7 +10,7 @@ import { vxlanBackend } from "./vxlan/vxlan.ts";
 const registry = new Map<string, BackendFactory>([
   ["vxlan", vxlanBackend],
   ["host-gw", hostGwBackend],
-  ["bgp", (cfg, ctx) => bgpBackend(cfg, ctx ? { log: ctx.log, crds: watchBgpCrds(ctx.kc, ctx.log, ctx.onWatchError), ...(ctx.twillBinary ? { twillBinary: ctx.twillBinary } : {}) } : {})],
+  ["bgp", (cfg, ctx) => bgpBackend(cfg, ctx ? { log: ctx.log, crds: watchBgpCrds(ctx.kc, ctx.log, ctx.onWatchError), ...(ctx.twillBinary ? { twillBinary: ctx.twillBinary } : {}), ...(ctx.sessions ? { sessions: ctx.sessions } : {}) } : {})],
 ]);
 
 /** The configured backend's constructor: an unknown name is a config error, found before anything starts. */

@@ -13,10 +13,13 @@ export interface LeftOut {
 export class LeftOutLog {
   private last = new Map<string, LeftOut>();
 
-  update(now: Map<string, LeftOut>, log: Logger): void {
+  update(now: Map<string, LeftOut>, log: Logger, onLeftOut?: (node: string, why: LeftOut) => void): void {
     for (const [node, why] of now) {
       const before = this.last.get(node);
-      if (before?.code !== why.code || before.reason !== why.reason) log.warn({ code: why.code, node }, why.reason);
+      if (before?.code !== why.code || before.reason !== why.reason) {
+        log.warn({ code: why.code, node }, why.reason);
+        onLeftOut?.(node, why);
+      }
     }
     for (const node of this.last.keys()) if (!now.has(node)) log.info({ node }, "node no longer left out");
     this.last = now;

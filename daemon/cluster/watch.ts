@@ -13,7 +13,8 @@ const PREFIX = "twill.dev/";
 export function slimNode(n: V1Node): V1Node {
   const annotations = Object.fromEntries(Object.entries(n.metadata?.annotations ?? {}).filter(([k]) => k.startsWith(PREFIX)));
   return {
-    metadata: { name: n.metadata?.name ?? "", annotations, ...(n.metadata?.labels ? { labels: n.metadata.labels } : {}) },
+    // uid: Events about the node name it (cluster/events.ts), as `kubectl describe node` looks them up.
+    metadata: { name: n.metadata?.name ?? "", ...(n.metadata?.uid ? { uid: n.metadata.uid } : {}), annotations, ...(n.metadata?.labels ? { labels: n.metadata.labels } : {}) },
     spec: { ...(n.spec?.podCIDR ? { podCIDR: n.spec.podCIDR } : {}), ...(n.spec?.podCIDRs ? { podCIDRs: n.spec.podCIDRs } : {}) },
     status: { addresses: (n.status?.addresses ?? []).map((a) => ({ type: a.type, address: a.address })) },
   };

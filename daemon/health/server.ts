@@ -6,6 +6,17 @@ export interface HealthState {
   ready(): boolean;
 }
 
+/** A scrape waits this long at most for fresh readings; a slower one is served the last values. */
+const SCRAPE_HOOK_MS = 2000;
+
+async function beforeScrape(metrics: Metrics): Promise<void> {
+  if (metrics.scrapeHooks.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, SCRAPE_HOOK_MS)));
+  await Promise.race([Promise.allSettled(metrics.scrapeHooks.map((h) => h())), late]);
+  clearTimeout(timer);
+}
+
 /** /healthz, /readyz and /metrics (Prometheus text) on one small HTTP server. */
 export function startHealthServer(address: string, port: number, state: HealthState, metrics: Metrics): Promise<Server> {
   const server = createServer((req, res) => {
@@ -16,7 +27,12 @@ export function startHealthServer(address: string, port: number, state: HealthSt
     if (req.url === "/healthz") return reply(state.live() ? 200 : 500, state.live() ? "ok\n" : "reconcile loop stalled\n");
     if (req.url === "/readyz") return reply(state.ready() ? 200 : 503, state.ready() ? "ready\n" : "dataplane not programmed yet\n");
     if (req.url === "/metrics") {
-      void metrics.registry.metrics().then((text) => reply(200, text, metrics.registry.contentType));
+      void beforeScrape(metrics)
+        .then(() => metrics.registry.metrics())
+        .then(
+          (text) => reply(200, text, metrics.registry.contentType),
+          (err: unknown) => reply(500, `metrics failed: ${String(err)}\n`),
+        );
       return;
     }
     reply(404, "not found\n");

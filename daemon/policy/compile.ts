@@ -211,6 +211,8 @@ export interface NftDescription {
   table: string;
   sets: NftSet[];
   chains: NftChain[];
+  /** Named counters (one per pod chain, of the same name: its drops), read for the per-pod drop metrics. */
+  counters?: string[];
 }
 
 export interface DescribeOptions {
@@ -265,7 +267,8 @@ export function renderPod(r: PodRules): RenderedPod {
       out.sets.push({ kind: "set", name, type: "ipv4_addr . inet_proto . inet_service", flags: "interval", elements: boxes.map(element) });
       chainRules.push(`ip ${field} . meta l4proto . th dport @${name} ${verdict}`);
     }
-    chainRules.push("drop");
+    // A named counter (not a rule's own): it survives the chain's flush and refill, and nft lists all of them at once.
+    chainRules.push(`counter name "${name}" drop`);
     out.chains.push({ name, rules: chainRules });
   }
   return out;
@@ -317,7 +320,8 @@ export function describeNode(pods: (PodRules | RenderedPod)[], opts: DescribeOpt
   forward.push("ip6 daddr @closed6-in drop", "ip6 saddr @closed6-out drop");
   forward.push("ip saddr vmap @egress", "ip daddr vmap @ingress");
   chains.push({ name: "forward", hook: "type filter hook forward priority filter; policy accept;", rules: forward });
-  return { table: TABLE, sets, chains };
+  const counters = rules.flatMap((r) => r.chains.map((c) => c.name));
+  return { table: TABLE, sets, chains, counters };
 }
 
 const setBody = (s: NftSet) => `{ type ${s.type};${s.flags ? ` flags ${s.flags};` : ""} }`;
@@ -331,6 +335,7 @@ export function renderDescription(d: NftDescription): string {
     if (s.elements.length) lines.push(`    elements = { ${s.elements.join(", ")} }`);
     lines.push("  }");
   }
+  for (const c of d.counters ?? []) lines.push(`  counter ${c} {`, "  }");
   for (const c of d.chains) {
     lines.push(`  chain ${c.name} {`);
     if (c.hook) lines.push(`    ${c.hook}`);
@@ -372,7 +377,10 @@ export function diffTransaction(old: NftDescription | undefined, next: NftDescri
     const o = oldChains.get(c.name);
     return !!o && o.hook !== c.hook;
   };
-  // 1. Declare new sets/maps and chains (empty).
+  const oldCounters = new Set(old.counters ?? []);
+  const newCounters = new Set(next.counters ?? []);
+  // 1. Declare new sets/maps, counters and chains (empty).
+  for (const c of newCounters) if (!oldCounters.has(c)) out.push(`add counter ${t} ${c}`);
   for (const s of next.sets) if (!oldSets.has(s.name)) out.push(`add ${s.kind} ${t} ${s.name} ${setBody(s)}`);
   for (const c of next.chains) if (!oldChains.has(c.name)) out.push(`add chain ${t} ${c.name}${c.hook ? ` { ${c.hook} }` : ""}`);
   // 2. Drop rules of changed or removed chains, and elements that go or change.
@@ -414,5 +422,6 @@ export function diffTransaction(old: NftDescription | undefined, next: NftDescri
   // 6. Removed chains, then removed sets (rules naming them were flushed in 2).
   for (const c of old.chains) if (!newChains.has(c.name)) out.push(`delete chain ${t} ${c.name}`);
   for (const s of old.sets) if (!newSets.has(s.name)) out.push(`delete ${s.kind} ${t} ${s.name}`);
+  for (const c of oldCounters) if (!newCounters.has(c)) out.push(`delete counter ${t} ${c}`);
   return out.length ? out.join("\n") + "\n" : "";
 }

@@ -1,5 +1,7 @@
 import type { Logger } from "../../lib/log.ts";
 import { parseCidr } from "../../lib/net/cidr.ts";
+import type { DaemonEvents } from "../cluster/events.ts";
+import { DropAccounting, type PodName } from "../health/drops.ts";
 import type { Metrics } from "../health/metrics.ts";
 import { describeNode, type DescribeOptions } from "./compile.ts";
 import { NodeCompiler } from "./incremental.ts";
@@ -44,6 +46,8 @@ export interface PolicyControllerOptions {
   ipamDir: string;
   /** The daemon's resync period: how often the kernel's table is verified. */
   resyncSeconds: number;
+  /** Kubernetes Events (policy input Twill cannot enforce). */
+  events?: DaemonEvents;
 }
 
 /**
@@ -77,10 +81,28 @@ export class PolicyController {
   private fullCheckMs = 0;
   private lastVerifyError = "";
   private readonly notices: PodNotices;
+  private readonly drops: DropAccounting;
+  /** This node's pods by IPv4 address, as the last pass saw them (names for the drop metrics). */
+  private podsByIp = new Map<string, PodName>();
+  private lastDropError = "";
 
   constructor(o: PolicyControllerOptions) {
     this.o = o;
     this.notices = new PodNotices(o.nodeName, () => this.schedule());
+    this.drops = new DropAccounting(o.metrics);
+    o.metrics.scrapeHooks.push(() => this.readDrops());
+  }
+
+  /** The per-pod drop counters, read when Prometheus scrapes (drops.ts). */
+  private async readDrops(): Promise<void> {
+    try {
+      this.drops.update(await this.table.counters(), (ip) => this.podsByIp.get(ip));
+      this.lastDropError = "";
+    } catch (err) {
+      const msg = (err as Error).message;
+      if (msg !== this.lastDropError) this.o.log.warn({ code: (err as { code?: string }).code, details: (err as { details?: string }).details }, `reading the NetworkPolicy drop counters failed: ${msg}`);
+      this.lastDropError = msg;
+    }
   }
 
   /**
@@ -146,6 +168,10 @@ export class PolicyController {
       const local = state.pods.filter((p) => p.spec?.nodeName === this.o.nodeName);
       const localIps = local.flatMap((p) => (p.status?.podIP && !p.status.podIP.includes(":") ? [p.status.podIP] : []));
       const localIps6 = local.flatMap((p) => (p.status?.podIPs ?? []).map((x) => x.ip).filter((ip) => ip.includes(":")));
+      this.podsByIp = new Map(local.flatMap((p) => (p.status?.podIP && p.metadata?.name ? [[p.status.podIP, { namespace: p.metadata.namespace ?? "default", name: p.metadata.name }] as const] : [])));
+      metrics.watched.set({ resource: "pods" }, state.pods.length);
+      metrics.watched.set({ resource: "namespaces" }, state.namespaces.length);
+      metrics.watched.set({ resource: "networkpolicies" }, state.policies.length);
       const opts = this.failClosedOptions(localIps, localIps6);
       if (!opts) {
         // No pod CIDR yet: nothing to fail closed on; look again shortly.
@@ -164,6 +190,7 @@ export class PolicyController {
         this.verifyDue = false;
         void this.verifyTable();
       }
+      metrics.reconcileDuration.observe({ controller: "policy" }, (performance.now() - t0) / 1000);
       if (r.mode !== "none") {
         metrics.kernelChanges.inc({ kind: "policy" });
         metrics.programmed.set({ kind: "policy_pods" }, rules.length);
@@ -175,6 +202,7 @@ export class PolicyController {
       }
       this.lastError = "";
     } catch (err) {
+      metrics.reconcileErrors.inc({ controller: "policy" });
       const msg = (err as Error).message;
       if (msg !== this.lastError) log.error({ details: (err as { details?: string }).details }, msg);
       this.lastError = msg;
@@ -247,6 +275,7 @@ export class PolicyController {
         if (this.linted.has(key)) continue;
         this.linted.add(key);
         this.o.log.warn({ policy: `${p.metadata?.namespace}/${p.metadata?.name}` }, problem);
+        this.o.events?.policyUnsupported({ namespace: p.metadata?.namespace ?? "default", name: p.metadata?.name ?? "", ...(p.metadata?.uid ? { uid: p.metadata.uid } : {}) }, problem);
       }
     }
   }

@@ -60,6 +60,8 @@ export class PodNotices {
 
   /** Handles one notice; the promise settles when the reply is due (the controller's next applies decide). */
   handle(n: Notice, waitMs: number): Promise<NoticeReply> {
+    // A failed ADD allocated nothing that policy holds (its metrics are the observer's, daemon/health/cni.ts).
+    if (n.op === "failed") return Promise.resolve({ ok: true, noted: true });
     if (n.op === "del") {
       const had = this.accepted.get(n.pod.uid);
       if (had && had.containerId === n.containerId) {

@@ -29,7 +29,9 @@ export interface Listing {
   present: boolean;
   sets: Map<string, ListedSet>;
   chains: Map<string, ListedChain>;
-  /** Blocks of other kinds (flowtables, counters, …): Twill writes none. */
+  /** Named counters (listed by `list table`, not by the quick check's listings). */
+  counters: Set<string>;
+  /** Blocks of other kinds (flowtables, quotas, …): Twill writes none. */
   others: string[];
 }
 
@@ -39,7 +41,7 @@ export interface Listing {
  * concatenated: the blocks are merged).
  */
 export function parseListing(text: string, table: string): Listing {
-  const out: Listing = { present: false, sets: new Map(), chains: new Map(), others: [] };
+  const out: Listing = { present: false, sets: new Map(), chains: new Map(), counters: new Set(), others: [] };
   let inTable = false;
   let current: { lines: string[] } | undefined;
   for (const raw of text.split("\n")) {
@@ -53,7 +55,8 @@ export function parseListing(text: string, table: string): Listing {
       if (m) {
         const kind = m[1]!;
         current = { lines: [] };
-        if (kind !== "set" && kind !== "map" && kind !== "chain") out.others.push(`${kind} ${m[2]}`);
+        if (kind === "counter") out.counters.add(m[2]!);
+        else if (kind !== "set" && kind !== "map" && kind !== "chain") out.others.push(`${kind} ${m[2]}`);
         else if (kind === "chain") {
           const c = out.chains.get(m[2]!) ?? { rules: [] };
           out.chains.set(m[2]!, c);
@@ -112,6 +115,11 @@ export function compareListing(want: NftDescription, have: Listing, withRules: b
     }
   }
   for (const name of have.chains.keys()) if (!wantChains.has(name)) out.push(`foreign chain ${name}`);
+  if (withRules) {
+    const wantCounters = new Set(want.counters ?? []);
+    for (const c of wantCounters) if (!have.counters.has(c)) out.push(`counter ${c} is missing`);
+    for (const c of have.counters) if (!wantCounters.has(c)) out.push(`foreign counter ${c}`);
+  }
   for (const o of have.others) out.push(`foreign ${o}`);
   return out;
 }

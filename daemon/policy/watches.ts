@@ -42,7 +42,8 @@ export function watchPolicyInputs(kc: KubeConfig, log: Logger, onError: (err: un
       path: "/apis/networking.k8s.io/v1/networkpolicies",
       what: "networkpolicy",
       listPage: (c) => net.listNetworkPolicyForAllNamespaces(page(c)),
-      slim: (p) => ({ metadata: { name: p.metadata?.name ?? "", namespace: p.metadata?.namespace ?? "" }, spec: p.spec! }),
+      // uid: for the Events about the policy (lint findings), as `kubectl describe` looks them up.
+      slim: (p) => ({ metadata: { name: p.metadata?.name ?? "", namespace: p.metadata?.namespace ?? "", ...(p.metadata?.uid ? { uid: p.metadata.uid } : {}) }, spec: p.spec! }),
     }),
   };
 }

@@ -28,7 +28,7 @@ describe("daemon health", () => {
   it("exports Prometheus metrics: reconcile duration, programmed objects, watch errors, last sync", async () => {
     const { status, body } = await get(lab.state.nodes[0]!.ns, "/metrics");
     expect(status).toBe(200);
-    expect(body).toMatch(/twill_reconcile_duration_seconds_count [1-9]/);
+    expect(body).toMatch(/twill_reconcile_duration_seconds_count\{controller="dataplane"\} [1-9]/);
     // Two peers: two routes, two neighbours, two FDB entries.
     expect(body).toContain('twill_programmed_objects{kind="routes"} 2');
     expect(body).toContain('twill_programmed_objects{kind="neighbours"} 2');

@@ -66,6 +66,16 @@ describe("comparing nft's listing with the description", () => {
     ]);
   });
 
+  it("compares the pods' named drop counters when the listing holds them (list table), whatever they count", () => {
+    const counted: NftDescription = { ...desc, counters: ["in-10_1_0_2"] };
+    const withCounter = terse.replace("\tset in-10_1_0_2 {", "\tcounter in-10_1_0_2 {\n\t\tpackets 12 bytes 720\n\t}\n\n\tset in-10_1_0_2 {");
+    expect(compareListing(counted, parseListing(withCounter, "twill-policy"), true)).toEqual([]);
+    expect(compareListing(counted, parseListing(terse, "twill-policy"), true)).toEqual(["counter in-10_1_0_2 is missing"]);
+    // The quick check's listings (list chains/sets/maps) show no counters: nothing to compare.
+    expect(compareListing(counted, parseListing(terse, "twill-policy"), false)).toEqual([]);
+    expect(compareListing(desc, parseListing(withCounter.replaceAll("counter in-10_1_0_2", "counter stray"), "twill-policy"), true)).toEqual(["foreign counter stray"]);
+  });
+
   it("compares elements as values: prefixes, ranges and protocol names as nft -j lists them", () => {
     const listed = [
       { concat: [{ range: ["10.0.0.0", "10.243.255.255"] }, "tcp", 443] },

@@ -8,7 +8,7 @@ import type { ClusterView } from "../../cluster/view.ts";
 import { DEFAULT_BGP, type DaemonConfig } from "../../config.ts";
 import { emptyState, type DesiredState, type RouteSpec } from "../../kernel/desired.ts";
 import { twillRoutes } from "../../kernel/routes.ts";
-import type { Backend, LocalNode } from "../backend.ts";
+import type { Backend, LocalNode, SessionObserver } from "../backend.ts";
 import { onSameL2, peersOf } from "../peers.ts";
 import type { BgpCrds } from "./crd.ts";
 import { settingsFor, wantedPeers, type Settings } from "./settings.ts";
@@ -41,6 +41,8 @@ export interface BgpBackendDeps {
   crds?: BgpCrds;
   /** The `twill` binary, which sets BGPPeers' TCP MD5 keys on the listener (`twill md5sig`). */
   twillBinary?: string;
+  /** Session states and prefix counts, for metrics and Events. */
+  sessions?: SessionObserver;
 }
 
 const isV4 = (s: string) => !s.includes(":");
@@ -114,6 +116,7 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
         onEndOfRib: reconcileNow,
         onPeerState: (peer, state, detail) => {
           log.info({ peer, state, detail }, "BGP peer");
+          deps.sessions?.peerState(peer, state === "established", detail);
           kick();
         },
       };
@@ -163,10 +166,14 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
       const reachable = new Map<string, boolean>();
       const onL2 = (ip: string) => reachable.get(ip) ?? reachable.set(ip, onSameL2(local, ip)).get(ip)!;
       const ownSet = new Set(own);
+      const received = new Map<string, number>();
       for (const r of s.routes()) {
+        if (r.peer !== LOCAL) received.set(r.peer, (received.get(r.peer) ?? 0) + 1);
         const spec = learnedRoute(r, local, ownSet, onL2);
         if (spec) state.routes.push(spec);
       }
+      deps.sessions?.peers(s.peerAddresses());
+      deps.sessions?.prefixes(received, announced.size);
       lastRoutes = state.routes.length;
       return state;
     },
