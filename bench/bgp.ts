@@ -8,6 +8,7 @@
 // Nothing polls the kernel's table during the run (listing 100k routes costs a core): Twill
 // reports each finished reconcile, BIRD's kernel protocol its export count;
 // both kernels are counted once at the end to check.
+import { plotBench } from "./support/plot.ts";
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
@@ -189,3 +190,4 @@ ${rows.join("\n")}
 ${barChart("Twill ÷ BIRD, time to all routes in the kernel", "ratio", ratios)}
 `);
 process.stderr.write(`[bench:bgp] results in ${path}\n`);
+await plotBench("bgp");

@@ -2,6 +2,7 @@
 // reference plugins (ptp + host-local) on the same kind of config, in the same
 // run. (Why the plugin is a Bun binary and not a Node single-executable:
 // docs/cni.md, measured when the choice was made.)
+import { plotBench } from "./support/plot.ts";
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -204,3 +205,4 @@ async function main(): Promise<void> {
 }
 
 await main();
+await plotBench("cni");

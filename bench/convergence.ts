@@ -3,6 +3,7 @@
 // time until one real node's kernel has a route to every one of them, the
 // daemon's full sync after a restart, the time from one more node joining
 // until its route exists, and the daemon's memory.
+import { plotBench, writeSeries, type Series } from "./support/plot.ts";
 import { readFileSync } from "node:fs";
 import { CoreV1Api, type V1Node } from "@kubernetes/client-node";
 import { execIn } from "../lib/kernel/netns.ts";
@@ -57,6 +58,8 @@ function rssMiB(pid: number): number {
 console.log(`bench:convergence — Node objects in the real apiserver: ${SIZES.join(", ")}`);
 const lab = await startLab({ nodes: 2, podsPerNode: 1, backend: "vxlan", clusterCIDR: CLUSTER });
 const fig: Record<string, Figure> = {};
+/** Every join's time, per size, for the plots. */
+const series: Series = {};
 const rows: string[] = [];
 try {
   const core = lab.kc.makeApiClient(CoreV1Api);
@@ -95,6 +98,7 @@ try {
     fig[`n${size}_register_s`] = { value: round(registered / 1000), unit: "s" };
     fig[`n${size}_all_routes_s`] = { value: round(allRoutes / 1000), unit: "s" };
     fig[`n${size}_full_sync_s`] = { value: round(fullSync / 1000), unit: "s" };
+    series[`join_to_route_ms_n${size}`] = joins;
     fig[`n${size}_join_to_route_p50_ms`] = { value: round(percentile(joins, 50)), unit: "ms" };
     fig[`n${size}_join_to_route_max_ms`] = { value: round(Math.max(...joins)), unit: "ms" };
     fig[`n${size}_daemon_rss_mib`] = { value: round(rss, 1), unit: "MiB" };
@@ -108,6 +112,7 @@ try {
 const table = ["| nodes | register all (s) | registration start → all routes in the kernel (s) | daemon restart → all routes (s) | join → route p50 / max (ms) | daemon RSS (MiB) |", "|---|---|---|---|---|---|", ...rows].join("\n");
 console.log(`\n${table}\n`);
 writeResults("convergence", fig, { sizes: SIZES, joinsPerSize: JOINS });
+writeSeries("convergence", series);
 const last = SIZES[SIZES.length - 1]!;
 updateDocSection(
   "convergence",
@@ -125,4 +130,5 @@ updateDocSection(
     `At ${last} nodes: join → route p50 ${fig[`n${last}_join_to_route_p50_ms`]!.value} ms, RSS ${fig[`n${last}_daemon_rss_mib`]!.value} MiB.`,
   ].join("\n"),
 );
+await plotBench("convergence");
 process.exit(0);

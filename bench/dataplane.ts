@@ -1,6 +1,7 @@
 // npm run bench:dataplane — pod↔pod TCP throughput across two nodes through
 // Twill's vxlan, host-gw and bgp dataplanes, against the same topologies built
 // by hand with `ip` and against a raw veth pair, all in the same run.
+import { plotBench } from "./support/plot.ts";
 import { startLab } from "../lab/lab.ts";
 import { BIG_TCP, buildReference, type Reference } from "./support/handbuilt.ts";
 import { iperf } from "./support/iperf.ts";
@@ -167,4 +168,5 @@ updateDocSection(
     ]),
   ].join("\n"),
 );
+await plotBench("dataplane");
 process.exit(0);

@@ -7,6 +7,7 @@
 // latency is from the create request to the first Pod status showing Ready
 // with an IP (the apiserver's watch); Twill's share of it is the plugin's own
 // ADD time and the daemon's policy stage.
+import { plotBench, writeSeries } from "./support/plot.ts";
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { CoreV1Api, Watch, type V1Pod } from "@kubernetes/client-node";
@@ -225,9 +226,11 @@ async function main(): Promise<void> {
     fig.policyMinusCniEndMax = { value: round(policyMinusCniEndMax, 1), unit: "ms" };
     const meta = { pods: PODS, parallel: PARALLEL, nodes: NODES, loadAvg1m: Number(load), placement: Object.fromEntries(placed), timelinePods: timelines.length, podsWithoutPolicyMark: noPolicy.length };
     const path = writeResults("pods", fig, meta);
+    writeSeries("pods", { ready_ms: latency, cni_add_ms: addMs, delete_ms: deleteMs });
     updateDocSection("pods", doc(fig, sum, { load, placed, timelinePods: timelines.length, noPolicy }));
     console.log(JSON.stringify({ ...meta, figures: fig }, null, 2));
     console.log(`results: ${path}, docs/benchmarks.md`);
+    await plotBench("pods");
   } finally {
     await lab.close();
   }

@@ -7,6 +7,7 @@
 // by a probe (p50/p99), full initial sync of a restarted daemon, nft rule and
 // set element counts, daemon RSS, TCP throughput between the probe pods with
 // and without the policies.
+import { plotBench, writeSeries } from "./support/plot.ts";
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -330,6 +331,7 @@ async function main(): Promise<void> {
       "throughput ratio with/without": { value: round(mean(withPolicies) / mean(without), 3), unit: "ratio" },
     };
     writeResults("policy", fig, { pods: PODS, policies: POLICIES, changes: CHANGES, localPods: o.localPods });
+    writeSeries("policy", Object.fromEntries([...new Set(flips.map((x) => x.kind))].map((k) => [`flip ${k}`, flips.filter((x) => x.kind === k).map((x) => x.ms)])));
     const rows = Object.entries(fig).map(([k, v]) => `| ${k} | ${v.value} ${v.unit} |`).join("\n");
     updateDocSection(
       "policy",
@@ -353,6 +355,7 @@ ${barChart("Policy change → verdict flip (ms)", "ms", [
 ])}`,
     );
     say(`results in bench-results/policy.json and docs/benchmarks.md`);
+    await plotBench("policy");
   } finally {
     prober?.stop();
     await lab.close();
