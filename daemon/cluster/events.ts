@@ -9,23 +9,28 @@ import type { Metrics } from "../health/metrics.ts";
 // emit() never waits: it puts the event on a short queue that one worker
 // sends, so an apiserver that is slow or down never holds up a reconcile.
 // Like client-go's event correlator:
-// - the same event (object, reason, message) again within DEDUPE_MS is not a
-//   new Event: the existing one's count and lastTimestamp are patched, at
-//   most once per PATCH_EVERY_MS;
-// - a token bucket (BURST, then one per REFILL_MS) bounds what a node sends;
-//   past it, and past QUEUE_MAX waiting, events are dropped and counted
-//   (twill_events_total{outcome="dropped"}).
+// - the same event (object, reason, message) again within 10 minutes is not
+//   a new Event: the existing one's count and lastTimestamp are patched, at
+//   most once per 30 s;
+// - a token bucket (25, then one per 10 s) bounds what a node sends; past it,
+//   and past 100 waiting, events are dropped and counted
+//   (twill_events_total{outcome="dropped"}). EVENT_LIMITS has the numbers.
 // The Event's name is derived from the object, reason and message (or a
 // series key where daemons word the same problem differently: a left-out
 // node's code), so every daemon that sees the same problem (each node's
 // daemon lints every policy, sees every left-out node) names the same Event:
 // the first creates it, the others find it exists (409) and leave it.
 
-const DEDUPE_MS = 10 * 60_000;
-const PATCH_EVERY_MS = 30_000;
-const BURST = 25;
-const REFILL_MS = 10_000;
-const QUEUE_MAX = 100;
+export interface EventLimits {
+  dedupeMs: number;
+  patchEveryMs: number;
+  burst: number;
+  refillMs: number;
+  queueMax: number;
+}
+
+/** client-go's correlator uses a 10-minute window and a burst of 25 per object; one budget per node here. */
+export const EVENT_LIMITS: EventLimits = { dedupeMs: 10 * 60_000, patchEveryMs: 30_000, burst: 25, refillMs: 10_000, queueMax: 100 };
 /** Events about cluster-scoped objects live in "default", as client-go puts them. */
 const CLUSTER_SCOPED_NAMESPACE = "default";
 
@@ -69,14 +74,16 @@ export interface EventRecorderOptions {
   log: Logger;
   metrics?: Metrics;
   now?: () => number;
+  limits?: Partial<EventLimits>;
 }
 
 export class EventRecorder {
   private readonly o: EventRecorderOptions;
   private readonly now: () => number;
+  private readonly l: EventLimits;
   private readonly seen = new Map<string, Seen>();
   private queue: Job[] = [];
-  private tokens = BURST;
+  private tokens: number;
   private refilledAt: number;
   private working = false;
   private timer: NodeJS.Timeout | undefined;
@@ -85,6 +92,8 @@ export class EventRecorder {
   constructor(o: EventRecorderOptions) {
     this.o = o;
     this.now = o.now ?? Date.now;
+    this.l = { ...EVENT_LIMITS, ...o.limits };
+    this.tokens = this.l.burst;
     this.refilledAt = this.now();
   }
 
@@ -100,10 +109,10 @@ export class EventRecorder {
     this.forgetOld(now);
     const key = `${target.kind}/${target.namespace ?? ""}/${target.name}/${reason}/${series}`;
     const s = this.seen.get(key);
-    if (s && now - s.last < DEDUPE_MS) {
+    if (s && now - s.last < this.l.dedupeMs) {
       s.count++;
       s.last = now;
-      if (s.created && now - s.patchedAt >= PATCH_EVERY_MS) this.enqueue({ key }, reason);
+      if (s.created && now - s.patchedAt >= this.l.patchEveryMs) this.enqueue({ key }, reason);
       else this.later();
       return;
     }
@@ -139,7 +148,7 @@ export class EventRecorder {
 
   private enqueue(job: Job, reason: string): void {
     if (this.queue.some((j) => j.key === job.key)) return;
-    if (this.queue.length >= QUEUE_MAX) {
+    if (this.queue.length >= this.l.queueMax) {
       this.o.metrics?.events.inc({ reason, outcome: "dropped" });
       return;
     }
@@ -153,17 +162,17 @@ export class EventRecorder {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       const now = this.now();
-      for (const [key, s] of this.seen) if (s.created && s.count > s.sent) (now - s.patchedAt >= PATCH_EVERY_MS ? this.enqueue({ key }, "repeat") : this.later());
-    }, PATCH_EVERY_MS);
+      for (const [key, s] of this.seen) if (s.created && s.count > s.sent) (now - s.patchedAt >= this.l.patchEveryMs ? this.enqueue({ key }, "repeat") : this.later());
+    }, this.l.patchEveryMs);
     this.timer.unref();
   }
 
   private take(): boolean {
     const now = this.now();
-    const refill = Math.floor((now - this.refilledAt) / REFILL_MS);
+    const refill = Math.floor((now - this.refilledAt) / this.l.refillMs);
     if (refill > 0) {
-      this.tokens = Math.min(BURST, this.tokens + refill);
-      this.refilledAt += refill * REFILL_MS;
+      this.tokens = Math.min(this.l.burst, this.tokens + refill);
+      this.refilledAt += refill * this.l.refillMs;
     }
     if (this.tokens === 0) return false;
     this.tokens--;
@@ -208,7 +217,7 @@ export class EventRecorder {
 
   private forgetOld(now: number): void {
     if (this.seen.size < 1000) return;
-    for (const [key, s] of this.seen) if (now - s.last >= DEDUPE_MS) this.seen.delete(key);
+    for (const [key, s] of this.seen) if (now - s.last >= this.l.dedupeMs) this.seen.delete(key);
   }
 }
 

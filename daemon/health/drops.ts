@@ -40,6 +40,17 @@ export class DropAccounting {
 
   /** One reading of the counters (name → packets) and who holds each address now. */
   update(readings: Map<string, number>, podAt: (ip: string) => PodName | undefined): void {
+    // Pods gone first, so their places under the cap are free for this reading's newcomers.
+    for (const name of [...this.last.keys()]) {
+      if (readings.has(name)) continue;
+      this.last.delete(name);
+      const labels = this.series.get(name);
+      this.series.delete(name);
+      if (labels && labels.pod !== OTHER.pod) {
+        this.metrics.policyPodDrops.remove(labels);
+        this.ownSeries--;
+      }
+    }
     for (const [name, packets] of readings) {
       const c = parseCounter(name);
       if (!c) continue;
@@ -63,16 +74,6 @@ export class DropAccounting {
         this.series.set(name, labels);
       }
       this.metrics.policyPodDrops.inc(labels, delta);
-    }
-    for (const name of [...this.last.keys()]) {
-      if (readings.has(name)) continue;
-      this.last.delete(name);
-      const labels = this.series.get(name);
-      this.series.delete(name);
-      if (labels && labels.pod !== OTHER.pod) {
-        this.metrics.policyPodDrops.remove(labels);
-        this.ownSeries--;
-      }
     }
   }
 }

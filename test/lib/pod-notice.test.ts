@@ -17,6 +17,20 @@ describe("pod notice codec", () => {
     expect(decodeNotice(encodeNotice(del).trim())).toEqual(del);
   });
 
+  it("the plugin's timing and failures ride on the notices: elapsedMs on add and del, a DEL's error code, a failed ADD", () => {
+    expect(decodeNotice(line({ ...add, elapsedMs: 12.5 }))).toEqual({ ...add, elapsedMs: 12.5 });
+    const del = { version: 1, op: "del", pod: add.pod, containerId: "abc123", elapsedMs: 30, code: "KERNEL_FAILED" } as const;
+    expect(decodeNotice(line(del))).toEqual(del);
+    const failed = { version: 1, op: "failed", command: "ADD", pod: add.pod, containerId: "abc123", elapsedMs: 4, code: "IPAM_EXHAUSTED" } as const;
+    expect(decodeNotice(encodeNotice(failed).trim())).toEqual(failed);
+    expect(decodeReply(encodeReply({ ok: true, noted: true }).trim())).toEqual({ ok: true, noted: true });
+    // A code is a metric label: no free text, no lower case, nothing long.
+    for (const code of ["ipam exhausted", "A".repeat(49), "", 7]) expect(() => decodeNotice(line({ ...failed, code }))).toThrow(/error code/);
+    expect(() => decodeNotice(line({ ...failed, code: undefined }))).toThrow(/needs the error code/);
+    expect(() => decodeNotice(line({ ...failed, command: "DEL" }))).toThrow(/for command "ADD"/);
+    for (const elapsedMs of [-1, "5", 3_600_001]) expect(() => decodeNotice(line({ ...add, elapsedMs }))).toThrow(/elapsedMs/);
+  });
+
   it("addresses come out in canonical form", () => {
     expect(decodeNotice(line({ ...add, ips: ["fd05:0:0::0002"] })).op === "add" && (decodeNotice(line({ ...add, ips: ["fd05:0:0::0002"] })) as AddNotice).ips).toEqual(["fd05::2"]);
   });

@@ -3,6 +3,8 @@ import { dirname, join, resolve } from "node:path";
 import { CoreV1Api, NetworkingV1Api, PatchStrategy, setHeaderOptions, type CoreV1Event } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exchange } from "../../cni/commands/notify.ts";
+import { apiserverSink, EventRecorder } from "../../daemon/cluster/events.ts";
+import { createLogger } from "../../lib/log.ts";
 import { exec } from "../../lib/kernel/exec.ts";
 import { execIn } from "../../lib/kernel/netns.ts";
 import { DAEMON_SOCKET_NAME } from "../../lib/node-file.ts";
@@ -146,6 +148,27 @@ describe("Kubernetes Events", () => {
     await until("node1's session with node2 down in Prometheus", async () => (await prom.scalar(peer)) === 0);
     await until("the BGPPeerDown Event on node1", async () => (await eventsAbout("Node", n1.name)).some((e) => e.reason === "BGPPeerDown" && e.message!.includes(n2.ip)));
     expect(await num(`twill_bgp_session_transitions_total{instance="${instance(0)}", peer="${n2.ip}", state="down"}`)).toBe(1);
+  });
+});
+
+describe("the event recorder against the apiserver", () => {
+  const log = createLogger({ name: "obs-events", level: "silent" });
+  const target = { kind: "Node" as const, apiVersion: "v1", name: "node1" };
+
+  it("repeats of an event are one Event whose count is patched", async () => {
+    const rec = new EventRecorder({ component: "obs-test", host: "obs", sink: apiserverSink(lab.kc), log, limits: { patchEveryMs: 200 } });
+    for (let i = 0; i < 4; i++) rec.warn(target, "ObsRepeat", "the same thing again");
+    await until("the repeats patched in", async () => (await eventsAbout("Node", "node1")).some((e) => e.reason === "ObsRepeat" && e.count === 4));
+    expect((await eventsAbout("Node", "node1")).filter((e) => e.reason === "ObsRepeat")).toHaveLength(1);
+    rec.stop();
+  });
+
+  it("past the burst, events are dropped (and counted), not queued behind the apiserver", async () => {
+    const rec = new EventRecorder({ component: "obs-test", host: "obs", sink: apiserverSink(lab.kc), log, limits: { burst: 2, refillMs: 3_600_000 } });
+    for (let i = 0; i < 5; i++) rec.warn(target, "ObsBurst", `distinct ${i}`);
+    await until("the queue drained", async () => rec.pending() === 0);
+    expect((await eventsAbout("Node", "node1")).filter((e) => e.reason === "ObsBurst").map((e) => e.message).sort()).toEqual(["distinct 0", "distinct 1"]);
+    rec.stop();
   });
 });
 
