@@ -34,9 +34,9 @@ function percentileRanges(title: string, data: Row[], unit: string, subtitle: st
     data: { values: data },
     encoding: { y: { field: "label", type: "nominal", title: null, sort: null }, color: { field: "who", type: "nominal", title: null, scale: { range: [TWILL, REFERENCE] } } },
     layer: [
-      { mark: { type: "rule", strokeWidth: 2 }, encoding: { x: { field: "p50", type: "quantitative", title: `${unit} (dot p50, diamond p99)` }, x2: { field: "p99" } } },
-      { mark: { type: "point", filled: true, size: 70 }, encoding: { x: { field: "p50", type: "quantitative" } } },
-      { mark: { type: "point", shape: "diamond", filled: true, size: 70 }, encoding: { x: { field: "p99", type: "quantitative" } } },
+      { transform: [{ filter: "isValid(datum.p99)" }], mark: { type: "rule", strokeWidth: 2 }, encoding: { x: { field: "p50", type: "quantitative", title: `${unit} (dot p50, diamond p99)` }, x2: { field: "p99" } } },
+      { mark: { type: "point", filled: true, size: 70 }, encoding: { x: { field: "p50", type: "quantitative", title: `${unit} (dot p50, diamond p99)` } } },
+      { transform: [{ filter: "isValid(datum.p99)" }], mark: { type: "point", shape: "diamond", filled: true, size: 70 }, encoding: { x: { field: "p99", type: "quantitative" } } },
     ],
   } as TopLevelSpec;
 }
@@ -227,8 +227,13 @@ function policy(r: BenchResults, s?: Series): Plot[] {
         } as TopLevelSpec,
       },
     ];
-  const pct = rows([
-    value(r, "flip latency p50") !== undefined ? { label: "all changes", who: "Twill", p50: value(r, "flip latency p50")!, p99: value(r, "flip latency p99") ?? value(r, "flip latency p50")! } : undefined,
+  const p50Only = (label: string, key: string) => (value(r, key) !== undefined ? { label, who: "Twill", p50: value(r, key)! } : undefined);
+  const pct = rows<Row>([
+    value(r, "flip latency p50") !== undefined ? { label: "all changes", who: "Twill", p50: value(r, "flip latency p50")!, ...(value(r, "flip latency p99") !== undefined ? { p99: value(r, "flip latency p99")! } : {}) } : undefined,
+    p50Only("policy updates (allow ⇄ deny)", "flip latency p50, update"),
+    p50Only("policy create / delete", "flip latency p50, create/delete"),
+    p50Only("daemon: compile + nft apply", "daemon apply p50 (compile + nft)"),
+    p50Only("daemon: compile", "daemon compile p50"),
   ]);
   return pct.length ? [{ name: "flip", title: "Policy change → verdict flip latency, p50 and p99", spec: percentileRanges("Policy change → verdict flip", pct, "ms", sub) }] : [];
 }
