@@ -35,7 +35,7 @@ function percentileRanges(title: string, data: Row[], unit: string, subtitle: st
     encoding: { y: { field: "label", type: "nominal", title: null, sort: null }, color: { field: "who", type: "nominal", title: null, scale: { range: [TWILL, REFERENCE] } } },
     layer: [
       { transform: [{ filter: "isValid(datum.p99)" }], mark: { type: "rule", strokeWidth: 2 }, encoding: { x: { field: "p50", type: "quantitative", title: `${unit} (dot p50, diamond p99)` }, x2: { field: "p99" } } },
-      { mark: { type: "point", filled: true, size: 70 }, encoding: { x: { field: "p50", type: "quantitative", title: `${unit} (dot p50, diamond p99)` } } },
+      { mark: { type: "point", filled: true, size: 70 }, encoding: { x: { field: "p50", type: "quantitative" } } },
       { transform: [{ filter: "isValid(datum.p99)" }], mark: { type: "point", shape: "diamond", filled: true, size: 70 }, encoding: { x: { field: "p99", type: "quantitative" } } },
     ],
   } as TopLevelSpec;
