@@ -109,6 +109,9 @@ describe("Kubernetes Events", () => {
     expect(e!.reason).toBe("PolicyUnsupported");
     expect(e!.message).toContain("ipBlock fd00::/64 is IPv6");
     expect(e!.involvedObject.uid).toBeTruthy();
+    // kubectl's NetworkPolicy describer lists no Events; an operator filters them by the object.
+    const listed = await exec([join(lab.state.bin!, "kubectl"), "--kubeconfig", lab.kubeconfig!, "get", "events", "--field-selector", "involvedObject.kind=NetworkPolicy,involvedObject.name=obs-v6"]);
+    expect(listed.stdout).toMatch(/Warning\s+PolicyUnsupported\s+networkpolicy\/obs-v6\s+.*ipBlock fd00::\/64 is IPv6/);
   });
 
   it("IPAM exhaustion reported by the plugin: a Warning on the node, in kubectl describe node, and a CNI error series", async () => {
