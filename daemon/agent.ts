@@ -11,6 +11,7 @@ import { LeftOutLog } from "./cluster/left-out.ts";
 import { buildView } from "./cluster/view.ts";
 import type { NodeWatch } from "./cluster/watch.ts";
 import type { DaemonConfig, NodeSettings } from "./config.ts";
+import type { DesiredState } from "./kernel/desired.ts";
 import type { Metrics } from "./health/metrics.ts";
 import { reconcileMasquerade } from "./kernel/masquerade.ts";
 import { reconcile, totalChanges } from "./kernel/reconcile.ts";
@@ -61,6 +62,14 @@ export interface AgentDeps {
   daemonSocket?: string;
 }
 
+/** What the last successful pass programmed, for the operator API (daemon/api). */
+export interface PassSnapshot {
+  desired: DesiredState;
+  mtu: number;
+  podCIDRs: string[];
+  leftOut: { node: string; code: string; reason: string }[];
+}
+
 export class Agent {
   private readonly d: AgentDeps;
   private running = false;
@@ -75,6 +84,7 @@ export class Agent {
   private verify = true;
   private underlay: LocalNode["underlay"] | undefined;
   private readonly leftOut = new LeftOutLog();
+  private lastPass: PassSnapshot | undefined;
 
   constructor(deps: AgentDeps) {
     this.d = deps;
@@ -101,6 +111,11 @@ export class Agent {
 
   ready(): boolean {
     return this.nodeFileWritten && Date.now() - this.lastOk < Math.max(60_000, this.d.node.resyncSeconds * 3000);
+  }
+
+  /** The last successful pass, its time (0: none yet) and the last error ("" after a success). */
+  snapshot(): { pass: PassSnapshot | undefined; lastOk: number; lastError: string } {
+    return { pass: this.lastPass, lastOk: this.lastOk, lastError: this.lastError };
   }
 
   /** Runs a reconcile now, or right after the one in progress. */
@@ -178,6 +193,7 @@ export class Agent {
     metrics.reconcileDuration.observe(seconds);
     metrics.lastSync.set(Date.now() / 1000);
     this.lastOk = Date.now();
+    this.lastPass = { desired, mtu: podMtu, podCIDRs: self.podCIDRs, leftOut: [...leftOut].map(([n, l]) => ({ node: n, code: l.code, reason: l.reason })) };
     if (this.lastError) log.info({}, "reconcile succeeded again");
     this.lastError = "";
     if (totalChanges(changes) + masq > 0) {

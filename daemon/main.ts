@@ -1,7 +1,12 @@
 // The Twill node daemon: one per node. Wiring only; see agent.ts.
 //   node daemon/main.ts --config /etc/twill/config.yaml [--node-name N] [--kubeconfig F] [--node-file F]
 //     [--twill-binary /opt/twill/bin/twill]
-import { KubeConfig } from "@kubernetes/client-node";
+import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
+import { readFileSync } from "node:fs";
+import { CTL_SOCKET_NAME } from "../lib/ctl-api.ts";
+import type { ApiContext } from "./api/context.ts";
+import { DropLog } from "./api/drops.ts";
+import { handleCtl, startCtlServer } from "./api/server.ts";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { TwillError } from "../lib/errors.ts";
@@ -30,6 +35,8 @@ const { values } = parseArgs({
     "log-file": { type: "string" },
     "log-level": { type: "string", default: "info" },
     "twill-binary": { type: "string" },
+    "ctl-socket": { type: "string" },
+    "ctl-socket-group": { type: "string" },
   },
 });
 const log = createLogger({ name: "twill-daemon", level: values["log-level"], ...(values["log-file"] ? { file: values["log-file"] } : {}) });
@@ -57,7 +64,29 @@ try {
   // agent writes that file, so the plugin never finds a socket named that nobody serves.
   const notices = policy ? await startNoticeServer(join(dirname(node.nodeFile), DAEMON_SOCKET_NAME), (n) => policy.notice(n), log) : undefined;
   const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics, ...(notices ? { daemonSocket: DAEMON_SOCKET_NAME } : {}) });
-  await startHealthServer(node.healthAddress, node.healthPort, agent, metrics);
+  // The operator API (twillctl): its own unix socket beside the node file, and read-only on the health port.
+  const drops = policy ? new DropLog(node.nodeName, () => policy.inputs(), log) : undefined;
+  drops?.start();
+  const core = kc.makeApiClient(CoreV1Api);
+  const api: ApiContext = {
+    nodeName: node.nodeName,
+    version: (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version,
+    backend: { name: backend.name, ...(backend.sessions ? { sessions: () => backend.sessions!() } : {}) },
+    agent,
+    ...(policy ? { policy } : {}),
+    podsOnNode: async () => {
+      const listed = policy?.inputs()?.pods;
+      if (listed) return listed.filter((p) => p.spec?.nodeName === node.nodeName);
+      return (await core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${node.nodeName}` })).items;
+    },
+    ipamDir: node.ipamDir,
+    kc,
+    log,
+    ...(drops ? { drops } : {}),
+    nft: ["nft"],
+  };
+  const ctlServer = await startCtlServer(values["ctl-socket"] ?? join(dirname(node.nodeFile), CTL_SOCKET_NAME), api, values["ctl-socket-group"] ? { group: Number(values["ctl-socket-group"]) } : {});
+  await startHealthServer(node.healthAddress, node.healthPort, agent, metrics, (req, res) => handleCtl(api, req, res, "tcp"));
   agent.start();
   policy?.start();
   log.info({ node: node.nodeName, backend: backend.name, clusterCIDR: cfg.clusterCIDR }, "twill daemon started");
@@ -65,6 +94,8 @@ try {
     // Leave the dataplane as it is: pods keep working while the daemon is away.
     agent.stop();
     notices?.close();
+    ctlServer.close();
+    drops?.stop();
     policy?.stop();
     log.info({}, "twill daemon stopped; dataplane left in place");
     process.exit(0);

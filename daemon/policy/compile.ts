@@ -1,6 +1,7 @@
 import type { V1NetworkPolicy, V1NetworkPolicyPeer, V1NetworkPolicyPort, V1Pod } from "@kubernetes/client-node";
 import { formatIp, lastAddress, parseCidr, parseIp } from "../../lib/net/cidr.ts";
 import { HOST_VETH_PREFIX } from "../../lib/kernel/protocols.ts";
+import { DROP_LOG_GROUP } from "../../lib/ctl-api.ts";
 import { disjoint, type Box } from "./boxes.ts";
 import { validBlock, peerMatches, selectingPolicies, type ClusterState, type Protocol } from "./model.ts";
 
@@ -253,6 +254,17 @@ export interface RenderedPod {
   chains: NftChain[];
 }
 
+/**
+ * Where an isolated pod's chain sends what its rules do not admit: one chain
+ * per direction that logs to nflog group DROP_LOG_GROUP (the daemon's drop
+ * reader, daemon/api/nflog.ts) and drops. The limit is one per chain, so it
+ * bounds the log for the whole node, whatever the number of pods: a flood of
+ * denied packets costs the node at most this many log messages a second.
+ */
+export const DROP_CHAINS = { ingress: "drop-ingress", egress: "drop-egress" } as const;
+const DROP_LOG_LIMIT = "limit rate 50/second burst 100 packets";
+const dropChain = (dir: "ingress" | "egress"): NftChain => ({ name: DROP_CHAINS[dir], rules: [`${DROP_LOG_LIMIT} log prefix "${dir}" group ${DROP_LOG_GROUP}`, "drop"] });
+
 export function renderPod(r: PodRules): RenderedPod {
   const out: RenderedPod = { ip: r.ip, ingress: !!r.ingress, egress: !!r.egress, sets: [], chains: [] };
   if (r.ip6) out.ip6 = r.ip6;
@@ -265,7 +277,8 @@ export function renderPod(r: PodRules): RenderedPod {
       out.sets.push({ kind: "set", name, type: "ipv4_addr . inet_proto . inet_service", flags: "interval", elements: boxes.map(element) });
       chainRules.push(`ip ${field} . meta l4proto . th dport @${name} ${verdict}`);
     }
-    chainRules.push("drop");
+    // Counted per pod and direction, then logged (rate-limited) and dropped in one shared chain.
+    chainRules.push(`counter goto ${DROP_CHAINS[dir]}`);
     out.chains.push({ name, rules: chainRules });
   }
   return out;
@@ -316,6 +329,7 @@ export function describeNode(pods: (PodRules | RenderedPod)[], opts: DescribeOpt
   );
   forward.push("ip6 daddr @closed6-in drop", "ip6 saddr @closed6-out drop");
   forward.push("ip saddr vmap @egress", "ip daddr vmap @ingress");
+  chains.push(dropChain("ingress"), dropChain("egress"));
   chains.push({ name: "forward", hook: "type filter hook forward priority filter; policy accept;", rules: forward });
   return { table: TABLE, sets, chains };
 }

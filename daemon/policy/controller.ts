@@ -1,7 +1,7 @@
 import type { Logger } from "../../lib/log.ts";
 import { parseCidr } from "../../lib/net/cidr.ts";
 import type { Metrics } from "../health/metrics.ts";
-import { describeNode, type DescribeOptions } from "./compile.ts";
+import { describeNode, type DescribeOptions, type NftDescription } from "./compile.ts";
 import { NodeCompiler } from "./incremental.ts";
 import { lintPolicy } from "./lint.ts";
 import { PolicyTable } from "./nft.ts";
@@ -92,6 +92,18 @@ export class PolicyController {
     // Answer 100 ms before the plugin gives up, so it logs the reason rather than a timeout.
     const waitMs = Math.max(50, (n.op === "add" ? (n.waitMs ?? 2000) : 0) - 100);
     return this.notices.handle(n, waitMs);
+  }
+
+  /** The cluster as the compiler sees it (pods, namespaces, policies), once all three are listed: for the operator API. */
+  inputs(): ClusterState | undefined {
+    const w = this.o.watches;
+    if (!w.pods.synced() || !w.namespaces.synced() || !w.policies.synced()) return undefined;
+    return { pods: this.notices.view(w.pods.list(), this.o.podCidrs()), namespaces: w.namespaces.list(), policies: w.policies.list() };
+  }
+
+  /** The table as last programmed (undefined before the first apply). */
+  programmed(): NftDescription | undefined {
+    return this.table.current();
   }
 
   start(): void {
