@@ -4,24 +4,27 @@
 import { basename } from "node:path";
 import { EXIT } from "../lib/ctl-api.ts";
 import pkg from "../package.json" with { type: "json" };
-import { helpText, overview, parse } from "./args.ts";
+import { parseArgs } from "node:util";
+import { GLOBAL_OPTIONS, helpText, overview, parse } from "./args.ts";
 import { COMMANDS, type Command } from "./commands.ts";
 import { CtlError } from "./errors.ts";
 import type { Format } from "./output.ts";
 
 /** The command named by the first words of argv (two-word commands first), and the rest. */
-function find(argv: string[]): { cmd: Command | undefined; rest: string[] } {
-  const words = argv.filter((a) => !a.startsWith("-")).slice(0, 2);
+function find(argv: string[]): { cmd: Command | undefined; rest: string[]; words: string[] } {
+  // Positionals as parseArgs sees them with every command's options: an option's value is no command word.
+  const options = Object.assign({}, GLOBAL_OPTIONS, ...COMMANDS.map((c) => c.options)) as typeof GLOBAL_OPTIONS;
+  const words = parseArgs({ args: argv, options, strict: false, allowPositionals: true }).positionals.slice(0, 2);
   for (const n of [2, 1]) {
     const name = words.slice(0, n).join(" ");
     const cmd = COMMANDS.find((c) => c.name === name);
     if (cmd) {
       const rest = [...argv];
       for (const w of name.split(" ")) rest.splice(rest.indexOf(w), 1);
-      return { cmd, rest };
+      return { cmd, rest, words };
     }
   }
-  return { cmd: undefined, rest: argv };
+  return { cmd: undefined, rest: argv, words };
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -30,11 +33,11 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${self} ${pkg.version}\n`);
     return EXIT.OK;
   }
-  const { cmd, rest } = find(argv);
+  const { cmd, rest, words } = find(argv);
   if (!cmd) {
-    const wanted = argv.find((a) => !a.startsWith("-"));
+    const wanted = words.join(" ");
+    if (wanted && wanted !== "help") throw new CtlError(EXIT.USAGE, `unknown command: ${wanted} (twillctl --help lists them)`);
     process.stdout.write(overview(COMMANDS));
-    if (wanted && wanted !== "help") throw new CtlError(EXIT.USAGE, `unknown command: ${wanted}`);
     return argv.length === 0 || argv.includes("--help") || argv.includes("-h") || wanted === "help" ? EXIT.OK : EXIT.USAGE;
   }
   const p = parse(cmd, rest);

@@ -275,7 +275,7 @@ export function renderPod(r: PodRules): RenderedPod {
     const chainRules: string[] = [];
     if (boxes.length > 0) {
       out.sets.push({ kind: "set", name, type: "ipv4_addr . inet_proto . inet_service", flags: "interval", elements: boxes.map(element) });
-      chainRules.push(`ip ${field} . meta l4proto . th dport @${name} ${verdict}`);
+      chainRules.push(`ip ${field} . meta l4proto . th dport @${name} counter ${verdict}`);
     }
     // Counted per pod and direction, then logged (rate-limited) and dropped in one shared chain.
     chainRules.push(`counter goto ${DROP_CHAINS[dir]}`);

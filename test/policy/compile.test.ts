@@ -67,7 +67,7 @@ describe("table description and diff", () => {
     expect(tx.trim().split("\n")).toEqual([
       "add chain inet twill-policy in-10_1_0_5",
       "add element inet twill-policy ingress { 10.1.0.5 : jump in-10_1_0_5 }",
-      "add rule inet twill-policy in-10_1_0_5 drop",
+      "add rule inet twill-policy in-10_1_0_5 counter goto drop-ingress",
     ]);
   });
 

@@ -12,7 +12,7 @@ const desc: NftDescription = {
   table: "twill-policy",
   sets: [ingress, peers],
   chains: [
-    { name: "in-10_1_0_2", rules: ["ip saddr . meta l4proto . th dport @in-10_1_0_2 accept", "drop"] },
+    { name: "in-10_1_0_2", rules: ["ip saddr . meta l4proto . th dport @in-10_1_0_2 counter accept", "counter goto drop-ingress"] },
     { name: "forward", hook: "type filter hook forward priority filter; policy accept;", rules: ["ip daddr vmap @ingress"] },
   ],
 };
@@ -33,8 +33,8 @@ table inet twill-policy {
 \t}
 
 \tchain in-10_1_0_2 {
-\t\tip saddr . meta l4proto . th dport @in-10_1_0_2 accept
-\t\tdrop
+\t\tip saddr . meta l4proto . th dport @in-10_1_0_2 counter packets 12 bytes 1008 accept
+\t\tcounter packets 3 bytes 180 goto drop-ingress
 \t}
 
 \tchain forward {
@@ -56,7 +56,7 @@ describe("comparing nft's listing with the description", () => {
     // A chain's rules are not in `list chains`: without rules only names and hooks count.
     expect(compareListing(desc, parseListing(flushed, "twill-policy"), false)).toEqual([]);
     const edited = terse
-      .replace("\t\tdrop\n", "\t\taccept\n\t\tdrop\n")
+      .replace("\t\tcounter packets 3 bytes 180 goto drop-ingress\n", "\t\taccept\n\t\tcounter packets 3 bytes 180 goto drop-ingress\n")
       .replace("\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;", "\tchain extra {\n\t}\n\tflowtable ft {\n\t\thook ingress priority filter\n\t}\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;");
     expect(compareListing(desc, parseListing(edited, "twill-policy"), true)).toEqual([
       'chain in-10_1_0_2 holds 3 rules, want 2; rule 2 is "accept"',
