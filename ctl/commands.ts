@@ -211,7 +211,7 @@ const trace: Command = {
       [
         `probe ${x.src} -> ${x.dst} ${x.port}/${x.proto}: ${probe.connected ? paint("green", "connected") : paint("red", "no connection")}${why ? ` (policy explain says ${verdictColour(why.verdict)})` : ""}`,
         table(["node", "table", "chain", "rule", "verdict"], replies.flatMap((r) => r.steps.map((s) => [s.node, s.table, s.chain, s.rule, verdictColour(s.verdict.split(" ")[0]!) + s.verdict.slice(s.verdict.split(" ")[0]!.length)]))),
-        ...replies.map((r) => (r.decision ? `${r.node}: decided by ${r.decision.table} ${r.decision.chain}: ${r.decision.rule} (${verdictColour(r.decision.verdict)})` : `${r.node}: no traced packet`)),
+        ...replies.map((r) => (r.decision ? `${r.node}: decided by ${r.decision.table} ${r.decision.chain}: ${r.decision.rule} (${verdictColour(r.decision.verdict)}); ${r.packets} packet(s) traced` : `${r.node}: no traced packet`)),
         ...(remote instanceof Error ? [paint("yellow", `${dstNode} not traced: ${remote.message}`)] : []),
       ].join("\n"),
     );

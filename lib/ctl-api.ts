@@ -170,6 +170,8 @@ export interface TraceReply {
   node: string;
   /** The probe connected (probe mode). */
   connected?: boolean;
+  /** Packets of the connection traced here (a dropped SYN is sent again); steps are the first's. */
+  packets: number;
   steps: TraceStep[];
   /** The step that ended the packet's way through the node: its drop, or the last accept. */
   decision: TraceStep | null;

@@ -51,17 +51,25 @@ export async function podNetns(ip: string): Promise<string> {
 
 const TRACE_LINE = /^trace id (\S+) (\S+) (\S+) (\S+) (?:rule (.*) \(verdict ([^)]+)\)|policy (\S+)|verdict (\S+))\s*$/;
 
-/** The steps of `nft monitor trace`'s output (packet lines, which only describe the packet, left out). */
-export function parseTrace(text: string, node: string): TraceStep[] {
+/**
+ * The steps of `nft monitor trace`'s output for the first traced packet
+ * (a TCP probe's retransmitted SYNs take the same way again; packet lines,
+ * which only describe the packet, are left out), and how many packets were traced.
+ */
+export function parseTrace(text: string, node: string): { steps: TraceStep[]; packets: number } {
   const steps: TraceStep[] = [];
+  const ids = new Set<string>();
+  let first: string | undefined;
   for (const line of text.split("\n")) {
     const m = TRACE_LINE.exec(line.trim());
     if (!m) continue;
-    const [, , family, table, chain, rule, verdict, policy, bare] = m;
-    if (table === TRACE_TABLE) continue;
+    const [, id, family, table, chain, rule, verdict, policy, bare] = m;
+    ids.add(id!);
+    first ??= id;
+    if (table === TRACE_TABLE || id !== first) continue;
     steps.push({ node, table: `${family} ${table}`, chain: chain!, rule: rule ?? "policy", verdict: verdict ?? policy ?? bare ?? "" });
   }
-  return steps;
+  return { steps, packets: ids.size };
 }
 
 const decisionOf = (steps: TraceStep[]) => steps.find((s) => /^drop|^reject/.test(s.verdict)) ?? steps.filter((s) => s.verdict === "accept").pop() ?? null;
@@ -102,8 +110,8 @@ async function traceOnce(ctx: ApiContext, req: TraceRequest): Promise<TraceReply
     } else {
       await new Promise((r) => setTimeout(r, Math.min(MAX_OBSERVE_SECONDS, req.seconds ?? 3) * 1000));
     }
-    const steps = parseTrace(out, ctx.nodeName);
-    return { node: ctx.nodeName, ...(connected === undefined ? {} : { connected }), steps, decision: decisionOf(steps) };
+    const { steps, packets } = parseTrace(out, ctx.nodeName);
+    return { node: ctx.nodeName, ...(connected === undefined ? {} : { connected }), packets, steps, decision: decisionOf(steps) };
   } finally {
     monitor.kill();
     await nftRun(ctx, `delete table inet ${TRACE_TABLE}\n`).catch((err: unknown) => ctx.log.error({ err: (err as Error).message }, "removing the trace table failed"));

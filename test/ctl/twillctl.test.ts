@@ -70,6 +70,8 @@ afterAll(async () => {
     const node = lab.state.nodes.find((n) => n.name === p.node)!;
     await deletePodNetwork(node, p).catch(() => {});
     await deleteNetns(p.ns).catch(() => {});
+    // No kubelet confirms a deletion in this lab: gone at once, not after a grace period.
+    await core.deleteNamespacedPod({ name: p.name, namespace: NS, gracePeriodSeconds: 0 }).catch(() => {});
   }
   await core.deleteNamespace({ name: NS }).catch(() => {});
   await lab.close();

@@ -1,0 +1,34 @@
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startLab, type RunningLab } from "../../lab/lab.ts";
+import type { StatusReply } from "../../lib/ctl-api.ts";
+import { execIn } from "../../lib/kernel/netns.ts";
+import { until } from "../support/until.ts";
+
+// `twillctl status` with the bgp backend: its own two-node lab (the shared one
+// runs vxlan), whose daemons mesh over BGP.
+
+const TWILLCTL = join(resolve(import.meta.dirname, "../.."), "dist/ctl/twillctl");
+let lab: RunningLab;
+
+beforeAll(async () => {
+  lab = await startLab({ nodes: 2, podsPerNode: 0, backend: "bgp" });
+}, 300_000);
+afterAll(() => lab?.close());
+
+describe("twillctl status (bgp)", () => {
+  it("shows each BGP session established, with its uptime and the prefixes exchanged", async () => {
+    const [node1, node2] = lab.state.nodes;
+    let s: StatusReply | undefined;
+    await until("the BGP session in twillctl status", async () => {
+      const r = await execIn(node1!.ns, [TWILLCTL, "--socket", join(node1!.dir, "ctl.sock"), "status", "-o", "json"], { allowFailure: true });
+      s = r.code === 0 ? (JSON.parse(r.stdout) as StatusReply) : undefined;
+      return s?.bgp[0]?.state === "Established" && s.bgp[0].prefixesIn > 0;
+    }, 30_000);
+    expect(s!.backend).toBe("bgp");
+    expect(s!.bgp).toEqual([expect.objectContaining({ peer: node2!.ip, state: "Established", prefixesIn: 1, prefixesOut: 1 })]);
+    expect(s!.bgp[0]!.sinceSeconds).toBeGreaterThanOrEqual(0);
+    const text = await execIn(node1!.ns, [TWILLCTL, "--socket", join(node1!.dir, "ctl.sock"), "status"]);
+    expect(text.stdout).toMatch(new RegExp(`BGP PEER\\s+STATE[\\s\\S]*${node2!.ip.replaceAll(".", "\\.")}\\s+Established`));
+  });
+});
