@@ -190,29 +190,50 @@ const explain: Command = {
 
 const trace: Command = {
   name: "trace",
-  args: "<ns/pod> <ns/pod|ip> <port>[/tcp|udp]",
+  args: "<ns/pod> <ns/pod|ip> <port>[/tcp|udp] [--observe SECONDS]",
   summary: "send one real probe from the source pod and show each nftables rule it met, on each node",
-  options: {},
-  help: ["  Run on the source pod's node (its daemon sends the probe); the destination pod's node is traced too", "  when its daemon is reachable (kubeconfig + health port). Exit 1 when the probe was dropped.", "", "  twillctl trace default/web default/db 5432/tcp"],
+  options: { observe: { type: "string" } },
+  help: [
+    "      --observe S   send no probe: trace this connection's packets on both pods' nodes for S seconds (at most 5)",
+    "                    while you make it yourself (kubectl exec … -- curl …); needs no access to the pod's namespace",
+    "",
+    "  Without --observe, run on the source pod's node: its daemon sends the probe from the pod's network namespace.",
+    "  The destination pod's node is traced too when its daemon is reachable (kubeconfig + health port).",
+    "  Exit 1 when the packet was dropped.",
+    "",
+    "  twillctl trace default/web default/db 5432/tcp",
+  ],
   async run(p, format) {
     const x = pair(p, "trace <ns/pod> <ns/pod|ip> <port>/<proto>");
     const t = new Targets(p);
     const why = await explainPair(t, x).catch(() => undefined);
-    const dstNode = why?.directions[1]?.node;
-    const srcNode = why?.directions[0]?.node;
-    const observe = dstNode && dstNode !== srcNode ? t.node(dstNode).then((target) => call<TraceReply>(target, "/trace", { method: "POST", body: { ...x, mode: "observe", seconds: 3 }, timeoutMs: 10_000 })).catch((err: Error) => err) : undefined;
-    if (observe) await new Promise((r) => setTimeout(r, 500));
-    const probe = await call<TraceReply>(t.local(), "/trace", { method: "POST", body: { ...x, mode: "probe" }, timeoutMs: 15_000 });
-    const remote = observe ? await observe : undefined;
-    const replies = [probe, ...(remote && !(remote instanceof Error) ? [remote] : [])];
-    const dropped = replies.some((r) => r.decision && /^drop|^reject/.test(r.decision.verdict));
-    const out = { probe: { ...x, connected: probe.connected ?? false }, verdict: why?.verdict ?? null, nodes: replies, ...(remote instanceof Error ? { unobserved: `${dstNode}: ${remote.message}` } : {}) };
+    const srcNode = why?.directions[0]?.node ?? undefined;
+    const dstNode = why?.directions[1]?.node ?? undefined;
+    const observeOn = (node: string, seconds: number) => t.node(node).then((target) => call<TraceReply>(target, "/trace", { method: "POST", body: { ...x, mode: "observe", seconds }, timeoutMs: (seconds + 10) * 1000 })).catch((err: Error) => err);
+    let replies: (TraceReply | Error)[];
+    let connected: boolean | undefined;
+    if (p.values.observe !== undefined) {
+      const seconds = Number(p.values.observe);
+      if (!(seconds > 0 && seconds <= 5)) throw new CtlError(EXIT.USAGE, "--observe takes 1 to 5 seconds");
+      const nodes = [...new Set([srcNode, dstNode].filter((n): n is string => !!n))];
+      replies = await Promise.all(nodes.map((n) => observeOn(n, seconds)));
+    } else {
+      const observe = dstNode && dstNode !== srcNode ? observeOn(dstNode, 3) : undefined;
+      if (observe) await new Promise((r) => setTimeout(r, 500));
+      const probe = await call<TraceReply>(t.local(), "/trace", { method: "POST", body: { ...x, mode: "probe" }, timeoutMs: 15_000 });
+      connected = probe.connected ?? false;
+      replies = [probe, ...(observe ? [await observe] : [])];
+    }
+    const ok = replies.filter((r): r is TraceReply => !(r instanceof Error));
+    const failed = replies.filter((r): r is Error => r instanceof Error);
+    const dropped = ok.some((r) => r.decision && /^drop|^reject/.test(r.decision.verdict));
+    const out = { probe: { ...x, ...(connected === undefined ? {} : { connected }) }, verdict: why?.verdict ?? null, nodes: ok, ...(failed.length ? { errors: failed.map((e) => e.message) } : {}) };
     emit(format, out, () =>
       [
-        `probe ${x.src} -> ${x.dst} ${x.port}/${x.proto}: ${probe.connected ? paint("green", "connected") : paint("red", "no connection")}${why ? ` (policy explain says ${verdictColour(why.verdict)})` : ""}`,
-        table(["node", "table", "chain", "rule", "verdict"], replies.flatMap((r) => r.steps.map((s) => [s.node, s.table, s.chain, s.rule, verdictColour(s.verdict.split(" ")[0]!) + s.verdict.slice(s.verdict.split(" ")[0]!.length)]))),
-        ...replies.map((r) => (r.decision ? `${r.node}: decided by ${r.decision.table} ${r.decision.chain}: ${r.decision.rule} (${verdictColour(r.decision.verdict)}); ${r.packets} packet(s) traced` : `${r.node}: no traced packet`)),
-        ...(remote instanceof Error ? [paint("yellow", `${dstNode} not traced: ${remote.message}`)] : []),
+        connected === undefined ? `observed ${x.src} -> ${x.dst} ${x.port}/${x.proto}` : `probe ${x.src} -> ${x.dst} ${x.port}/${x.proto}: ${connected ? paint("green", "connected") : paint("red", "no connection")}${why ? ` (policy explain says ${verdictColour(why.verdict)})` : ""}`,
+        table(["node", "table", "chain", "rule", "verdict"], ok.flatMap((r) => r.steps.map((s) => [s.node, s.table, s.chain, s.rule, verdictColour(s.verdict.split(" ")[0]!) + s.verdict.slice(s.verdict.split(" ")[0]!.length)]))),
+        ...ok.map((r) => (r.decision ? `${r.node}: decided by ${r.decision.table} ${r.decision.chain}: ${r.decision.rule} (${verdictColour(r.decision.verdict)}); ${r.packets} packet(s) traced` : `${r.node}: no traced packet`)),
+        ...failed.map((e) => paint("yellow", `not traced: ${e.message}`)),
       ].join("\n"),
     );
     return dropped ? EXIT.FINDINGS : EXIT.OK;

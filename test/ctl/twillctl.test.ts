@@ -203,6 +203,18 @@ describe("twillctl trace and drops", () => {
     for (const n of [node1, node2]) expect((await execIn(n.ns, ["nft", "list", "tables"])).stdout).not.toContain("twill-trace");
   });
 
+  it("trace --observe: no probe, the connection the operator makes is traced on both pods' nodes", async () => {
+    const observing = ctl(node1, ["trace", `${NS}/other`, `${NS}/server`, `${PORT}/tcp`, "--observe", "3", "-o", "json"]);
+    await new Promise((r) => setTimeout(r, 1000));
+    await execIn(other.ns, ["socat", "-T1", "-u", `TCP:${server.ip}:${PORT},connect-timeout=1`, "-"], { allowFailure: true });
+    const r = await observing;
+    expect(r.code).toBe(EXIT.FINDINGS);
+    const d = JSON.parse(r.stdout) as { nodes: { node: string; packets: number; decision: { chain: string; verdict: string } | null }[] };
+    expect(d.nodes.map((n) => n.node).sort()).toEqual(["node1", "node2"]);
+    expect(d.nodes.find((n) => n.node === "node2")!.decision).toMatchObject({ chain: "drop-ingress", verdict: "drop" });
+    expect(d.nodes.find((n) => n.node === "node1")!.packets).toBeGreaterThanOrEqual(1);
+  });
+
   it("drops: the denied connection counted on the server's ingress and logged with source, port and policy", async () => {
     const before = (await ctlJson<DropsReply>(node2, ["drops", `${NS}/server`])).totals.find((t) => t.direction === "ingress")?.packets ?? 0;
     await execIn(other.ns, ["socat", "-T1", "-u", `TCP:${server.ip}:${PORT},connect-timeout=1`, "-"], { allowFailure: true });
