@@ -167,7 +167,7 @@ function explainText(r: ExplainReply): string {
     for (const a of d.allowedBy) lines.push(`          rule: ${a.policy} ${d.direction}[${a.rule}] ${a.text}`);
     if (d.kernel) {
       const k = d.kernel;
-      lines.push(`          kernel (${k.node}): chain ${k.chain}: ${k.rule}${k.element ? `; element ${k.element}` : ""}; counter ${k.packets} packets ${k.bytes} bytes; ${k.agrees ? paint("green", "agrees") : paint("red", "DISAGREES with the compiler")}`);
+      lines.push(`          kernel (${k.node}): chain ${k.chain}: ${k.rule}${k.element ? `; element ${k.element}` : ""}; ${k.packets} packets, ${k.bytes} bytes so far; ${k.agrees ? paint("green", "agrees") : paint("red", "DISAGREES with the compiler")}`);
     }
     return lines.join("\n");
   });
