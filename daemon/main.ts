@@ -85,7 +85,11 @@ try {
     ...(drops ? { drops } : {}),
     nft: ["nft"],
   };
-  const ctlServer = await startCtlServer(values["ctl-socket"] ?? join(dirname(node.nodeFile), CTL_SOCKET_NAME), api, values["ctl-socket-group"] ? { group: Number(values["ctl-socket-group"]) } : {});
+  // Without its socket the operator API is missing, but the node's networking is not: logged, and the daemon goes on.
+  const ctlServer = await startCtlServer(values["ctl-socket"] ?? join(dirname(node.nodeFile), CTL_SOCKET_NAME), api, values["ctl-socket-group"] ? { group: Number(values["ctl-socket-group"]) } : {}).catch((err: TwillError) => {
+    log.error({ code: err.code, details: err.details }, err.message);
+    return undefined;
+  });
   await startHealthServer(node.healthAddress, node.healthPort, agent, metrics, (req, res) => handleCtl(api, req, res, "tcp"));
   agent.start();
   policy?.start();
@@ -94,7 +98,7 @@ try {
     // Leave the dataplane as it is: pods keep working while the daemon is away.
     agent.stop();
     notices?.close();
-    ctlServer.close();
+    ctlServer?.close();
     drops?.stop();
     policy?.stop();
     log.info({}, "twill daemon stopped; dataplane left in place");

@@ -24,6 +24,7 @@ export class DropLog {
   private readonly recent: DropEvent[] = [];
   private readonly followers = new Set<(e: DropEvent) => void>();
   seen = 0;
+  private malformed = 0;
   private readonly nodeName: string;
   private readonly inputs: () => ClusterState | undefined;
   private readonly log: Logger;
@@ -40,7 +41,12 @@ export class DropLog {
       const Raw = rawSocketClass();
       const sock = new Raw(NETLINK_NETFILTER, { recvBufferSize: 1 << 20, sendBufferSize: 64 << 10 });
       sock.on("message", (buf) => {
-        for (const p of parsePackets(new Uint8Array(buf.buffer, buf.byteOffset, buf.length))) this.add(p);
+        try {
+          for (const p of parsePackets(new Uint8Array(buf.buffer, buf.byteOffset, buf.length))) this.add(p);
+        } catch (err) {
+          // A message the codec cannot read loses that drop's record, never the daemon.
+          if (!this.malformed++) this.log.warn({ code: "NFLOG_MALFORMED", err: (err as Error).message }, "a drop log message could not be read");
+        }
       });
       sock.on("error", (err) => this.log.warn({ code: "NFLOG_ERROR", err: err.message }, "the drop log's netlink socket failed; recent drops may be missing"));
       sock.unref();

@@ -1,4 +1,5 @@
-import { chmodSync, chownSync, unlinkSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, unlinkSync } from "node:fs";
+import { dirname } from "node:path";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { CTL_MAX_REQUEST_BYTES, CTL_PREFIX, parsePortProto, type ApiError, type TraceRequest } from "../../lib/ctl-api.ts";
 import { TwillError } from "../../lib/errors.ts";
@@ -122,6 +123,7 @@ export interface SocketOptions {
 
 /** Serves the whole API on a unix socket at `path` (a stale socket there is replaced). */
 export function startCtlServer(path: string, ctx: ApiContext, opts: SocketOptions = {}): Promise<Server> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
   try {
     unlinkSync(path);
   } catch {
@@ -131,7 +133,7 @@ export function startCtlServer(path: string, ctx: ApiContext, opts: SocketOption
     if (!handleCtl(ctx, req, res, "socket")) send(res, 404, { code: "NOT_FOUND", message: `no call ${req.url}` });
   });
   return new Promise((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", (err) => reject(new TwillError("CTL_SOCKET", `cannot listen on ${path} for twillctl; check that its directory is writable by root`, String(err))));
     // The socket is born 0600 (bind(2) applies the umask), then opened to the group if asked.
     const umask = process.umask(0o177);
     server.listen(path, () => {

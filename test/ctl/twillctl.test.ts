@@ -228,4 +228,19 @@ describe("twillctl trace and drops", () => {
     // The allowed client's connection is not a drop.
     expect(r!.recent.some((e) => e.src === client.ip)).toBe(false);
   });
+
+  it("drops --follow streams a drop as it happens, one JSON line each", async () => {
+    const socket = join(node2.dir, "ctl.sock");
+    const follower = spawn("ip", ["netns", "exec", node2.ns, TWILLCTL, "--socket", socket, "drops", `${NS}/server`, "--follow", "-o", "json"], { stdio: ["ignore", "pipe", "ignore"] });
+    let out = "";
+    follower.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      await execIn(other.ns, ["socat", "-T1", "-u", `TCP:${server.ip}:${PORT},connect-timeout=1`, "-"], { allowFailure: true });
+      await until("a followed drop", async () => out.includes("\n"), 10_000);
+      expect(JSON.parse(out.split("\n")[0]!)).toMatchObject({ direction: "ingress", pod: `${NS}/server`, src: other.ip, port: PORT });
+    } finally {
+      follower.kill();
+    }
+  });
 });
