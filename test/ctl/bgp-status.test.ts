@@ -1,4 +1,5 @@
 import { join, resolve } from "node:path";
+import { CoreV1Api } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLab, type RunningLab } from "../../lab/lab.ts";
 import type { StatusReply } from "../../lib/ctl-api.ts";
@@ -6,7 +7,8 @@ import { execIn } from "../../lib/kernel/netns.ts";
 import { until } from "../support/until.ts";
 
 // `twillctl status` with the bgp backend: its own two-node lab (the shared one
-// runs vxlan), whose daemons mesh over BGP.
+// runs vxlan), whose daemons mesh over BGP; a Node object Twill must leave out
+// is made here too (the shared lab's tests count its nodes).
 
 const TWILLCTL = join(resolve(import.meta.dirname, "../.."), "dist/ctl/twillctl");
 let lab: RunningLab;
@@ -30,5 +32,17 @@ describe("twillctl status (bgp)", () => {
     expect(s!.bgp[0]!.sinceSeconds).toBeGreaterThanOrEqual(0);
     const text = await execIn(node1!.ns, [TWILLCTL, "--socket", join(node1!.dir, "ctl.sock"), "status"]);
     expect(text.stdout).toMatch(new RegExp(`BGP PEER\\s+STATE[\\s\\S]*${node2!.ip.replaceAll(".", "\\.")}\\s+Established`));
+  });
+
+  it("names a node left out, with its code and reason", async () => {
+    const node1 = lab.state.nodes[0]!;
+    await lab.kc.makeApiClient(CoreV1Api).createNode({ body: { metadata: { name: "ctl-ghost", annotations: { "twill.dev/public-ip": "not-an-ip" } } } });
+    let s: StatusReply | undefined;
+    await until("the left-out node in twillctl status", async () => {
+      const r = await execIn(node1.ns, [TWILLCTL, "--socket", join(node1.dir, "ctl.sock"), "status", "-o", "json"], { allowFailure: true });
+      s = r.code === 0 ? (JSON.parse(r.stdout) as StatusReply) : undefined;
+      return !!s?.leftOut.some((l) => l.node === "ctl-ghost");
+    }, 30_000);
+    expect(s!.leftOut).toContainEqual({ node: "ctl-ghost", code: expect.stringMatching(/^NODE_(BAD_ANNOTATION|NO_POD_CIDR)$/), reason: expect.stringContaining("ctl-ghost") });
   });
 });
