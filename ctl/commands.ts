@@ -3,7 +3,7 @@ import { EXIT, parsePortProto } from "../lib/ctl-api.ts";
 import type { CommandSpec, Parsed } from "./args.ts";
 import { call } from "./client.ts";
 import { CtlError } from "./errors.ts";
-import { ago, duration, emit, fields, paint, table, verdictColour, type Format } from "./output.ts";
+import { ago, duration, emit, fields, paint, table, verdictColour, writeOut, type Format } from "./output.ts";
 import { Targets } from "./targets.ts";
 
 // The commands: each asks one or more daemons (targets.ts), prints (output.ts)
@@ -254,12 +254,12 @@ const drops: Command = {
     const t = new Targets(p);
     const qs = pod ? `?pod=${encodeURIComponent(pod)}` : "";
     if (p.values.follow) {
-      if (format === "table") process.stdout.write(table(DROP_HEAD, []) + "\n");
+      if (format === "table") writeOut(table(DROP_HEAD, []) + "\n");
       await call(await t.one(p), `/drops${qs}${qs ? "&" : "?"}follow=1`, {
         timeoutMs: 0,
         onLine: (line) => {
           const e = JSON.parse(line) as DropEvent;
-          process.stdout.write(format === "table" ? table([], [dropRow(e)]).replace(/^\n/, "") + "\n" : JSON.stringify(e) + "\n");
+          writeOut(format === "table" ? table([], [dropRow(e)]).replace(/^\n/, "") + "\n" : JSON.stringify(e) + "\n");
         },
       });
       return EXIT.OK;

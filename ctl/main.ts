@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import { GLOBAL_OPTIONS, helpText, overview, parse } from "./args.ts";
 import { COMMANDS, type Command } from "./commands.ts";
 import { CtlError } from "./errors.ts";
-import type { Format } from "./output.ts";
+import { writeOut, type Format } from "./output.ts";
 
 /** The command named by the first words of argv (two-word commands first), and the rest. */
 function find(argv: string[]): { cmd: Command | undefined; rest: string[]; words: string[] } {
@@ -30,19 +30,19 @@ function find(argv: string[]): { cmd: Command | undefined; rest: string[]; words
 async function main(argv: string[]): Promise<number> {
   const self = basename(process.execPath) === "kubectl-twill" ? "kubectl twill" : "twillctl";
   if (argv[0] === "--version" || argv[0] === "version") {
-    process.stdout.write(`${self} ${pkg.version}\n`);
+    writeOut(`${self} ${pkg.version}\n`);
     return EXIT.OK;
   }
   const { cmd, rest, words } = find(argv);
   if (!cmd) {
     const wanted = words.join(" ");
     if (wanted && wanted !== "help") throw new CtlError(EXIT.USAGE, `unknown command: ${wanted} (twillctl --help lists them)`);
-    process.stdout.write(overview(COMMANDS));
+    writeOut(overview(COMMANDS));
     return argv.length === 0 || argv.includes("--help") || argv.includes("-h") || wanted === "help" ? EXIT.OK : EXIT.USAGE;
   }
   const p = parse(cmd, rest);
   if (p.values.help) {
-    process.stdout.write(helpText(cmd));
+    writeOut(helpText(cmd));
     return EXIT.OK;
   }
   const format = p.values.output as Format;
@@ -50,6 +50,7 @@ async function main(argv: string[]): Promise<number> {
   return cmd.run(p, format);
 }
 
+// Output is written synchronously (output.ts writeOut), so exiting at once loses none of it.
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {

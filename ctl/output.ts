@@ -1,4 +1,5 @@
 import Table from "cli-table3";
+import { writeSync } from "node:fs";
 import { styleText } from "node:util";
 import { stringify } from "yaml";
 
@@ -35,10 +36,27 @@ export function fields(pairs: [string, string | number][]): string {
   return pairs.map(([k, v]) => `${paint("bold", `${k}:`.padEnd(w + 1))} ${v}`).join("\n");
 }
 
+/**
+ * Writes to stdout synchronously, all of it: the executable exits right after,
+ * and an asynchronous write into a full pipe (64 KiB) was cut off there when
+ * the reader was slow. A non-blocking pipe answers EAGAIN: wait a little, go on.
+ */
+export function writeOut(text: string): void {
+  const buf = Buffer.from(text);
+  for (let off = 0; off < buf.length; ) {
+    try {
+      off += writeSync(1, buf, off);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    }
+  }
+}
+
 export function emit(format: Format, data: unknown, human: () => string): void {
-  if (format === "json") process.stdout.write(JSON.stringify(data, null, 2) + "\n");
-  else if (format === "yaml") process.stdout.write(stringify(data));
-  else process.stdout.write(human() + "\n");
+  if (format === "json") writeOut(JSON.stringify(data, null, 2) + "\n");
+  else if (format === "yaml") writeOut(stringify(data));
+  else writeOut(human() + "\n");
 }
 
 export function ago(iso: string | null): string {
