@@ -123,7 +123,7 @@ function diffCommand(name: "routes" | "peers", summary: string): Command {
       const rows = await new Targets(p).each<DiffReply>(p, `/${name}`);
       const replies = rows.flatMap((r) => (r.reply ? [r.reply] : []));
       emit(format, p.values["all-nodes"] ? rows.map((r) => r.reply ?? { node: r.node, error: r.error }) : replies[0], () => {
-        const t = table(["node", "kind", "key", "wanted", "in kernel", "state"], replies.flatMap((r) => r.rows.map((x) => [r.node, x.kind, x.key, x.want || "-", x.have || "-", verdictColour(x.state)])));
+        const t = table(["node", "peer", "kind", "key", "wanted", "in kernel", "state"], replies.flatMap((r) => r.rows.map((x) => [r.node, x.peer || "-", x.kind, x.key, x.want || "-", x.have || "-", verdictColour(x.state)])));
         const n = replies.reduce((a, r) => a + r.differences, 0);
         return t + `\n\n${n ? paint("red", `${n} difference(s)`) : "kernel matches the desired state"}` + failedNodes(rows);
       });
@@ -278,4 +278,4 @@ const drops: Command = {
   },
 };
 
-export const COMMANDS: Command[] = [status, ipam, ipamGc, diffCommand("routes", "Twill's routes: wanted against the kernel, with the differences"), diffCommand("peers", "peers' neighbour and FDB entries: wanted against the kernel"), explain, trace, drops];
+export const COMMANDS: Command[] = [status, ipam, ipamGc, diffCommand("routes", "Twill's routes: wanted against the kernel, with the differences"), diffCommand("peers", "each peer node's route (and VXLAN neighbour and FDB entries): wanted against the kernel"), explain, trace, drops];

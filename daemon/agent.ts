@@ -68,6 +68,8 @@ export interface PassSnapshot {
   mtu: number;
   podCIDRs: string[];
   leftOut: { node: string; code: string; reason: string }[];
+  /** The peers this pass connected: name, underlay address, pod CIDRs. */
+  peers: { name: string; ip: string; podCIDRs: string[] }[];
 }
 
 export class Agent {
@@ -193,7 +195,7 @@ export class Agent {
     metrics.reconcileDuration.observe(seconds);
     metrics.lastSync.set(Date.now() / 1000);
     this.lastOk = Date.now();
-    this.lastPass = { desired, mtu: podMtu, podCIDRs: self.podCIDRs, leftOut: [...leftOut].map(([n, l]) => ({ node: n, code: l.code, reason: l.reason })) };
+    this.lastPass = { desired, mtu: podMtu, podCIDRs: self.podCIDRs, leftOut: [...leftOut].map(([n, l]) => ({ node: n, code: l.code, reason: l.reason })), peers: [...usable.view.nodes.values()].filter((n) => n.name !== self.name && !leftOut.has(n.name)).map((n) => ({ name: n.name, ip: n.ip, podCIDRs: n.podCIDRs })) };
     if (this.lastError) log.info({}, "reconcile succeeded again");
     this.lastError = "";
     if (totalChanges(changes) + masq > 0) {

@@ -83,6 +83,8 @@ export interface IpamGcReply {
 export type DiffState = "ok" | "missing" | "extra" | "differs";
 
 export interface DiffRow {
+  /** The peer node the entry is for ("" when none is known). */
+  peer: string;
   kind: string;
   key: string;
   want: string;

@@ -2,7 +2,7 @@ import { join, resolve } from "node:path";
 import { CoreV1Api } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLab, type RunningLab } from "../../lab/lab.ts";
-import type { StatusReply } from "../../lib/ctl-api.ts";
+import { EXIT, type DiffReply, type StatusReply } from "../../lib/ctl-api.ts";
 import { execIn } from "../../lib/kernel/netns.ts";
 import { until } from "../support/until.ts";
 
@@ -44,5 +44,23 @@ describe("twillctl status (bgp)", () => {
       return !!s?.leftOut.some((l) => l.node === "ctl-ghost");
     }, 30_000);
     expect(s!.leftOut).toContainEqual({ node: "ctl-ghost", code: expect.stringMatching(/^NODE_(BAD_ANNOTATION|NO_POD_CIDR)$/), reason: expect.stringContaining("ctl-ghost") });
+  });
+
+  it("routes and peers: each route is its peer's, a route deleted by hand shows as missing until the daemon heals it", async () => {
+    const [node1, node2] = lab.state.nodes;
+    const run = (args: string[]) => execIn(node1!.ns, [TWILLCTL, "--socket", join(node1!.dir, "ctl.sock"), ...args, "-o", "json"], { allowFailure: true });
+    const before = JSON.parse((await run(["peers"])).stdout) as DiffReply;
+    expect(before.rows).toContainEqual(expect.objectContaining({ peer: node2!.name, kind: "route", key: node2!.podCIDR, state: "ok" }));
+    expect(before.differences).toBe(0);
+    let seen: DiffReply | undefined;
+    // The daemon's resync (5 s here) may heal between the delete and the look: try again until one look falls between.
+    await until("a missing route in twillctl routes", async () => {
+      await execIn(node1!.ns, ["ip", "route", "del", node2!.podCIDR, "proto", "211"], { allowFailure: true });
+      const r = await run(["routes"]);
+      seen = JSON.parse(r.stdout) as DiffReply;
+      return r.code === EXIT.FINDINGS && seen.differences === 1;
+    }, 30_000);
+    expect(seen!.rows).toContainEqual(expect.objectContaining({ peer: node2!.name, key: node2!.podCIDR, have: "", state: "missing" }));
+    await until("the route healed", async () => (await run(["routes"])).code === EXIT.OK, 30_000);
   });
 });
