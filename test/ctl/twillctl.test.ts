@@ -45,6 +45,12 @@ const policy = {
   spec: { podSelector: { matchLabels: { role: "server" } }, policyTypes: ["Ingress"], ingress: [{ _from: [{ podSelector: { matchLabels: { role: "client" } } }], ports: [{ port: PORT, protocol: "TCP" }] }] },
 };
 
+// The client may send only to the server (any port): egress isolation, checked in node1's kernel.
+const egressPolicy = {
+  metadata: { name: "client-to-server", namespace: NS },
+  spec: { podSelector: { matchLabels: { role: "client" } }, policyTypes: ["Egress"], egress: [{ to: [{ podSelector: { matchLabels: { role: "server" } } }] }] },
+};
+
 beforeAll(async () => {
   lab = await sharedLab();
   [node1, node2] = lab.state.nodes as [LabNode, LabNode];
@@ -59,8 +65,10 @@ beforeAll(async () => {
   pods.push(server);
   listener = spawn("ip", ["netns", "exec", server.ns, "socat", `TCP-LISTEN:${PORT},reuseaddr,fork`, "OPEN:/dev/null"], { stdio: "ignore" });
   await lab.kc.makeApiClient(NetworkingV1Api).createNamespacedNetworkPolicy({ namespace: NS, body: policy });
+  await lab.kc.makeApiClient(NetworkingV1Api).createNamespacedNetworkPolicy({ namespace: NS, body: egressPolicy });
   const chain = `in-${server.ip.replaceAll(".", "_")}`;
   await until("the server's policy chain on node2", async () => (await execIn(node2.ns, ["nft", "list", "chain", "inet", "twill-policy", chain], { allowFailure: true })).code === 0);
+  await until("the client's egress chain on node1", async () => (await execIn(node1.ns, ["nft", "list", "chain", "inet", "twill-policy", `eg-${client.ip.replaceAll(".", "_")}`], { allowFailure: true })).code === 0);
 }, 120_000);
 
 afterAll(async () => {
@@ -154,8 +162,11 @@ describe("twillctl policy explain", () => {
     const r = await ctlJson<ExplainReply>(node1, ["policy", "explain", `${NS}/client`, `${NS}/server`, `${PORT}/tcp`]);
     expect(r.verdict).toBe("allow");
     const [eg, ing] = r.directions;
-    expect(eg).toMatchObject({ direction: "egress", verdict: "allow", isolated: false });
-    expect(eg!.summary).toContain("no policy isolates");
+    expect(eg).toMatchObject({ direction: "egress", verdict: "allow", isolated: true, node: "node1", isolatedBy: [`${NS}/client-to-server`] });
+    expect(eg!.allowedBy).toEqual([expect.objectContaining({ policy: `${NS}/client-to-server`, rule: 0 })]);
+    expect(eg!.kernel).toMatchObject({ node: "node1", chain: `eg-${client.ip.replaceAll(".", "_")}`, agrees: true });
+    expect(eg!.kernel!.element).toContain(server.ip);
+    expect(eg!.kernel!.rule).toMatch(/@eg-\S+ counter packets \d+ bytes \d+ return$/);
     expect(ing).toMatchObject({ direction: "ingress", verdict: "allow", isolated: true, node: "node2", isolatedBy: [`${NS}/server-from-client`] });
     expect(ing!.allowedBy).toEqual([expect.objectContaining({ policy: `${NS}/server-from-client`, rule: 0 })]);
     // Checked in node2's kernel, reached over its health port.
@@ -173,6 +184,16 @@ describe("twillctl policy explain", () => {
     expect(ing.kernel!.rule).toMatch(/counter packets \d+ bytes \d+ goto drop-ingress/);
     // The allowed peer on another port is denied too: ports are part of the rule.
     expect((await ctlJson<ExplainReply>(node1, ["policy", "explain", `${NS}/client`, `${NS}/server`, "7071/tcp"], EXIT.FINDINGS)).verdict).toBe("deny");
+  });
+
+  it("egress: the client may not leave for an address outside the cluster; asked without a local socket, through the kubeconfig", async () => {
+    const r = await execIn(node1.ns, [TWILLCTL, "--socket", "/run/twill-lab/nonexistent/ctl.sock", "--kubeconfig", lab.state.daemonFiles!.kubeconfig, "policy", "explain", `${NS}/client`, "192.0.2.7", "443/tcp", "-o", "json"], { allowFailure: true });
+    expect(r.code).toBe(EXIT.FINDINGS);
+    const e = JSON.parse(r.stdout) as ExplainReply;
+    expect(e.directions[0]).toMatchObject({ direction: "egress", verdict: "deny", isolatedBy: [`${NS}/client-to-server`], allowedBy: [] });
+    expect(e.directions[0]!.kernel).toMatchObject({ node: "node1", element: null, agrees: true });
+    expect(e.directions[0]!.kernel!.rule).toContain("goto drop-egress");
+    expect(e.directions[1]!.summary).toContain("192.0.2.7 is not a pod");
   });
 
   it("a pod no policy isolates, to an address outside the cluster", async () => {
