@@ -1,4 +1,4 @@
-import type { V1NetworkPolicy, V1NetworkPolicyPeer, V1NetworkPolicyPort, V1Pod } from "@kubernetes/client-node";
+import type { V1LabelSelector, V1NetworkPolicy, V1NetworkPolicyPeer, V1NetworkPolicyPort, V1Pod } from "@kubernetes/client-node";
 import { TwillError } from "../../lib/errors.ts";
 import type { DirectionVerdict, ExplainReply, ExplainRequest, KernelMatch, RuleRef } from "../../lib/ctl-api.ts";
 import { parseIp } from "../../lib/net/cidr.ts";
@@ -38,8 +38,25 @@ export function resolveEndpoint(state: ClusterState, text: string): Endpoint {
 const ipOf = (e: Endpoint) => ("pod" in e ? e.pod.status!.podIP! : e.ip);
 const labelOf = (e: Endpoint) => ("pod" in e ? nsName(e.pod) : e.ip);
 
+/** A label selector as kubectl writes one: `a=b,c in (x,y),!d`; empty: everything. */
+function selectorText(sel: V1LabelSelector): string {
+  const parts = Object.entries(sel.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
+  for (const e of sel.matchExpressions ?? []) {
+    const values = (e.values ?? []).join(",");
+    parts.push(e.operator === "In" ? `${e.key} in (${values})` : e.operator === "NotIn" ? `${e.key} notin (${values})` : e.operator === "Exists" ? e.key : e.operator === "DoesNotExist" ? `!${e.key}` : `${e.key} ${e.operator}`);
+  }
+  return parts.join(",") || "all";
+}
+
+function peerText(p: V1NetworkPolicyPeer): string {
+  if (p.ipBlock) return `ipBlock ${p.ipBlock.cidr}${p.ipBlock.except?.length ? ` except ${p.ipBlock.except.join(",")}` : ""}`;
+  const ns = p.namespaceSelector ? `namespaces ${selectorText(p.namespaceSelector)}` : "";
+  const pods = p.podSelector ? `pods ${selectorText(p.podSelector)}` : "";
+  return [ns, pods].filter(Boolean).join(" / ") || "nothing";
+}
+
 function ruleText(r: { ports?: V1NetworkPolicyPort[] }, peers: V1NetworkPolicyPeer[] | undefined, dir: "Ingress" | "Egress"): string {
-  const who = peers?.length ? JSON.stringify(peers) : "anyone";
+  const who = peers?.length ? peers.map(peerText).join("; ") : "anyone";
   const ports = r.ports?.length ? r.ports.map((p) => `${p.port ?? "*"}${p.endPort ? `-${p.endPort}` : ""}/${p.protocol ?? "TCP"}`).join(",") : "any port";
   return `${dir === "Ingress" ? "from" : "to"} ${who} on ${ports}`;
 }

@@ -163,12 +163,12 @@ describe("twillctl policy explain", () => {
     expect(r.verdict).toBe("allow");
     const [eg, ing] = r.directions;
     expect(eg).toMatchObject({ direction: "egress", verdict: "allow", isolated: true, node: "node1", isolatedBy: [`${NS}/client-to-server`] });
-    expect(eg!.allowedBy).toEqual([expect.objectContaining({ policy: `${NS}/client-to-server`, rule: 0 })]);
+    expect(eg!.allowedBy).toEqual([{ policy: `${NS}/client-to-server`, rule: 0, text: "to pods role=server on any port" }]);
     expect(eg!.kernel).toMatchObject({ node: "node1", chain: `eg-${client.ip.replaceAll(".", "_")}`, agrees: true });
     expect(eg!.kernel!.element).toContain(server.ip);
     expect(eg!.kernel!.rule).toMatch(/@eg-\S+ counter packets \d+ bytes \d+ return$/);
     expect(ing).toMatchObject({ direction: "ingress", verdict: "allow", isolated: true, node: "node2", isolatedBy: [`${NS}/server-from-client`] });
-    expect(ing!.allowedBy).toEqual([expect.objectContaining({ policy: `${NS}/server-from-client`, rule: 0 })]);
+    expect(ing!.allowedBy).toEqual([{ policy: `${NS}/server-from-client`, rule: 0, text: `from pods role=client on ${PORT}/TCP` }]);
     // Checked in node2's kernel, reached over its health port.
     expect(ing!.kernel).toMatchObject({ node: "node2", chain: `in-${server.ip.replaceAll(".", "_")}`, agrees: true });
     expect(ing!.kernel!.element).toContain(`${client.ip} . tcp . ${PORT}`);
