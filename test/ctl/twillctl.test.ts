@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, rmSync, utimesSync, writeFileSync } from "node:f
 import { join, resolve } from "node:path";
 import { CoreV1Api, NetworkingV1Api } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
 import { createPod, deletePodNetwork, waitDefaultServiceAccount, type LabNode, type LabPod } from "../../lab/cluster.ts";
 import type { RunningLab } from "../../lab/lab.ts";
 import { EXIT, type DropsReply, type ExplainReply, type IpamGcReply, type IpamReply, type StatusReply } from "../../lib/ctl-api.ts";
@@ -113,6 +114,8 @@ describe("twillctl status", () => {
     expect(text.stdout).toMatch(/^NODE\s+READY\s+BACKEND/);
     // Not a terminal: no colour codes.
     expect(text.stdout).not.toContain("\x1b[");
+    const yaml = parseYaml((await ctl(node1, ["status", "--all-nodes", "-o", "yaml"])).stdout) as StatusReply[];
+    expect(yaml.map((s) => s.node).sort()).toEqual(all.map((s) => s.node).sort());
   });
 
   it("a missing socket is exit 3 with a sentence, a bad command exit 2", async () => {
