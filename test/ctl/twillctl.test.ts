@@ -7,6 +7,7 @@ import { parse as parseYaml } from "yaml";
 import { createPod, deletePodNetwork, waitDefaultServiceAccount, type LabNode, type LabPod } from "../../lab/cluster.ts";
 import type { RunningLab } from "../../lab/lab.ts";
 import { EXIT, type DropsReply, type ExplainReply, type IpamGcReply, type IpamReply, type StatusReply } from "../../lib/ctl-api.ts";
+import { exec } from "../../lib/kernel/exec.ts";
 import { deleteNetns, execIn } from "../../lib/kernel/netns.ts";
 import { sharedLab } from "../support/lab.ts";
 import { until } from "../support/until.ts";
@@ -114,6 +115,9 @@ describe("twillctl status", () => {
     expect(text.stdout).toMatch(/^NODE\s+READY\s+BACKEND/);
     // Not a terminal: no colour codes.
     expect(text.stdout).not.toContain("\x1b[");
+    // On a terminal (script(1) gives it one): colours.
+    const tty = await exec(["script", "-qec", `ip netns exec ${node1.ns} ${TWILLCTL} --socket ${join(node1.dir, "ctl.sock")} status`, "/dev/null"], { allowFailure: true, env: { ...process.env, TERM: "xterm", NO_COLOR: undefined } });
+    expect(tty.stdout).toContain("\x1b[32myes\x1b[39m");
     const yaml = parseYaml((await ctl(node1, ["status", "--all-nodes", "-o", "yaml"])).stdout) as StatusReply[];
     expect(yaml.map((s) => s.node).sort()).toEqual(all.map((s) => s.node).sort());
   });
