@@ -7,6 +7,7 @@ import { CTL_SOCKET_NAME } from "../lib/ctl-api.ts";
 import type { ApiContext } from "./api/context.ts";
 import { DropLog } from "./api/drops.ts";
 import { handleCtl, startCtlServer } from "./api/server.ts";
+import { removeStaleTraceTable } from "./api/trace.ts";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { TwillError } from "../lib/errors.ts";
@@ -85,6 +86,7 @@ try {
     ...(drops ? { drops } : {}),
     nft: ["nft"],
   };
+  removeStaleTraceTable(api);
   // Without its socket the operator API is missing, but the node's networking is not: logged, and the daemon goes on.
   const ctlServer = await startCtlServer(values["ctl-socket"] ?? join(dirname(node.nodeFile), CTL_SOCKET_NAME), api, values["ctl-socket-group"] ? { group: Number(values["ctl-socket-group"]) } : {}).catch((err: TwillError) => {
     log.error({ code: err.code, details: err.details }, err.message);

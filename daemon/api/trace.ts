@@ -118,6 +118,11 @@ async function traceOnce(ctx: ApiContext, req: TraceRequest): Promise<TraceReply
   }
 }
 
+/** A trace table left by a daemon that died mid-trace goes at start (in the background: nothing waits for it). */
+export function removeStaleTraceTable(ctx: ApiContext): void {
+  void exec([...ctx.nft, "delete", "table", "inet", TRACE_TABLE], { allowFailure: true });
+}
+
 async function nftRun(ctx: ApiContext, text: string): Promise<void> {
   const r = await exec([...ctx.nft, "-f", "-"], { input: text, allowFailure: true });
   if (r.code !== 0) throw new TwillError("NFT_TRACE", "nft refused the trace table", r.stderr.trim());
