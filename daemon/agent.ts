@@ -12,6 +12,7 @@ import { buildView } from "./cluster/view.ts";
 import type { NodeWatch } from "./cluster/watch.ts";
 import type { DaemonConfig, NodeSettings } from "./config.ts";
 import type { DaemonEvents } from "./cluster/events.ts";
+import type { DesiredState } from "./kernel/desired.ts";
 import type { Metrics } from "./health/metrics.ts";
 import { reconcileMasquerade } from "./kernel/masquerade.ts";
 import { reconcile, totalChanges } from "./kernel/reconcile.ts";
@@ -64,6 +65,16 @@ export interface AgentDeps {
   daemonSocket?: string;
 }
 
+/** What the last successful pass programmed, for the operator API (daemon/api). */
+export interface PassSnapshot {
+  desired: DesiredState;
+  mtu: number;
+  podCIDRs: string[];
+  leftOut: { node: string; code: string; reason: string }[];
+  /** The peers this pass connected: name, underlay address, pod CIDRs. */
+  peers: { name: string; ip: string; podCIDRs: string[] }[];
+}
+
 export class Agent {
   private readonly d: AgentDeps;
   private running = false;
@@ -78,6 +89,7 @@ export class Agent {
   private verify = true;
   private underlay: LocalNode["underlay"] | undefined;
   private readonly leftOut = new LeftOutLog();
+  private lastPass: PassSnapshot | undefined;
 
   constructor(deps: AgentDeps) {
     this.d = deps;
@@ -104,6 +116,11 @@ export class Agent {
 
   ready(): boolean {
     return this.nodeFileWritten && Date.now() - this.lastOk < Math.max(60_000, this.d.node.resyncSeconds * 3000);
+  }
+
+  /** The last successful pass, its time (0: none yet) and the last error ("" after a success). */
+  snapshot(): { pass: PassSnapshot | undefined; lastOk: number; lastError: string } {
+    return { pass: this.lastPass, lastOk: this.lastOk, lastError: this.lastError };
   }
 
   /** Runs a reconcile now, or right after the one in progress. */
@@ -182,6 +199,7 @@ export class Agent {
     metrics.reconcileDuration.observe({ controller: "dataplane" }, seconds);
     metrics.lastSync.set(Date.now() / 1000);
     this.lastOk = Date.now();
+    this.lastPass = { desired, mtu: podMtu, podCIDRs: self.podCIDRs, leftOut: [...leftOut].map(([n, l]) => ({ node: n, code: l.code, reason: l.reason })), peers: [...usable.view.nodes.values()].filter((n) => n.name !== self.name && !leftOut.has(n.name)).map((n) => ({ name: n.name, ip: n.ip, podCIDRs: n.podCIDRs })) };
     if (this.lastError) log.info({}, "reconcile succeeded again");
     this.lastError = "";
     if (totalChanges(changes) + masq > 0) {

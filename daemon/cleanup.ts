@@ -3,11 +3,12 @@
 // (both route protocol numbers), the pods' host veths, its nftables tables and
 // its files. For uninstalling; run inside the node's network namespace.
 import { rmSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { exec } from "../lib/kernel/exec.ts";
 import { RTPROT_TWILL, RTPROT_TWILL_POD } from "../lib/kernel/protocols.ts";
-import { DEFAULT_NODE_FILE } from "../lib/node-file.ts";
+import { CTL_SOCKET_NAME } from "../lib/ctl-api.ts";
+import { DAEMON_SOCKET_NAME, DEFAULT_NODE_FILE } from "../lib/node-file.ts";
 import { readJson } from "./kernel/ip.ts";
 
 const { values } = parseArgs({
@@ -36,7 +37,9 @@ for (const m of tables.matchAll(/^table (\S+) (twill[\w-]*)$/gm)) {
   await exec(["nft", "delete", "table", m[1]!, m[2]!]);
   removed.push(`nft table ${m[1]} ${m[2]}`);
 }
-for (const path of [values["node-file"], values["ipam-dir"], join(values["cni-bin-dir"], "twill"), join(values["cni-bin-dir"], "twill-ipam"), join(values["cni-conf-dir"], "10-twill.conflist")]) {
+// The node file, and beside it the daemon's sockets (the CNI plugin's notices, twillctl's API).
+const runDir = dirname(values["node-file"]);
+for (const path of [values["node-file"], join(runDir, DAEMON_SOCKET_NAME), join(runDir, CTL_SOCKET_NAME), values["ipam-dir"], join(values["cni-bin-dir"], "twill"), join(values["cni-bin-dir"], "twill-ipam"), join(values["cni-conf-dir"], "10-twill.conflist")]) {
   rmSync(path, { recursive: true, force: true });
 }
 removed.push("files");

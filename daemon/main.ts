@@ -1,7 +1,13 @@
 // The Twill node daemon: one per node. Wiring only; see agent.ts.
 //   node daemon/main.ts --config /etc/twill/config.yaml [--node-name N] [--kubeconfig F] [--node-file F]
 //     [--twill-binary /opt/twill/bin/twill]
-import { KubeConfig } from "@kubernetes/client-node";
+import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
+import { readFileSync } from "node:fs";
+import { CTL_SOCKET_NAME } from "../lib/ctl-api.ts";
+import type { ApiContext } from "./api/context.ts";
+import { DropLog, dropTotals } from "./api/drops.ts";
+import { handleCtl, startCtlServer } from "./api/server.ts";
+import { removeStaleTraceTable } from "./api/trace.ts";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { TwillError } from "../lib/errors.ts";
@@ -14,6 +20,7 @@ import { watchNodes } from "./cluster/watch.ts";
 import { loadConfig, nodeSettings } from "./config.ts";
 import { sessionObserver } from "./health/bgp.ts";
 import { cniObserver } from "./health/cni.ts";
+import { DropAccounting, dropReader } from "./health/drops.ts";
 import { createMetrics } from "./health/metrics.ts";
 import { startHealthServer } from "./health/server.ts";
 import { PolicyController } from "./policy/controller.ts";
@@ -33,6 +40,8 @@ const { values } = parseArgs({
     "log-file": { type: "string" },
     "log-level": { type: "string", default: "info" },
     "twill-binary": { type: "string" },
+    "ctl-socket": { type: "string" },
+    "ctl-socket-group": { type: "string" },
   },
 });
 const log = createLogger({ name: "twill-daemon", level: values["log-level"], ...(values["log-file"] ? { file: values["log-file"] } : {}) });
@@ -69,7 +78,46 @@ try {
   });
   const notices = policy ? await startNoticeServer(join(dirname(node.nodeFile), DAEMON_SOCKET_NAME), (n) => cni.handle(n, (x) => policy.notice(x)), log) : undefined;
   const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics, events, ...(notices ? { daemonSocket: DAEMON_SOCKET_NAME } : {}) });
-  await startHealthServer(node.healthAddress, node.healthPort, agent, metrics);
+  // The operator API (twillctl): its own unix socket beside the node file, and read-only on the health port.
+  const drops = policy ? new DropLog(node.nodeName, () => policy.inputs(), log) : undefined;
+  drops?.start();
+  // The same per-pod drop counters as metrics, read when Prometheus scrapes (health/drops.ts).
+  if (policy) {
+    const accounting = new DropAccounting(metrics);
+    let lastError = "";
+    metrics.scrapeHooks.push(
+      dropReader(accounting, () => dropTotals(["nft"], policy.inputs(), node.nodeName, true), (err) => {
+        const msg = String((err as Error).message ?? err);
+        if (msg !== lastError) log.warn({ code: "DROP_COUNTERS", details: msg }, "reading the NetworkPolicy drop counters failed; the drop metrics keep their last values");
+        lastError = msg;
+      }),
+    );
+  }
+  const core = kc.makeApiClient(CoreV1Api);
+  const api: ApiContext = {
+    nodeName: node.nodeName,
+    version: (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version,
+    backend: { name: backend.name, ...(backend.sessions ? { sessions: () => backend.sessions!() } : {}) },
+    agent,
+    ...(policy ? { policy } : {}),
+    podsOnNode: async () => {
+      const listed = policy?.inputs()?.pods;
+      if (listed) return listed.filter((p) => p.spec?.nodeName === node.nodeName);
+      return (await core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${node.nodeName}` })).items;
+    },
+    ipamDir: node.ipamDir,
+    kc,
+    log,
+    ...(drops ? { drops } : {}),
+    nft: ["nft"],
+  };
+  removeStaleTraceTable(api);
+  // Without its socket the operator API is missing, but the node's networking is not: logged, and the daemon goes on.
+  const ctlServer = await startCtlServer(values["ctl-socket"] ?? join(dirname(node.nodeFile), CTL_SOCKET_NAME), api, values["ctl-socket-group"] ? { group: Number(values["ctl-socket-group"]) } : {}).catch((err: TwillError) => {
+    log.error({ code: err.code, details: err.details }, err.message);
+    return undefined;
+  });
+  await startHealthServer(node.healthAddress, node.healthPort, agent, metrics, (req, res) => handleCtl(api, req, res, "tcp"));
   agent.start();
   policy?.start();
   log.info({ node: node.nodeName, backend: backend.name, clusterCIDR: cfg.clusterCIDR }, "twill daemon started");
@@ -78,6 +126,8 @@ try {
     agent.stop();
     recorder.stop();
     notices?.close();
+    ctlServer?.close();
+    drops?.stop();
     policy?.stop();
     log.info({}, "twill daemon stopped; dataplane left in place");
     process.exit(0);

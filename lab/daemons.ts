@@ -68,6 +68,8 @@ export function startDaemon(node: LabNode, files: { config: string; kubeconfig: 
     "--ipam-dir", node.ipamDir,
     // The repo's build (npm test builds it), as the image has /opt/twill/bin/twill.
     "--twill-binary", join(REPO, "dist/cni/twill"),
+    // On every address of the node: twillctl's cluster-wide views reach the read-only API there (docs/twillctl.md).
+    "--health-address", "0.0.0.0",
   ], join(node.dir, "daemon.log"));
 }
 

@@ -1,4 +1,5 @@
 import type { KubeConfig } from "@kubernetes/client-node";
+import type { BgpSession } from "../../lib/ctl-api.ts";
 import type { Logger } from "../../lib/log.ts";
 import type { DaemonConfig } from "../config.ts";
 import type { ClusterView, NodeInfo } from "../cluster/view.ts";
@@ -29,6 +30,8 @@ export interface Backend {
   desired(view: ClusterView, local: LocalNode, podMtu: number): DesiredState;
   /** For backends whose state also changes on its own (bgp: learned routes): call back to get reconciled. */
   watch?(onChange: () => void): void;
+  /** BGP sessions (state, uptime, prefixes), for the operator API; absent for backends without sessions. */
+  sessions?(): BgpSession[];
 }
 
 /** What a routing backend reports of its sessions, for metrics and Events (daemon/health/bgp.ts). */

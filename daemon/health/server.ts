@@ -1,4 +1,4 @@
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Metrics } from "./metrics.ts";
 
 export interface HealthState {
@@ -17,8 +17,11 @@ async function beforeScrape(metrics: Metrics): Promise<void> {
   clearTimeout(timer);
 }
 
-/** /healthz, /readyz and /metrics (Prometheus text) on one small HTTP server. */
-export function startHealthServer(address: string, port: number, state: HealthState, metrics: Metrics): Promise<Server> {
+/** Answers the operator API's read-only calls (daemon/api); false when the path is not one. */
+export type CtlHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
+
+/** /healthz, /readyz and /metrics (Prometheus text) on one small HTTP server, and the read-only operator API when given. */
+export function startHealthServer(address: string, port: number, state: HealthState, metrics: Metrics, ctl?: CtlHandler): Promise<Server> {
   const server = createServer((req, res) => {
     const reply = (code: number, body: string, type = "text/plain") => {
       res.writeHead(code, { "content-type": type });
@@ -35,6 +38,7 @@ export function startHealthServer(address: string, port: number, state: HealthSt
         );
       return;
     }
+    if (ctl?.(req, res)) return;
     reply(404, "not found\n");
   });
   return new Promise((resolve, reject) => {

@@ -11,7 +11,7 @@ import { ackBarrier, concat, errorOf, NLMSG_DONE, NLMSG_ERROR, parseMessages, ty
 // time the batch's ACK barrier is answered.
 
 /** The part of netlink's RawNetlinkSocket used here (its own typings pull in @types/node 12). */
-interface RawSocket {
+export interface RawSocket {
   send(msg: Uint8Array | Uint8Array[], options?: { port?: number }, callback?: (error?: Error & { errno?: number }) => void): void;
   on(event: "message", listener: (msg: Buffer) => void): void;
   on(event: "error", listener: (err: Error & { code?: string }) => void): void;
@@ -34,7 +34,7 @@ const MAX_MESSAGE = 256;
 
 let loaded: (new (protocol: number, options: { recvBufferSize: number; sendBufferSize: number }) => RawSocket) | undefined;
 
-function rawSocketClass() {
+export function rawSocketClass() {
   if (!loaded) {
     try {
       loaded = (createRequire(import.meta.url)("netlink/dist/raw.js") as { RawNetlinkSocket: typeof loaded }).RawNetlinkSocket;

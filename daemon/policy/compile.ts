@@ -1,6 +1,7 @@
 import type { V1NetworkPolicy, V1NetworkPolicyPeer, V1NetworkPolicyPort, V1Pod } from "@kubernetes/client-node";
 import { formatIp, lastAddress, parseCidr, parseIp } from "../../lib/net/cidr.ts";
 import { HOST_VETH_PREFIX } from "../../lib/kernel/protocols.ts";
+import { DROP_LOG_GROUP } from "../../lib/ctl-api.ts";
 import { disjoint, type Box } from "./boxes.ts";
 import { validBlock, peerMatches, selectingPolicies, type ClusterState, type Protocol } from "./model.ts";
 
@@ -211,8 +212,6 @@ export interface NftDescription {
   table: string;
   sets: NftSet[];
   chains: NftChain[];
-  /** Named counters (one per pod chain, of the same name: its drops), read for the per-pod drop metrics. */
-  counters?: string[];
 }
 
 export interface DescribeOptions {
@@ -255,6 +254,17 @@ export interface RenderedPod {
   chains: NftChain[];
 }
 
+/**
+ * Where an isolated pod's chain sends what its rules do not admit: one chain
+ * per direction that logs to nflog group DROP_LOG_GROUP (the daemon's drop
+ * reader, daemon/api/nflog.ts) and drops. The limit is one per chain, so it
+ * bounds the log for the whole node, whatever the number of pods: a flood of
+ * denied packets costs the node at most this many log messages a second.
+ */
+export const DROP_CHAINS = { ingress: "drop-ingress", egress: "drop-egress" } as const;
+const DROP_LOG_LIMIT = "limit rate 50/second burst 100 packets";
+const dropChain = (dir: "ingress" | "egress"): NftChain => ({ name: DROP_CHAINS[dir], rules: [`${DROP_LOG_LIMIT} log prefix "${dir}" group ${DROP_LOG_GROUP}`, "drop"] });
+
 export function renderPod(r: PodRules): RenderedPod {
   const out: RenderedPod = { ip: r.ip, ingress: !!r.ingress, egress: !!r.egress, sets: [], chains: [] };
   if (r.ip6) out.ip6 = r.ip6;
@@ -265,10 +275,10 @@ export function renderPod(r: PodRules): RenderedPod {
     const chainRules: string[] = [];
     if (boxes.length > 0) {
       out.sets.push({ kind: "set", name, type: "ipv4_addr . inet_proto . inet_service", flags: "interval", elements: boxes.map(element) });
-      chainRules.push(`ip ${field} . meta l4proto . th dport @${name} ${verdict}`);
+      chainRules.push(`ip ${field} . meta l4proto . th dport @${name} counter ${verdict}`);
     }
-    // A named counter (not a rule's own): it survives the chain's flush and refill, and nft lists all of them at once.
-    chainRules.push(`counter name "${name}" drop`);
+    // Counted per pod and direction, then logged (rate-limited) and dropped in one shared chain.
+    chainRules.push(`counter goto ${DROP_CHAINS[dir]}`);
     out.chains.push({ name, rules: chainRules });
   }
   return out;
@@ -319,9 +329,9 @@ export function describeNode(pods: (PodRules | RenderedPod)[], opts: DescribeOpt
   );
   forward.push("ip6 daddr @closed6-in drop", "ip6 saddr @closed6-out drop");
   forward.push("ip saddr vmap @egress", "ip daddr vmap @ingress");
+  chains.push(dropChain("ingress"), dropChain("egress"));
   chains.push({ name: "forward", hook: "type filter hook forward priority filter; policy accept;", rules: forward });
-  const counters = rules.flatMap((r) => r.chains.map((c) => c.name));
-  return { table: TABLE, sets, chains, counters };
+  return { table: TABLE, sets, chains };
 }
 
 const setBody = (s: NftSet) => `{ type ${s.type};${s.flags ? ` flags ${s.flags};` : ""} }`;
@@ -335,7 +345,6 @@ export function renderDescription(d: NftDescription): string {
     if (s.elements.length) lines.push(`    elements = { ${s.elements.join(", ")} }`);
     lines.push("  }");
   }
-  for (const c of d.counters ?? []) lines.push(`  counter ${c} {`, "  }");
   for (const c of d.chains) {
     lines.push(`  chain ${c.name} {`);
     if (c.hook) lines.push(`    ${c.hook}`);
@@ -377,10 +386,7 @@ export function diffTransaction(old: NftDescription | undefined, next: NftDescri
     const o = oldChains.get(c.name);
     return !!o && o.hook !== c.hook;
   };
-  const oldCounters = new Set(old.counters ?? []);
-  const newCounters = new Set(next.counters ?? []);
-  // 1. Declare new sets/maps, counters and chains (empty).
-  for (const c of newCounters) if (!oldCounters.has(c)) out.push(`add counter ${t} ${c}`);
+  // 1. Declare new sets/maps and chains (empty).
   for (const s of next.sets) if (!oldSets.has(s.name)) out.push(`add ${s.kind} ${t} ${s.name} ${setBody(s)}`);
   for (const c of next.chains) if (!oldChains.has(c.name)) out.push(`add chain ${t} ${c.name}${c.hook ? ` { ${c.hook} }` : ""}`);
   // 2. Drop rules of changed or removed chains, and elements that go or change.
@@ -422,6 +428,5 @@ export function diffTransaction(old: NftDescription | undefined, next: NftDescri
   // 6. Removed chains, then removed sets (rules naming them were flushed in 2).
   for (const c of old.chains) if (!newChains.has(c.name)) out.push(`delete chain ${t} ${c.name}`);
   for (const s of old.sets) if (!newSets.has(s.name)) out.push(`delete ${s.kind} ${t} ${s.name}`);
-  for (const c of oldCounters) if (!newCounters.has(c)) out.push(`delete counter ${t} ${c}`);
   return out.length ? out.join("\n") + "\n" : "";
 }

@@ -1,9 +1,8 @@
 import type { Logger } from "../../lib/log.ts";
 import { parseCidr } from "../../lib/net/cidr.ts";
 import type { DaemonEvents } from "../cluster/events.ts";
-import { DropAccounting, type PodName } from "../health/drops.ts";
 import type { Metrics } from "../health/metrics.ts";
-import { describeNode, type DescribeOptions } from "./compile.ts";
+import { describeNode, type DescribeOptions, type NftDescription } from "./compile.ts";
 import { NodeCompiler } from "./incremental.ts";
 import { lintPolicy } from "./lint.ts";
 import { PolicyTable } from "./nft.ts";
@@ -81,28 +80,10 @@ export class PolicyController {
   private fullCheckMs = 0;
   private lastVerifyError = "";
   private readonly notices: PodNotices;
-  private readonly drops: DropAccounting;
-  /** This node's pods by IPv4 address, as the last pass saw them (names for the drop metrics). */
-  private podsByIp = new Map<string, PodName>();
-  private lastDropError = "";
 
   constructor(o: PolicyControllerOptions) {
     this.o = o;
     this.notices = new PodNotices(o.nodeName, () => this.schedule());
-    this.drops = new DropAccounting(o.metrics);
-    o.metrics.scrapeHooks.push(() => this.readDrops());
-  }
-
-  /** The per-pod drop counters, read when Prometheus scrapes (drops.ts). */
-  private async readDrops(): Promise<void> {
-    try {
-      this.drops.update(await this.table.counters(), (ip) => this.podsByIp.get(ip));
-      this.lastDropError = "";
-    } catch (err) {
-      const msg = (err as Error).message;
-      if (msg !== this.lastDropError) this.o.log.warn({ code: (err as { code?: string }).code, details: (err as { details?: string }).details }, `reading the NetworkPolicy drop counters failed: ${msg}`);
-      this.lastDropError = msg;
-    }
   }
 
   /**
@@ -114,6 +95,18 @@ export class PolicyController {
     // Answer 100 ms before the plugin gives up, so it logs the reason rather than a timeout.
     const waitMs = Math.max(50, (n.op === "add" ? (n.waitMs ?? 2000) : 0) - 100);
     return this.notices.handle(n, waitMs);
+  }
+
+  /** The cluster as the compiler sees it (pods, namespaces, policies), once all three are listed: for the operator API. */
+  inputs(): ClusterState | undefined {
+    const w = this.o.watches;
+    if (!w.pods.synced() || !w.namespaces.synced() || !w.policies.synced()) return undefined;
+    return { pods: this.notices.view(w.pods.list(), this.o.podCidrs()), namespaces: w.namespaces.list(), policies: w.policies.list() };
+  }
+
+  /** The table as last programmed (undefined before the first apply). */
+  programmed(): NftDescription | undefined {
+    return this.table.current();
   }
 
   start(): void {
@@ -168,7 +161,6 @@ export class PolicyController {
       const local = state.pods.filter((p) => p.spec?.nodeName === this.o.nodeName);
       const localIps = local.flatMap((p) => (p.status?.podIP && !p.status.podIP.includes(":") ? [p.status.podIP] : []));
       const localIps6 = local.flatMap((p) => (p.status?.podIPs ?? []).map((x) => x.ip).filter((ip) => ip.includes(":")));
-      this.podsByIp = new Map(local.flatMap((p) => (p.status?.podIP && p.metadata?.name ? [[p.status.podIP, { namespace: p.metadata.namespace ?? "default", name: p.metadata.name }] as const] : [])));
       metrics.watched.set({ resource: "pods" }, state.pods.length);
       metrics.watched.set({ resource: "namespaces" }, state.namespaces.length);
       metrics.watched.set({ resource: "networkpolicies" }, state.policies.length);

@@ -158,22 +158,6 @@ export class PolicyTable {
     return this.netns ? ["ip", "netns", "exec", this.netns, "nft", ...args] : ["nft", ...args];
   }
 
-  /**
-   * The table's named counters (one per isolated pod and direction: its
-   * drops), name → packets. One `nft -j list counters`: it fetches counters
-   * only, no rules or elements. Empty before the first apply.
-   */
-  async counters(): Promise<Map<string, number>> {
-    const out = new Map<string, number>();
-    const want = this.programmed;
-    if (!want?.counters?.length) return out;
-    const text = await this.nft(["-j", "list", "counters", "table", "inet", want.table], undefined, true);
-    if (!text.trim()) return out;
-    const doc = JSON.parse(text) as { nftables?: { counter?: { name?: string; table?: string; packets?: number } }[] };
-    for (const o of doc.nftables ?? []) if (o.counter?.table === want.table && o.counter.name) out.set(o.counter.name, o.counter.packets ?? 0);
-    return out;
-  }
-
   /** stdout of one nft run; `missingOk`: a missing table lists as nothing. */
   private async nft(args: string[], input?: string, missingOk = false): Promise<string> {
     const r = await exec(this.argv(args), { ...(input === undefined ? {} : { input }), allowFailure: true });

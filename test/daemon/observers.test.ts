@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { sessionObserver } from "../../daemon/health/bgp.ts";
 import { cniObserver } from "../../daemon/health/cni.ts";
-import { DropAccounting } from "../../daemon/health/drops.ts";
+import { DropAccounting, dropReader } from "../../daemon/health/drops.ts";
 import { createMetrics, type Metrics } from "../../daemon/health/metrics.ts";
 
 // The metrics' bookkeeping, read back from prom-client's registry as a
@@ -16,33 +16,47 @@ const valueOf = async (m: Metrics, name: string, labels: Record<string, string>)
   (await series(m, name)).find((s) => (s as { metricName?: string }).metricName === undefined && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
 
 describe("per-pod drop counters", () => {
-  const pods = new Map(Array.from({ length: 5 }, (_, i) => [`10.1.0.${i + 1}`, { namespace: "ns", name: `p${i + 1}` }]));
-  const at = (ip: string) => pods.get(ip);
+  const reading = (counts: Record<string, number>) =>
+    Object.entries(counts).map(([key, packets]) => {
+      const [direction, ip] = key.split(" ") as ["ingress" | "egress", string];
+      const i = Number(ip.split(".")[3]);
+      // A pod the daemon cannot name (no longer in its cache) is read as its address.
+      return { direction, ip, packets, pod: i === 9 ? ip : `ns/p${i}` };
+    });
 
   it("counts deltas, caps the per-pod series, sums the rest under _other, and keeps the node total whole", async () => {
     const m = createMetrics();
     const d = new DropAccounting(m, 2);
-    d.update(new Map([["in-10_1_0_1", 3], ["in-10_1_0_2", 0], ["eg-10_1_0_3", 4], ["in-10_1_0_4", 5]]), at);
-    d.update(new Map([["in-10_1_0_1", 10], ["in-10_1_0_2", 1], ["eg-10_1_0_3", 4], ["in-10_1_0_4", 6]]), at);
+    d.update(reading({ "ingress 10.1.0.1": 3, "ingress 10.1.0.2": 0, "egress 10.1.0.3": 4, "ingress 10.1.0.4": 5, "ingress 10.1.0.9": 1 }));
+    d.update(reading({ "ingress 10.1.0.1": 10, "ingress 10.1.0.2": 1, "egress 10.1.0.3": 4, "ingress 10.1.0.4": 6, "ingress 10.1.0.9": 1 }));
     expect(await valueOf(m, "twill_policy_pod_dropped_packets_total", { pod: "p1", direction: "ingress" })).toBe(10);
     expect(await valueOf(m, "twill_policy_pod_dropped_packets_total", { pod: "p3", direction: "egress" })).toBe(4);
-    // The cap (2) was reached by p1 and p3: p4's and p2's drops count as _other.
+    // The cap (2) was reached by p1 and p3: p4's, p2's and the unnamed pod's drops count as _other.
     expect(await valueOf(m, "twill_policy_pod_dropped_packets_total", { pod: "p4" })).toBeUndefined();
-    expect(await valueOf(m, "twill_policy_pod_dropped_packets_total", { pod: "_other", direction: "ingress" })).toBe(6 + 1);
-    expect(await valueOf(m, "twill_policy_dropped_packets_total", { direction: "ingress" })).toBe(17);
+    expect(await valueOf(m, "twill_policy_pod_dropped_packets_total", { pod: "_other", direction: "ingress" })).toBe(6 + 1 + 1);
+    expect(await valueOf(m, "twill_policy_dropped_packets_total", { direction: "ingress" })).toBe(18);
     expect(await valueOf(m, "twill_policy_dropped_packets_total", { direction: "egress" })).toBe(4);
   });
 
-  it("a pod no longer isolated loses its series and frees its place; a counter made again counts from zero", async () => {
+  it("a pod no longer isolated loses its series and frees its place; a rewritten chain's counter counts from zero", async () => {
     const m = createMetrics();
     const d = new DropAccounting(m, 1);
-    d.update(new Map([["in-10_1_0_1", 5]]), at);
-    d.update(new Map([["in-10_1_0_2", 2]]), at);
+    d.update(reading({ "ingress 10.1.0.1": 5 }));
+    d.update(reading({ "ingress 10.1.0.2": 2 }));
     expect(await valueOf(m, "twill_policy_pod_dropped_packets_total", { pod: "p1" })).toBeUndefined();
     expect(await valueOf(m, "twill_policy_pod_dropped_packets_total", { pod: "p2" })).toBe(2);
-    d.update(new Map([["in-10_1_0_2", 1]]), at);
+    d.update(reading({ "ingress 10.1.0.2": 1 }));
     expect(await valueOf(m, "twill_policy_pod_dropped_packets_total", { pod: "p2" })).toBe(3);
     expect(await valueOf(m, "twill_policy_dropped_packets_total", { direction: "ingress" })).toBe(8);
+  });
+
+  it("reads at most once per interval, however often Prometheus scrapes", async () => {
+    const d = new DropAccounting(createMetrics());
+    let reads = 0;
+    const hook = dropReader(d, async () => (reads++, []), () => {}, 60_000);
+    await Promise.all([hook(), hook()]);
+    await hook();
+    expect(reads).toBe(1);
   });
 });
 

@@ -62,6 +62,8 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
   const peerCfgs = new Map<string, PeerConfig>();
   /** Set on a graceful restart: until every peer sent End-of-RIB (or restartTime passes) the kernel is left alone. */
   let holdUntil = 0;
+  /** Each peer's last session state and since when (ms), for the operator API. */
+  const sessionState = new Map<string, { state: string; since: number }>();
 
   // A feed arrives as many UPDATEs: changes are gathered into one reconcile
   // for a window after the first (a throttle, not a debounce: kernel writes
@@ -91,6 +93,16 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
   return {
     name: "bgp",
     overhead: 0,
+    // Prefixes in: the peer's routes that are best here; out: this node's own prefixes, announced to every established peer.
+    sessions() {
+      if (!speaker) return [];
+      const routes = speaker.routes();
+      return speaker.peerAddresses().map((peer) => {
+        const st = sessionState.get(peer) ?? { state: "Connect", since: now() };
+        const up = st.state === "Established";
+        return { peer, state: st.state, sinceSeconds: (now() - st.since) / 1000, prefixesIn: routes.filter((r) => r.peer === peer).length, prefixesOut: up ? announced.size : 0 };
+      });
+    },
     async prepare(local: LocalNode): Promise<Record<string, string>> {
       if (speaker) return {};
       if (!isV4(local.info.ip)) throw new TwillError("BGP_NEEDS_IPV4", `the bgp backend needs an IPv4 node address for its BGP identifier; node ${local.info.name} has ${local.info.ip}`);
@@ -116,6 +128,7 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
         onEndOfRib: reconcileNow,
         onPeerState: (peer, state, detail) => {
           log.info({ peer, state, detail }, "BGP peer");
+          sessionState.set(peer, { state: state === "established" ? "Established" : "Down", since: now() });
           deps.sessions?.peerState(peer, state === "established", detail);
           kick();
         },
