@@ -63,8 +63,6 @@ export function startDaemon(node: LabNode, files: { config: string; kubeconfig: 
     "--node-name", node.name,
     "--node-file", node.nodeFile,
     "--resync-seconds", "5",
-    // Metrics on the node's address too, as Prometheus scrapes them (test/observe); the probes use 127.0.0.1.
-    "--health-address", "0.0.0.0",
     "--ipam-dir", node.ipamDir,
     // The repo's build (npm test builds it), as the image has /opt/twill/bin/twill.
     "--twill-binary", join(REPO, "dist/cni/twill"),
