@@ -112,6 +112,9 @@ export interface NodeSettings {
   nodeFile: string;
   healthAddress: string;
   healthPort: number;
+  /** A listener that serves /metrics only (no health, no operator API), for a Prometheus off the node; off when unset. */
+  metricsAddress: string;
+  metricsPort: number | undefined;
   resyncSeconds: number;
   /** The CNI IPAM data directory: allocation times for the policy-ready metric. */
   ipamDir: string;
@@ -120,6 +123,13 @@ export interface NodeSettings {
 }
 
 export const DEFAULT_TWILL_BINARY = "/opt/twill/bin/twill";
+
+function metricsPort(v: string | undefined): number | undefined {
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw bad(`--metrics-port ${JSON.stringify(v)} is not a TCP port (1-65535)`);
+  return n;
+}
 
 export function nodeSettings(values: Record<string, string | undefined>, env: NodeJS.ProcessEnv): NodeSettings {
   const nodeName = values["node-name"] ?? env.NODE_NAME;
@@ -130,6 +140,8 @@ export function nodeSettings(values: Record<string, string | undefined>, env: No
     nodeFile: values["node-file"] ?? DEFAULT_NODE_FILE,
     healthAddress: values["health-address"] ?? "127.0.0.1",
     healthPort: Number(values["health-port"] ?? 9099),
+    metricsAddress: values["metrics-address"] ?? "0.0.0.0",
+    metricsPort: metricsPort(values["metrics-port"]),
     resyncSeconds: Number(values["resync-seconds"] ?? 10),
     ipamDir: values["ipam-dir"] ?? "/var/lib/cni/networks",
     twillBinary: values["twill-binary"] ?? DEFAULT_TWILL_BINARY,

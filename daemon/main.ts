@@ -22,7 +22,7 @@ import { sessionObserver } from "./health/bgp.ts";
 import { cniObserver } from "./health/cni.ts";
 import { DropAccounting, dropReader } from "./health/drops.ts";
 import { createMetrics } from "./health/metrics.ts";
-import { startHealthServer } from "./health/server.ts";
+import { startHealthServer, startMetricsServer } from "./health/server.ts";
 import { PolicyController } from "./policy/controller.ts";
 import { startNoticeServer } from "./policy/notice-server.ts";
 import { watchPolicyInputs } from "./policy/watches.ts";
@@ -35,6 +35,8 @@ const { values } = parseArgs({
     "node-file": { type: "string" },
     "health-address": { type: "string" },
     "health-port": { type: "string" },
+    "metrics-address": { type: "string" },
+    "metrics-port": { type: "string" },
     "resync-seconds": { type: "string" },
     "ipam-dir": { type: "string" },
     "log-file": { type: "string" },
@@ -118,6 +120,13 @@ try {
     return undefined;
   });
   await startHealthServer(node.healthAddress, node.healthPort, agent, metrics, (req, res) => handleCtl(api, req, res, "tcp"));
+  // Metrics alone where Prometheus can reach them; the health port keeps the operator API (docs/observability.md).
+  // Its failure (the port taken) costs the metrics, never the node's networking: logged, and the daemon goes on.
+  if (node.metricsPort) {
+    await startMetricsServer(node.metricsAddress, node.metricsPort, metrics).catch((err: Error) =>
+      log.error({ code: "METRICS_LISTEN", details: err.message }, `cannot serve metrics on ${node.metricsAddress}:${node.metricsPort}; the daemon goes on without that listener`),
+    );
+  }
   agent.start();
   policy?.start();
   log.info({ node: node.nodeName, backend: backend.name, clusterCIDR: cfg.clusterCIDR }, "twill daemon started");

@@ -68,6 +68,8 @@ export function startDaemon(node: LabNode, files: { config: string; kubeconfig: 
     "--twill-binary", join(REPO, "dist/cni/twill"),
     // On every address of the node: twillctl's cluster-wide views reach the read-only API there (docs/twillctl.md).
     "--health-address", "0.0.0.0",
+    // Metrics alone, as the manifest serves them to Prometheus (test/observe scrapes this port).
+    "--metrics-port", "9098",
   ], join(node.dir, "daemon.log"));
 }
 

@@ -17,6 +17,33 @@ async function beforeScrape(metrics: Metrics): Promise<void> {
   clearTimeout(timer);
 }
 
+type Reply = (code: number, body: string, type?: string) => void;
+
+function serveMetrics(metrics: Metrics, reply: Reply): void {
+  void beforeScrape(metrics)
+    .then(() => metrics.registry.metrics())
+    .then(
+      (text) => reply(200, text, metrics.registry.contentType),
+      (err: unknown) => reply(500, `metrics failed: ${String(err)}\n`),
+    );
+}
+
+/** /metrics and nothing else: what a Prometheus off the node may reach without reaching the operator API. */
+export function startMetricsServer(address: string, port: number, metrics: Metrics): Promise<Server> {
+  const server = createServer((req, res) => {
+    const reply: Reply = (code, body, type = "text/plain") => {
+      res.writeHead(code, { "content-type": type });
+      res.end(body);
+    };
+    if (req.url === "/metrics") return serveMetrics(metrics, reply);
+    reply(404, "only /metrics here\n");
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, address, () => resolve(server));
+  });
+}
+
 /** Answers the operator API's read-only calls (daemon/api); false when the path is not one. */
 export type CtlHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
@@ -29,15 +56,7 @@ export function startHealthServer(address: string, port: number, state: HealthSt
     };
     if (req.url === "/healthz") return reply(state.live() ? 200 : 500, state.live() ? "ok\n" : "reconcile loop stalled\n");
     if (req.url === "/readyz") return reply(state.ready() ? 200 : 503, state.ready() ? "ready\n" : "dataplane not programmed yet\n");
-    if (req.url === "/metrics") {
-      void beforeScrape(metrics)
-        .then(() => metrics.registry.metrics())
-        .then(
-          (text) => reply(200, text, metrics.registry.contentType),
-          (err: unknown) => reply(500, `metrics failed: ${String(err)}\n`),
-        );
-      return;
-    }
+    if (req.url === "/metrics") return serveMetrics(metrics, reply);
     if (ctl?.(req, res)) return;
     reply(404, "not found\n");
   });

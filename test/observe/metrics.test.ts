@@ -31,11 +31,13 @@ const num = async (q: string) => {
   const v = await prom.scalar(q);
   return Number.isNaN(v) ? 0 : v;
 };
-const instance = (i: number) => `${lab.state.nodes[i]!.ip}:9099`;
+/** The daemons' metrics-only listener (--metrics-port, as the manifest runs them). */
+const METRICS_PORT = 9098;
+const instance = (i: number) => `${lab.state.nodes[i]!.ip}:${METRICS_PORT}`;
 
 beforeAll(async () => {
   lab = await startLab({ nodes: 2, podsPerNode: 0, backend: "bgp" });
-  prom = await startPrometheus(routerNs(lab.state.name), lab.state.nodes.map((n) => `${n.ip}:9099`));
+  prom = await startPrometheus(routerNs(lab.state.name), lab.state.nodes.map((n) => `${n.ip}:${METRICS_PORT}`));
 }, 300_000);
 
 afterAll(async () => {
@@ -49,6 +51,15 @@ async function eventsAbout(kind: string, name: string, namespace = "default"): P
 }
 
 describe("Prometheus scraping the lab's daemons", () => {
+  it("scrapes a listener that serves /metrics and nothing else (no health, no operator API)", async () => {
+    const get = async (path: string, at = instance(0)) => (await execIn(routerNs(lab.state.name), ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", `http://${at}${path}`])).stdout;
+    expect(await get("/metrics")).toBe("200");
+    expect(await get("/healthz")).toBe("404");
+    expect(await get("/ctl/v1/status")).toBe("404");
+    // The health port (bound to 0.0.0.0 in the lab) does answer both.
+    expect(await get("/ctl/v1/status", `${lab.state.nodes[0]!.ip}:9099`)).toBe("200");
+  });
+
   it("finds every controller's series on every node", async () => {
     await until("both nodes' BGP sessions Established, as Prometheus sees them", async () => (await num("sum(twill_bgp_session_up)")) === 2);
     for (const i of [0, 1]) {
