@@ -50,6 +50,13 @@ describe("daemon configuration errors", () => {
     expect(nodeSettings({ "node-name": "n1", "twill-binary": "/x/twill" }, {}).twillBinary).toBe("/x/twill");
   });
 
+  it("the metrics-only listener is off unless --metrics-port names a TCP port", () => {
+    expect(nodeSettings({ "node-name": "n1" }, {}).metricsPort).toBeUndefined();
+    expect(nodeSettings({ "node-name": "n1", "metrics-port": "9098" }, {})).toMatchObject({ metricsPort: 9098, metricsAddress: "0.0.0.0" });
+    expect(nodeSettings({ "node-name": "n1", "metrics-port": "9098", "metrics-address": "10.0.0.1" }, {}).metricsAddress).toBe("10.0.0.1");
+    for (const bad of ["0", "65536", "90x", "-1"]) expect(() => nodeSettings({ "node-name": "n1", "metrics-port": bad }, {})).toThrow(/--metrics-port .* is not a TCP port/);
+  });
+
   it("parses the ConfigMap's defaults", () => {
     expect(parseConfig("clusterCIDR: 10.244.0.0/16\n")).toEqual({
       clusterCIDR: "10.244.0.0/16",
