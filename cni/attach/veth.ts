@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { RTPROT_TWILL_POD } from "../../lib/kernel/protocols.ts";
 import {
   delLinkByName, getLinkByName, newAddr, newRoute, newVeth, replaceNeigh, RT_SCOPE, RTPROT_BOOT, setLinkUp, type GsoSizes,
@@ -77,12 +77,37 @@ function programHost(nl: Rtnl, req: AttachRequest, name: string, podMac: string)
   nl.must(`link set ${name} up`, setLinkUp(nl.nextSeq(), index, attachmentAlias(req)));
   // Proxy ARP: the host end answers for the gateway if the pod ever asks.
   writeFileSync(`/proc/sys/net/ipv4/conf/${name}/proxy_arp`, "1");
+  enableForwarding(name, req.ips);
   for (const ip of req.ips) {
     // EXCL, not replace: an existing route to this address means another
     // attachment holds it, which must surface as a conflict.
     nl.must(`route add ${ip}/${hostPrefix(ip)} dev ${name}`, newRoute(nl.nextSeq(), { dst: `${ip}/${hostPrefix(ip)}`, oif: index, protocol: RTPROT_TWILL_POD, scope: RT_SCOPE.LINK }));
     nl.must(`neigh replace ${ip} dev ${name}`, replaceNeigh(nl.nextSeq(), index, ip, podMac));
   }
+}
+
+/**
+ * The path is routed, so the host end must forward what the pod sends,
+ * whatever the node's global setting (a node no daemon prepared has it off).
+ * Only this device's switches are turned on: IPv4 forwards by the ingress
+ * device's `forwarding`; IPv6 by `force_forwarding` (Linux 6.17+). Older
+ * kernels forward IPv6 only with `all.forwarding`, which the plugin then
+ * turns on as Debian's ptp does (and says so in its log).
+ */
+export function enableForwarding(name: string, ips: string[]): { globalIpv6: boolean } {
+  if (ips.some((ip) => !isV6(ip))) writeFileSync(`/proc/sys/net/ipv4/conf/${name}/forwarding`, "1");
+  if (!ips.some(isV6)) return { globalIpv6: false };
+  writeFileSync(`/proc/sys/net/ipv6/conf/${name}/forwarding`, "1");
+  try {
+    writeFileSync(`/proc/sys/net/ipv6/conf/${name}/force_forwarding`, "1");
+    return { globalIpv6: false };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  const all = "/proc/sys/net/ipv6/conf/all/forwarding";
+  if (readFileSync(all, "utf8").trim() === "1") return { globalIpv6: false };
+  writeFileSync(all, "1");
+  return { globalIpv6: true };
 }
 
 function programPod(nl: Rtnl, req: AttachRequest, hostMac: string): void {
