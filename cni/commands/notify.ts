@@ -77,6 +77,6 @@ export async function notifyAdd(inv: Invocation, ips: string[]): Promise<{ waite
 export async function notifyDel(inv: Invocation): Promise<void> {
   const t = target(inv);
   if (!t) return;
-  const r = await exchange(t.socket, { version: 1, op: "del", pod: t.pod, containerId: inv.env.containerId }, Math.min(500, inv.conf.daemonTimeoutMs)).catch(() => undefined);
+  const r = await exchange(t.socket, { version: 1, op: "del", pod: t.pod, containerId: inv.env.containerId, ifname: inv.env.ifname }, Math.min(500, inv.conf.daemonTimeoutMs)).catch(() => undefined);
   if (r && !r.ok && r.code !== "NO_DAEMON") inv.log.warn({ cmd: "DEL", containerId: inv.env.containerId, code: r.code, reason: r.message }, "the daemon did not take the pod's DEL notice; it forgets the pod when the apiserver does");
 }
