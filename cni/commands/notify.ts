@@ -1,4 +1,3 @@
-import { createConnection } from "node:net";
 import { daemonSocketPath } from "../../lib/node-file.ts";
 import { decodeReply, encodeNotice, NOTICE_MAX_BYTES, type Notice, type NoticeReply } from "../../lib/pod-notice.ts";
 import { podIdentity } from "../env.ts";
@@ -27,7 +26,8 @@ export function exchange(socket: string, notice: Notice, timeoutMs: number): Pro
       resolve(r);
     };
     const timer = setTimeout(() => finish({ ok: false, code: "TIMEOUT", message: `the daemon did not answer within ${timeoutMs} ms` }), timeoutMs);
-    const conn = createConnection({ path: socket });
+    // Loaded here, not at start: only ADD and DEL with a daemon to ask need it (~2 ms of CPU to load).
+    const conn = process.getBuiltinModule("node:net").createConnection({ path: socket });
     conn.setEncoding("utf8");
     conn.on("connect", () => conn.write(encodeNotice(notice)));
     conn.on("data", (chunk: string) => {
