@@ -48,6 +48,7 @@ export interface Attachment {
 }
 
 const isV6 = (ip: string) => ip.includes(":");
+const EAFNOSUPPORT = 97;
 const hostPrefix = (ip: string) => (isV6(ip) ? 128 : 32);
 
 function linkIndex(nl: Rtnl, name: string): number {
@@ -131,10 +132,15 @@ function readPodState(nl: Rtnl): PodState {
     if (l) state.links.push({ index: l.index, name: l.name, mac: l.mac });
   });
   for (const family of [AF.INET, AF.INET6]) {
-    nl.dump("route show (pod)", dumpRoutes(nl.nextSeq(), family), (buf, m) => {
-      const r = parseRoute(buf, m);
-      if (r && r.table === RT_TABLE_MAIN) state.routes.push({ dst: r.dst, oif: r.oif });
-    });
+    try {
+      nl.dump("route show (pod)", dumpRoutes(nl.nextSeq(), family), (buf, m) => {
+        const r = parseRoute(buf, m);
+        if (r && r.table === RT_TABLE_MAIN) state.routes.push({ dst: r.dst, oif: r.oif });
+      });
+    } catch (err) {
+      // A kernel without IPv6 has no IPv6 routes to collide with.
+      if (!(family === AF.INET6 && err instanceof NetlinkError && err.errno === EAFNOSUPPORT)) throw err;
+    }
   }
   return state;
 }
