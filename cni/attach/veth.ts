@@ -184,7 +184,6 @@ export async function attach(req: AttachRequest): Promise<Attachment> {
   try {
     let podNs: number;
     let pod: Rtnl;
-    let plan: AttachmentPlan;
     try {
       podNs = openNetns(req.netns);
     } catch (err) {
@@ -198,7 +197,7 @@ export async function attach(req: AttachRequest): Promise<Attachment> {
       }
       try {
         // Refusals come from here, before anything is created.
-        plan = planAttachment(readPodState(pod), req);
+        const plan = planAttachment(readPodState(pod), req);
         let forwarding: { globalIpv6: boolean };
         let routes: { dst: string; gw: string }[];
         try {
