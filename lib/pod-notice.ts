@@ -35,6 +35,8 @@ export interface DelNotice {
   op: "del";
   pod: PodRef;
   containerId: string;
+  /** The attachment being deleted; absent (older plugins): the container's. */
+  ifname?: string;
 }
 
 export type Notice = AddNotice | DelNotice;
@@ -91,9 +93,13 @@ export function decodeNotice(line: string): Notice {
   if (o.version !== NOTICE_VERSION) throw invalid(`notice version ${JSON.stringify(o.version)} is not ${NOTICE_VERSION}; the plugin and the daemon are from different releases`);
   const pod = podRef(o.pod);
   if (typeof o.containerId !== "string" || !CONTAINER_ID.test(o.containerId)) throw invalid("notice containerId may hold only letters, digits, _ . -");
-  if (o.op === "del") return { version: 1, op: "del", pod, containerId: o.containerId };
+  const ifnameOk = (v: unknown): v is string => typeof v === "string" && v !== "" && v.length <= 15 && !IFNAME_BAD.test(v);
+  if (o.op === "del") {
+    if (o.ifname !== undefined && !ifnameOk(o.ifname)) throw invalid("notice ifname is not a valid interface name");
+    return { version: 1, op: "del", pod, containerId: o.containerId, ...(o.ifname !== undefined ? { ifname: o.ifname } : {}) };
+  }
   if (o.op !== "add") throw invalid(`notice op ${JSON.stringify(o.op)} is not "add" or "del"`);
-  if (typeof o.ifname !== "string" || o.ifname === "" || o.ifname.length > 15 || IFNAME_BAD.test(o.ifname)) throw invalid("notice ifname is not a valid interface name");
+  if (!ifnameOk(o.ifname)) throw invalid("notice ifname is not a valid interface name");
   if (!Array.isArray(o.ips) || o.ips.length === 0 || o.ips.length > 2) throw invalid("notice ips must list one or two addresses");
   const ips = o.ips.map(address);
   if (new Set(ips.map((ip) => ip.includes(":"))).size !== ips.length) throw invalid("notice ips may hold at most one address per family");
