@@ -11,6 +11,7 @@ import { LeftOutLog } from "./cluster/left-out.ts";
 import { buildView } from "./cluster/view.ts";
 import type { NodeWatch } from "./cluster/watch.ts";
 import type { DaemonConfig, NodeSettings } from "./config.ts";
+import type { WireguardEncryption } from "./encryption/wireguard.ts";
 import type { Metrics } from "./health/metrics.ts";
 import { reconcileMasquerade } from "./kernel/masquerade.ts";
 import { reconcile, totalChanges } from "./kernel/reconcile.ts";
@@ -59,6 +60,8 @@ export interface AgentDeps {
   metrics: Metrics;
   /** The pod notice socket (relative to the node file), advertised in the node file when served. */
   daemonSocket?: string;
+  /** encryption: wireguard — wraps the backend's desired state (docs/encryption.md). */
+  encryption?: WireguardEncryption;
 }
 
 export class Agent {
@@ -156,9 +159,12 @@ export class Agent {
       if (await publishAnnotations(this.d.kc, self, annotations)) log.info({ annotations }, "published this node's annotations");
       this.prepared = true;
     }
-    const podMtu = cfg.mtu || local.underlay.mtu - backend.overhead;
+    const enc = this.d.encryption;
+    const plainMtu = cfg.mtu || local.underlay.mtu - backend.overhead;
+    const podMtu = enc ? enc.podMtu(plainMtu, local) : plainMtu;
     const usable = withoutCidrConflicts(view, self.name);
-    const desired = backend.desired(usable.view, local, podMtu);
+    const encrypted = enc ? await enc.apply(backend.desired(usable.view, local, podMtu), usable.view, local, verify) : undefined;
+    const desired = encrypted?.state ?? backend.desired(usable.view, local, podMtu);
     const leftOut = new Map(view.skipped);
     for (const p of [...usable.leftOut, ...desired.leftOut]) leftOut.set(p.node, { code: p.code, reason: p.reason });
     this.leftOut.update(leftOut, log);
@@ -166,7 +172,10 @@ export class Agent {
     const changes = await reconcile(desired);
     const tunnels = desired.links.map((l) => ({ address: l.local, port: l.port }));
     const masq = await reconcileMasquerade(cfg.masquerade, [cfg.clusterCIDR], tunnels, !verify);
+    const guard = enc ? await enc.reconcileGuard(cfg.clusterCIDR, local, !verify) : 0;
     ensureForwarding();
+    if (encrypted?.changes) metrics.kernelChanges.inc({ kind: "wireguard" }, encrypted.changes);
+    if (guard) metrics.kernelChanges.inc({ kind: "nft" }, guard);
     for (const [kind, n] of Object.entries(changes)) if (n) metrics.kernelChanges.inc({ kind }, n);
     if (masq) metrics.kernelChanges.inc({ kind: "nft" }, masq);
     metrics.programmed.set({ kind: "routes" }, desired.routes.length);
@@ -180,8 +189,9 @@ export class Agent {
     this.lastOk = Date.now();
     if (this.lastError) log.info({}, "reconcile succeeded again");
     this.lastError = "";
-    if (totalChanges(changes) + masq > 0) {
-      log.info({ changes, masquerade: masq, peers: view.nodes.size - 1, ms: Math.round(seconds * 1000) }, "dataplane reconciled");
+    const wg = (encrypted?.changes ?? 0) + guard;
+    if (totalChanges(changes) + masq + wg > 0) {
+      log.info({ changes, masquerade: masq, ...(enc ? { wireguard: wg } : {}), peers: view.nodes.size - 1, ms: Math.round(seconds * 1000) }, "dataplane reconciled");
     }
   }
 

@@ -1,5 +1,5 @@
 // `node daemon/cleanup.ts [--node-file F] [--ipam-dir D] [--cni-bin-dir D] [--cni-conf-dir D]`
-// Removes everything Twill put on this node: its VXLAN device, its routes
+// Removes everything Twill put on this node: its VXLAN and WireGuard devices (wireguard-go exits with its device), its routes
 // (both route protocol numbers), the pods' host veths, its nftables tables and
 // its files. For uninstalling; run inside the node's network namespace.
 import { rmSync } from "node:fs";
@@ -21,7 +21,7 @@ const { values } = parseArgs({
 
 const removed: string[] = [];
 const links = await readJson<{ ifname: string }>(["ip", "-j", "link", "show"]);
-for (const l of links.filter((x) => x.ifname === "twill.vxlan" || /^twl[0-9a-f]{11}$/.test(x.ifname))) {
+for (const l of links.filter((x) => x.ifname === "twill.vxlan" || x.ifname === "twill.wg" || /^twl[0-9a-f]{11}$/.test(x.ifname))) {
   await exec(["ip", "link", "del", l.ifname], { allowFailure: true });
   removed.push(`link ${l.ifname}`);
 }

@@ -10,6 +10,7 @@ import { DAEMON_SOCKET_NAME } from "../lib/node-file.ts";
 import { Agent } from "./agent.ts";
 import { backendFactory } from "./backends/registry.ts";
 import { watchNodes } from "./cluster/watch.ts";
+import { WireguardEncryption } from "./encryption/wireguard.ts";
 import { loadConfig, nodeSettings } from "./config.ts";
 import { createMetrics } from "./health/metrics.ts";
 import { startHealthServer } from "./health/server.ts";
@@ -30,6 +31,8 @@ const { values } = parseArgs({
     "log-file": { type: "string" },
     "log-level": { type: "string", default: "info" },
     "twill-binary": { type: "string" },
+    "wireguard-key-file": { type: "string" },
+    "wireguard-run-dir": { type: "string" },
   },
 });
 const log = createLogger({ name: "twill-daemon", level: values["log-level"], ...(values["log-file"] ? { file: values["log-file"] } : {}) });
@@ -56,11 +59,12 @@ try {
   // The CNI plugin's pod notices (policy/notices.ts), beside the node file that names the socket; before the
   // agent writes that file, so the plugin never finds a socket named that nobody serves.
   const notices = policy ? await startNoticeServer(join(dirname(node.nodeFile), DAEMON_SOCKET_NAME), (n) => policy.notice(n), log) : undefined;
-  const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics, ...(notices ? { daemonSocket: DAEMON_SOCKET_NAME } : {}) });
+  const encryption = cfg.encryption.mode === "wireguard" ? new WireguardEncryption(cfg.encryption.wireguard, { keyFile: node.wireguardKeyFile, runDir: node.wireguardRunDir }, kc, log) : undefined;
+  const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics, ...(encryption ? { encryption } : {}), ...(notices ? { daemonSocket: DAEMON_SOCKET_NAME } : {}) });
   await startHealthServer(node.healthAddress, node.healthPort, agent, metrics);
   agent.start();
   policy?.start();
-  log.info({ node: node.nodeName, backend: backend.name, clusterCIDR: cfg.clusterCIDR }, "twill daemon started");
+  log.info({ node: node.nodeName, backend: backend.name, encryption: cfg.encryption.mode, clusterCIDR: cfg.clusterCIDR }, "twill daemon started");
   const shutdown = () => {
     // Leave the dataplane as it is: pods keep working while the daemon is away.
     agent.stop();
