@@ -10,7 +10,7 @@ import { DAEMON_SOCKET_NAME } from "../lib/node-file.ts";
 import { Agent } from "./agent.ts";
 import { backendFactory } from "./backends/registry.ts";
 import { watchNodes } from "./cluster/watch.ts";
-import { WireguardEncryption } from "./encryption/wireguard.ts";
+import { removeEncryption, WireguardEncryption } from "./encryption/wireguard.ts";
 import { loadConfig, nodeSettings } from "./config.ts";
 import { createMetrics } from "./health/metrics.ts";
 import { startHealthServer } from "./health/server.ts";
@@ -59,6 +59,7 @@ try {
   // The CNI plugin's pod notices (policy/notices.ts), beside the node file that names the socket; before the
   // agent writes that file, so the plugin never finds a socket named that nobody serves.
   const notices = policy ? await startNoticeServer(join(dirname(node.nodeFile), DAEMON_SOCKET_NAME), (n) => policy.notice(n), log) : undefined;
+  if (cfg.encryption.mode === "none") await removeEncryption(log);
   const encryption = cfg.encryption.mode === "wireguard" ? new WireguardEncryption(cfg.encryption.wireguard, { keyFile: node.wireguardKeyFile, runDir: node.wireguardRunDir }, kc, log) : undefined;
   const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics, ...(encryption ? { encryption } : {}), ...(notices ? { daemonSocket: DAEMON_SOCKET_NAME } : {}) });
   await startHealthServer(node.healthAddress, node.healthPort, agent, metrics);

@@ -72,3 +72,10 @@ export async function ensureDevice(opts: DeviceOptions, verify: boolean): Promis
   for (const a of have) if (!opts.addresses.includes(a)) lines.push(`addr del ${a} dev ${WG_DEVICE}`);
   return { control, changes: await batch("ip", lines) };
 }
+
+/** Encryption turned off: the device goes (wireguard-go exits with it); returns whether there was one. */
+export async function removeDevice(): Promise<boolean> {
+  if (!(await readLink(WG_DEVICE, rtnl))) return false;
+  await exec(["ip", "link", "del", WG_DEVICE], { allowFailure: true });
+  return true;
+}

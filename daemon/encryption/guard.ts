@@ -47,7 +47,7 @@ export class Guard {
   }
 }
 
-/** Removes the table (encryption turned off, or cleanup). */
-export async function removeGuard(): Promise<void> {
-  await exec(["nft", "delete", "table", "inet", GUARD_TABLE], { allowFailure: true });
+/** Removes the table (encryption turned off); returns whether there was one. */
+export async function removeGuard(): Promise<boolean> {
+  return (await exec(["nft", "delete", "table", "inet", GUARD_TABLE], { allowFailure: true })).code === 0;
 }

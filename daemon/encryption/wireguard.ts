@@ -7,8 +7,8 @@ import { publishAnnotations } from "../cluster/self.ts";
 import type { ClusterView } from "../cluster/view.ts";
 import type { DesiredState } from "../kernel/desired.ts";
 import { changeCount, deviceChanges } from "./device-diff.ts";
-import { ensureDevice } from "./device.ts";
-import { Guard, guardRuleset } from "./guard.ts";
+import { ensureDevice, removeDevice } from "./device.ts";
+import { Guard, guardRuleset, removeGuard } from "./guard.ts";
 import { loadOrCreateKey, type KeyPair } from "./keys.ts";
 import { encryptedState, endpointOf, WG_ANNOTATION, wireguardOverhead, wireguardPeers } from "./peers.ts";
 
@@ -102,4 +102,15 @@ export class WireguardEncryption {
   reconcileGuard(clusterCIDR: string, local: LocalNode, trustMemory: boolean): Promise<number> {
     return this.guard.reconcile(guardRuleset(clusterCIDR, local.info.podCIDRs), trustMemory);
   }
+}
+
+/**
+ * With `encryption: none`, what an earlier run with encryption left: the
+ * device, and the fail-closed table (which would otherwise drop every
+ * packet to another node's pods now that they no longer go through the tunnel).
+ */
+export async function removeEncryption(log: Logger): Promise<void> {
+  const device = await removeDevice();
+  const table = await removeGuard();
+  if (device || table) log.info({ device, table }, "encryption is off: removed the WireGuard device and its fail-closed table");
 }
