@@ -3,18 +3,20 @@ import { readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { exec } from "../../lib/kernel/exec.ts";
-import { CONTROL_PLANE_IP, ROUTER_IP, UNDERLAY_PREFIX, underlayNs } from "../../lab/names.ts";
+import { CONTROL_PLANE_IP, ROUTER_IP, underlayNs } from "../../lab/names.ts";
 
 // A packet capture on the lab's underlay bridge (inside the lab's underlay
-// namespace): every packet between two nodes crosses it. The control plane
-// and the router are left out of the filter, so what it holds is node ↔ node.
+// namespace): every packet between two nodes crosses it.
 
 export interface Capture {
   /** Stops tcpdump and returns the raw pcap and one summary line per packet. */
   stop(): Promise<{ raw: Buffer; lines: string[] }>;
 }
 
-const BETWEEN_NODES = `ip and src net ${UNDERLAY_PREFIX}.0/24 and dst net ${UNDERLAY_PREFIX}.0/24 and not host ${ROUTER_IP} and not host ${CONTROL_PLANE_IP}`;
+// Every IP packet but the control plane's and the router's own: pod addresses unencapsulated (host-gw, bgp, a
+// packet sent in the clear to the default gateway) are in it as well as the nodes' tunnels. IPv6 link-local and
+// multicast (the kernel's own neighbour discovery and MLD on eth0) carry no pod traffic.
+const BETWEEN_NODES = `(ip or (ip6 and not net fe80::/10 and not ip6 multicast)) and not host ${ROUTER_IP} and not host ${CONTROL_PLANE_IP}`;
 
 export async function captureUnderlay(lab: string): Promise<Capture> {
   const file = join(tmpdir(), `wg-capture-${lab}-${process.pid}-${Date.now()}.pcap`);
