@@ -38,7 +38,7 @@ export function parseDump(text: string): WgDeviceState {
 }
 
 /** `wg` for a kernel device; `argv` prefixes the command (tests run it where wireguard-go's socket is). */
-export function wgToolControl(dev: string, argv: string[] = ["wg"]): WgControl {
+export function wgToolControl(dev: string, keyFile: string, argv: string[] = ["wg"]): WgControl {
   return {
     kind: "wg",
     async get() {
@@ -47,9 +47,9 @@ export function wgToolControl(dev: string, argv: string[] = ["wg"]): WgControl {
       return parseDump(r.stdout);
     },
     async set(c) {
-      const args = wgSetArgs(c);
+      const args = wgSetArgs(c, keyFile);
       if (args.length === 0) return;
-      const r = await exec([...argv, "set", dev, ...args], { allowFailure: true, ...(c.privateKey ? { input: `${c.privateKey}\n` } : {}) });
+      const r = await exec([...argv, "set", dev, ...args], { allowFailure: true });
       if (r.code !== 0) throw new TwillError("WG_TOOL", `wg set ${dev} failed; the next pass tries again`, r.stderr.trim());
     },
   };

@@ -66,10 +66,14 @@ export function uapiLines(c: DeviceChanges): string[] {
   return lines;
 }
 
-/** The change as `wg set <dev> …` arguments; the private key goes on stdin (`private-key /dev/stdin`), never on a command line. */
-export function wgSetArgs(c: DeviceChanges): string[] {
+/**
+ * The change as `wg set <dev> …` arguments. `wg` takes the private key only
+ * from a file: the node's key file (mode 0600), so the key is never on a
+ * command line or in a pipe (a pipe from node is a socket, which `wg` cannot open as /dev/stdin).
+ */
+export function wgSetArgs(c: DeviceChanges, keyFile: string): string[] {
   const args: string[] = [];
-  if (c.privateKey) args.push("private-key", "/dev/stdin");
+  if (c.privateKey) args.push("private-key", keyFile);
   if (c.listenPort) args.push("listen-port", String(c.listenPort));
   for (const p of c.peers) {
     args.push("peer", p.publicKey);

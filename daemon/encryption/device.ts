@@ -22,6 +22,8 @@ export interface DeviceOptions {
   /** "" = the machine's /run (a DaemonSet container has its own). */
   runDir: string;
   mtu: number;
+  /** The private key's file (`wg` reads the key from it for a kernel device). */
+  keyFile: string;
   /** Addresses on the device ("a.b.c.d/32"): node-sourced traffic into the tunnel leaves from the node's pod CIDR. */
   addresses: string[];
 }
@@ -54,7 +56,7 @@ async function ensureExists(opts: DeviceOptions): Promise<{ control: WgControl; 
     if (!link) throw new TwillError("WG_DEVICE", `the WireGuard device ${WG_DEVICE} did not appear after it was made`);
     created = true;
   }
-  if (link.kind === "wireguard") return { control: wgToolControl(WG_DEVICE), created };
+  if (link.kind === "wireguard") return { control: wgToolControl(WG_DEVICE, opts.keyFile), created };
   if (!existsSync(socketPath(opts.runDir))) throw new TwillError("WG_DEVICE", `${WG_DEVICE} exists but is no kernel WireGuard device and has no control socket at ${socketPath(opts.runDir)}: delete it (ip link del ${WG_DEVICE}) and the daemon makes it again`);
   return { control: uapiControl(socketPath(opts.runDir)), created };
 }

@@ -84,7 +84,7 @@ export class WireguardEncryption {
       const p = parseCidr(c);
       return `${formatIp(p.family, p.network)}/${p.family === 4 ? 32 : 128}`;
     });
-    const device = await ensureDevice({ userspace: this.cfg.userspace, runDir: this.settings.runDir, mtu: this.deviceMtu(local), addresses }, verify);
+    const device = await ensureDevice({ userspace: this.cfg.userspace, runDir: this.settings.runDir, keyFile: this.settings.keyFile, mtu: this.deviceMtu(local), addresses }, verify);
     const { peers, leftOut } = wireguardPeers(view, self.name, key.publicKey);
     const diff = deviceChanges({ privateKey: key.privateKey, listenPort: this.cfg.port, peers }, await device.control.get());
     await device.control.set(diff);

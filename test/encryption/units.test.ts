@@ -108,12 +108,12 @@ describe("device changes", () => {
     expect(uapiLines(c)).toEqual([`public_key=${hexKey(keys[1]!.publicKey)}`, "remove=true", `public_key=${hexKey(keys[2]!.publicKey)}`, "endpoint=172.30.0.12:51820", "replace_allowed_ips=true", "allowed_ip=10.244.2.0/24"]);
     const moved = deviceChanges({ privateKey: keys[0]!.privateKey, listenPort: 51820, peers: [{ ...peer, endpoint: "172.30.0.99:51820" }] }, have);
     expect(uapiLines(moved)).toContain("update_only=true");
-    expect(wgSetArgs(moved)).toEqual(["peer", keys[1]!.publicKey, "endpoint", "172.30.0.99:51820", "allowed-ips", "10.244.2.0/24"]);
+    expect(wgSetArgs(moved, "/k")).toEqual(["peer", keys[1]!.publicKey, "endpoint", "172.30.0.99:51820", "allowed-ips", "10.244.2.0/24"]);
   });
 
-  it("sets a new private key through stdin for `wg`, never on its command line", () => {
+  it("gives `wg` a new private key by its 0600 file, never on its command line", () => {
     const c = deviceChanges({ privateKey: keys[3]!.privateKey, listenPort: 51820, peers: [peer] }, have);
-    expect(wgSetArgs(c)).toEqual(["private-key", "/dev/stdin"]);
+    expect(wgSetArgs(c, "/var/lib/twill/wireguard/private.key")).toEqual(["private-key", "/var/lib/twill/wireguard/private.key"]);
     expect(uapiLines(c)).toEqual([`private_key=${hexKey(keys[3]!.privateKey)}`]);
   });
 
