@@ -5,7 +5,7 @@ import { execIn } from "../../lib/kernel/netns.ts";
 import { createPod } from "../../lab/cluster.ts";
 import { addNode, startLab, type RunningLab } from "../../lab/lab.ts";
 import { WG_ANNOTATION } from "../../daemon/encryption/peers.ts";
-import { deleteNodeObject, eventually, routesOf, unreachablePairs } from "../daemon/helpers.ts";
+import { deleteNodeObject, eventually, routesOf, tcpPeerAddress, unreachablePairs } from "../daemon/helpers.ts";
 import { captureUnderlay, notWireguard } from "./capture.ts";
 import { annotate, killDaemon, nodeAnnotations, logLength, logSince, pingCounts, publicKeyOn, restartDaemon, sendMarker, wgState } from "./helpers.ts";
 
@@ -29,6 +29,8 @@ describe("wireguard over vxlan", () => {
     expect(s.peers.map((p) => [p.publicKey, p.endpoint, p.allowedIps])).toEqual([[await publicKeyOn(lab, "node2"), `${node(2).ip}:51820`, [node(2).podCIDR]]]);
     expect(await routesOf(node(1).ns)).toContain(`${node(2).podCIDR} dev twill.wg`);
     expect(JSON.parse(readFileSync(node(1).nodeFile, "utf8")).mtu).toBe(1440);
+    // Masquerade is on in the lab's config: pod ↔ pod through the tunnel keeps the pod's own address.
+    expect(await tcpPeerAddress(podOn("node1"), podOn("node2").ns, podOn("node2").ip, 7300)).toBe(podOn("node1").ip);
   });
 
   it("keeps the private key in a 0600 file only: the device has it, the log and the annotations do not", async () => {
