@@ -78,8 +78,8 @@ async function main(): Promise<number> {
     console.error(`unknown encryption "${values.encryption}": use wireguard`);
     return 2;
   }
-  if (values.encryption && !values.fast) {
-    console.error("--encryption needs --fast for now: the DaemonSet's image has no wireguard-go yet (docs/encryption.md)");
+  if (values.encryption && !values.fast && !values.kubelet) {
+    console.error("--encryption needs --fast or --kubelet (daemons as processes): the DaemonSet's image has no wireguard-go and no /dev/net/tun yet (docs/encryption.md)");
     return 2;
   }
   if (values.encryption && values["no-daemon"]) {
