@@ -8,6 +8,7 @@ import type { ClusterView } from "../cluster/view.ts";
 import type { DesiredState } from "../kernel/desired.ts";
 import { changeCount, deviceChanges } from "./device-diff.ts";
 import { ensureDevice, removeDevice } from "./device.ts";
+import { LeftOutEvents } from "./events.ts";
 import { Guard, guardRuleset, removeGuard } from "./guard.ts";
 import { loadOrCreateKey, type KeyPair } from "./keys.ts";
 import { encryptedState, endpointOf, WG_ANNOTATION, wireguardOverhead, wireguardPeers } from "./peers.ts";
@@ -37,6 +38,7 @@ export class WireguardEncryption {
   private readonly guard = new Guard();
   /** What was last published (the watch's copy of our Node lags: a second patch is harmless, a second log line is noise). */
   private published = "";
+  private events: LeftOutEvents | undefined;
 
   private readonly cfg: WireguardConfig;
   private readonly settings: WireguardSettings;
@@ -86,6 +88,7 @@ export class WireguardEncryption {
     });
     const device = await ensureDevice({ userspace: this.cfg.userspace, runDir: this.settings.runDir, keyFile: this.settings.keyFile, mtu: this.deviceMtu(local), addresses }, verify);
     const { peers, leftOut } = wireguardPeers(view, self.name, key.publicKey);
+    (this.events ??= new LeftOutEvents(this.kc, this.log, self.name)).update(leftOut);
     const diff = deviceChanges({ privateKey: key.privateKey, listenPort: this.cfg.port, peers }, await device.control.get());
     await device.control.set(diff);
     const peerOps = diff.peers.length;

@@ -1,5 +1,6 @@
 import { readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { CoreV1Api } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execIn } from "../../lib/kernel/netns.ts";
 import { createPod } from "../../lab/cluster.ts";
@@ -38,7 +39,7 @@ describe("wireguard over vxlan", () => {
     expect(statSync(keyFile(1)).mode & 0o777).toBe(0o600);
     expect((await wgState(node(1))).privateKey).toBe(priv);
     expect(logSince(node(1), 0)).not.toContain(priv);
-    expect(JSON.stringify(await lab.kc.makeApiClient((await import("@kubernetes/client-node")).CoreV1Api).readNode({ name: "node1" }))).not.toContain(priv);
+    expect(JSON.stringify(await lab.kc.makeApiClient(CoreV1Api).readNode({ name: "node1" }))).not.toContain(priv);
   });
 
   it("puts only WireGuard UDP on the underlay between nodes: a marker sent pod → pod is not in the capture", async () => {
@@ -171,6 +172,8 @@ describe("wireguard over vxlan", () => {
     expect(raw.includes(marker)).toBe(false);
     const warnings = logSince(node(1), mark).split("\n").filter((l) => l.includes("WG_KEY_INVALID"));
     expect(warnings).toHaveLength(1);
+    const events = await lab.kc.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: "default", fieldSelector: "involvedObject.name=node2,reason=WireGuardKeyInvalid" });
+    expect(events.items.map((e) => [e.type, e.source?.host])).toEqual([["Warning", "node1"]]);
     restartDaemon(lab, node(2));
     await eventually(async () => (await publicKeyOn(lab, "node2")) === good, "node2's daemon to republish its key");
     await eventually(async () => (await unreachablePairs(lab.state.pods)).length === 0, "node2 reachable again");
