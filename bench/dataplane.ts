@@ -58,8 +58,10 @@ if (process.env.BENCH_DATAPLANE_ONLY === "wireguard") {
   const wg = await measureWireguard(RUNS, SECONDS);
   console.log(`\n${wg.markdown}\n`);
   const path = join(REPO, "bench-results", "dataplane.json");
-  const last = existsSync(path) ? (JSON.parse(readFileSync(path, "utf8")) as { figures: Record<string, Figure>; runs: number; seconds: number; measuredAt: string }) : undefined;
-  writeResults("dataplane", { ...(last?.figures ?? {}), ...wg.figures }, { runs: last?.runs ?? RUNS, seconds: last?.seconds ?? SECONDS, ...(last ? { measuredAtWithoutWireguard: last.measuredAt } : {}) });
+  const last = existsSync(path) ? (JSON.parse(readFileSync(path, "utf8")) as { figures: Record<string, Figure>; runs: number; seconds: number; measuredAt: string; measuredAtWithoutWireguard?: string }) : undefined;
+  // The other figures keep the date of the full run that measured them.
+  const others = last?.measuredAtWithoutWireguard ?? last?.measuredAt;
+  writeResults("dataplane", { ...(last?.figures ?? {}), ...wg.figures }, { runs: last?.runs ?? RUNS, seconds: last?.seconds ?? SECONDS, ...(others ? { measuredAtWithoutWireguard: others } : {}), wireguardRuns: RUNS, wireguardSeconds: SECONDS });
   updateDocSection("dataplane-wireguard", wg.markdown);
   process.exit(0);
 }

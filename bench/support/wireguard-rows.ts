@@ -132,7 +132,7 @@ export async function measureWireguard(runs: number, seconds: number): Promise<W
   };
   const goalOf = (r: { ratio: number; high: number }) => (r.ratio >= 0.95 ? "met" : r.high >= 0.95 ? "within the interval" : "not met");
   const markdown = [
-    "### WireGuard (`encryption: wireguard`, wireguard-go)",
+    "## Dataplane with WireGuard (`npm run bench:dataplane`; alone: `BENCH_DATAPLANE_ONLY=wireguard`)",
     "",
     `Measured ${new Date().toISOString().slice(0, 10)}, ${runs} runs of ${seconds} s per path, taken in turn; 1-minute load average ${loadBefore} before, ${loadAfter} after (the machine is shared). Paths: Twill host-gw with \`encryption: wireguard\` (wireguard-go, this kernel has no WireGuard module), the same backend unencrypted (its own lab, same run), and a wireguard-go tunnel built by hand with \`wg\` in the same pod → node → underlay → node → pod shape (bench/support/handbuilt-wireguard.ts, no nftables). The Twill labs run the default configuration (masquerade and NetworkPolicy on, so conntrack runs), and one encrypted lab also with both off (no conntrack, as in the hand-built tunnel; only the fail-closed filter rule remains). CPU: busy CPU seconds of the whole machine per second of transfer, divided by the Gbit/s (so it includes iperf3 and the other helpers' load); "wireguard-go" counts only the two wireguard-go processes.`,
     "",

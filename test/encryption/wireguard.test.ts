@@ -1,6 +1,6 @@
 import { readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { CoreV1Api } from "@kubernetes/client-node";
+import { CoreV1Api, NetworkingV1Api } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execIn } from "../../lib/kernel/netns.ts";
 import { createPod } from "../../lab/cluster.ts";
@@ -32,6 +32,22 @@ describe("wireguard over vxlan", () => {
     expect(JSON.parse(readFileSync(node(1).nodeFile, "utf8")).mtu).toBe(1440);
     // Masquerade is on in the lab's config: pod ↔ pod through the tunnel keeps the pod's own address.
     expect(await tcpPeerAddress(podOn("node1"), podOn("node2").ns, podOn("node2").ip, 7300)).toBe(podOn("node1").ip);
+  });
+
+  it("enforces NetworkPolicy on the decrypted side: an ingress policy on node2's pod stops node1's pod through the tunnel", async () => {
+    const net = lab.kc.makeApiClient(NetworkingV1Api);
+    const [a, b] = [podOn("node1"), podOn("node2")];
+    await net.createNamespacedNetworkPolicy({
+      namespace: b.namespace,
+      body: { metadata: { name: "wg-deny-node1" }, spec: { podSelector: { matchLabels: { app: b.name } }, policyTypes: ["Ingress"], ingress: [{ _from: [{ podSelector: { matchLabels: { app: "nobody" } } }] }] } },
+    });
+    try {
+      await eventually(async () => (await unreachablePairs([a, b])).includes(`${a.name}->${b.name}`), "the policy to stop node1's pod");
+      expect(await unreachablePairs([a, b])).toEqual([`${a.name}->${b.name}`]);
+    } finally {
+      await net.deleteNamespacedNetworkPolicy({ name: "wg-deny-node1", namespace: b.namespace });
+    }
+    await eventually(async () => (await unreachablePairs([a, b])).length === 0, "node1's pod to reach node2's again");
   });
 
   it("keeps the private key in a 0600 file only: the device has it, the log and the annotations do not", async () => {
