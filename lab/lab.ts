@@ -190,7 +190,7 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     const at = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
     log(`nodes registered after ${at()}: ${state.nodes.map((n) => `${n.name} ${n.ip} podCIDR ${n.podCIDR}`).join(", ")}`);
     if (daemon && opts.daemonSet) {
-      const config = { ...(opts.clusterCIDR ? { clusterCIDR: opts.clusterCIDR } : {}), ...(opts.directRouting ? { "vxlan.directRouting": true } : {}), masquerade: opts.masquerade ?? true, policy: opts.policy ?? true };
+      const config = { ...(opts.clusterCIDR ? { clusterCIDR: opts.clusterCIDR } : {}), ...(opts.directRouting ? { "vxlan.directRouting": true } : {}), ...(opts.encryption ? { encryption: opts.encryption, "wireguard.userspace": true } : {}), masquerade: opts.masquerade ?? true, policy: opts.policy ?? true };
       await applyDaemonSet(cp.forwarder.port, state.admin, opts.backend, { kubectl: join(bin, "kubectl"), dir, config });
       await waitDaemonSetReady(kc, state.nodes);
       log(`twill DaemonSet (kubectl apply -k of ${join(dir, "twill-overlay")}; image built by the lab, in every node's containerd) ready on every node after ${at()}`);

@@ -78,10 +78,6 @@ async function main(): Promise<number> {
     console.error(`unknown encryption "${values.encryption}": use wireguard`);
     return 2;
   }
-  if (values.encryption && !values.fast && !values.kubelet) {
-    console.error("--encryption needs --fast or --kubelet (daemons as processes): the DaemonSet's image has no wireguard-go and no /dev/net/tun yet (docs/encryption.md)");
-    return 2;
-  }
   if (values.encryption && values["no-daemon"]) {
     console.error("--encryption needs the daemon (it makes the keys and the WireGuard device)");
     return 2;

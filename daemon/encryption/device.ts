@@ -13,7 +13,7 @@ import { WG_DEVICE } from "./peers.ts";
 // (`ip link add … type wireguard`), else wireguard-go's TUN device when the
 // operator opted in (wireguard.userspace). wireguard-go daemonizes and
 // outlives the daemon, so a daemon restart keeps every session. Its control
-// socket is always <run>/wireguard/<dev>.sock; with a run directory of our
+// socket is always /var/run/wireguard/<dev>.sock; with a run directory of our
 // own (the lab: several nodes on one machine) it runs in a mount namespace
 // of its own whose /run is that directory, so nothing is made on the host's.
 
@@ -28,7 +28,12 @@ export interface DeviceOptions {
   addresses: string[];
 }
 
-export const socketPath = (runDir: string) => join(runDir || "/run", "wireguard", `${WG_DEVICE}.sock`);
+/**
+ * wireguard-go's socket: always /var/run/wireguard/ (a constant in it, and in `wg`). On a host /var/run is a
+ * link to /run, so with a run directory of our own bound on /run it lands there; an image without that link
+ * (the lab's) gets a real /var/run.
+ */
+export const socketPath = (runDir: string) => (runDir ? join(runDir, "wireguard", `${WG_DEVICE}.sock`) : `/var/run/wireguard/${WG_DEVICE}.sock`);
 
 async function startWireguardGo(runDir: string): Promise<void> {
   if (runDir) mkdirSync(runDir, { recursive: true, mode: 0o700 });
