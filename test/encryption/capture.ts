@@ -1,9 +1,8 @@
 import { spawn } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { exec } from "../../lib/kernel/exec.ts";
-import { CONTROL_PLANE_IP, ROUTER_IP, underlayNs } from "../../lab/names.ts";
+import { CONTROL_PLANE_IP, labDir, ROUTER_IP, underlayNs } from "../../lab/names.ts";
 
 // A packet capture on the lab's underlay bridge (inside the lab's underlay
 // namespace): every packet between two nodes crosses it.
@@ -19,7 +18,8 @@ export interface Capture {
 const BETWEEN_NODES = `(ip or (ip6 and not net fe80::/10 and not ip6 multicast)) and not host ${ROUTER_IP} and not host ${CONTROL_PLANE_IP}`;
 
 export async function captureUnderlay(lab: string): Promise<Capture> {
-  const file = join(tmpdir(), `wg-capture-${lab}-${process.pid}-${Date.now()}.pcap`);
+  // In the lab's directory: a capture a failed test never stopped goes with the lab (its tcpdump with the namespace).
+  const file = join(labDir(lab), `wg-capture-${process.pid}-${Date.now()}.pcap`);
   // `ip netns exec`, not nsenter: libpcap reads the device from /sys, which only that remounts for the namespace.
   const child = spawn("ip", ["netns", "exec", underlayNs(lab), "tcpdump", "--immediate-mode", "-i", "br0", "-U", "-s", "0", "-w", file, BETWEEN_NODES], { stdio: ["ignore", "ignore", "pipe"] });
   const exited = new Promise<void>((r) => child.on("exit", () => r()));
