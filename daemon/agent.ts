@@ -175,6 +175,7 @@ export class Agent {
     const guard = enc ? await enc.reconcileGuard(cfg.clusterCIDR, local, !verify) : 0;
     ensureForwarding();
     if (encrypted?.changes) metrics.kernelChanges.inc({ kind: "wireguard" }, encrypted.changes);
+    if (encrypted) metrics.programmed.set({ kind: "wireguard_peers" }, encrypted.peers);
     if (guard) metrics.kernelChanges.inc({ kind: "nft" }, guard);
     for (const [kind, n] of Object.entries(changes)) if (n) metrics.kernelChanges.inc({ kind }, n);
     if (masq) metrics.kernelChanges.inc({ kind: "nft" }, masq);

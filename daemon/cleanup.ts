@@ -1,4 +1,4 @@
-// `node daemon/cleanup.ts [--node-file F] [--ipam-dir D] [--cni-bin-dir D] [--cni-conf-dir D]`
+// `node daemon/cleanup.ts [--node-file F] [--ipam-dir D] [--cni-bin-dir D] [--cni-conf-dir D] [--wireguard-key-file F]`
 // Removes everything Twill put on this node: its VXLAN and WireGuard devices (wireguard-go exits with its device), its routes
 // (both route protocol numbers), the pods' host veths, its nftables tables and
 // its files. For uninstalling; run inside the node's network namespace.
@@ -16,6 +16,7 @@ const { values } = parseArgs({
     "ipam-dir": { type: "string", default: "/var/lib/twill/ipam" },
     "cni-bin-dir": { type: "string", default: "/opt/cni/bin" },
     "cni-conf-dir": { type: "string", default: "/etc/cni/net.d" },
+    "wireguard-key-file": { type: "string", default: "/var/lib/twill/wireguard/private.key" },
   },
 });
 
@@ -36,7 +37,7 @@ for (const m of tables.matchAll(/^table (\S+) (twill[\w-]*)$/gm)) {
   await exec(["nft", "delete", "table", m[1]!, m[2]!]);
   removed.push(`nft table ${m[1]} ${m[2]}`);
 }
-for (const path of [values["node-file"], values["ipam-dir"], join(values["cni-bin-dir"], "twill"), join(values["cni-bin-dir"], "twill-ipam"), join(values["cni-conf-dir"], "10-twill.conflist")]) {
+for (const path of [values["node-file"], values["ipam-dir"], values["wireguard-key-file"], join(values["cni-bin-dir"], "twill"), join(values["cni-bin-dir"], "twill-ipam"), join(values["cni-conf-dir"], "10-twill.conflist")]) {
   rmSync(path, { recursive: true, force: true });
 }
 removed.push("files");

@@ -79,7 +79,7 @@ export class WireguardEncryption {
   }
 
   /** Key, device and peers for this pass; returns the backend's state with peers' routes through the tunnel. */
-  async apply(backend: DesiredState, view: ClusterView, local: LocalNode, verify: boolean): Promise<{ state: DesiredState; changes: number }> {
+  async apply(backend: DesiredState, view: ClusterView, local: LocalNode, verify: boolean): Promise<{ state: DesiredState; changes: number; peers: number }> {
     const self = local.info;
     const key = this.currentKey(local);
     const addresses = self.podCIDRs.map((c) => {
@@ -98,7 +98,7 @@ export class WireguardEncryption {
     if (this.rotatedFor !== undefined) wanted[WG_ANNOTATION.rotated] = this.rotatedFor;
     if ((await publishAnnotations(this.kc, self, wanted)) && JSON.stringify(wanted) !== this.published) this.log.info({ publicKey: key.publicKey, endpoint: wanted[WG_ANNOTATION.endpoint] }, "published this node's WireGuard key and endpoint");
     this.published = JSON.stringify(wanted);
-    return { state: encryptedState(backend, view, self.name, peers, leftOut), changes: device.changes + changeCount(diff) };
+    return { state: encryptedState(backend, view, self.name, peers, leftOut), changes: device.changes + changeCount(diff), peers: peers.length };
   }
 
   /** The fail-closed nft table; `trustMemory` on event passes. */

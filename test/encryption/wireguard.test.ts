@@ -1,10 +1,10 @@
-import { readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { CoreV1Api, NetworkingV1Api } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execIn } from "../../lib/kernel/netns.ts";
 import { createPod } from "../../lab/cluster.ts";
-import { addNode, startLab, type RunningLab } from "../../lab/lab.ts";
+import { addNode, pidsIn, startLab, type RunningLab } from "../../lab/lab.ts";
 import { WG_ANNOTATION } from "../../daemon/encryption/peers.ts";
 import { deleteNodeObject, eventually, routesOf, tcpPeerAddress, unreachablePairs } from "../daemon/helpers.ts";
 import { captureUnderlay, notWireguard } from "./capture.ts";
@@ -193,5 +193,16 @@ describe("wireguard over vxlan", () => {
     restartDaemon(lab, node(2));
     await eventually(async () => (await publicKeyOn(lab, "node2")) === good, "node2's daemon to republish its key");
     await eventually(async () => (await unreachablePairs(lab.state.pods)).length === 0, "node2 reachable again");
+  });
+
+  it("cleanup removes the device (wireguard-go exits with it), the fail-closed table and the key file", async () => {
+    const n = node(2);
+    await killDaemon(n);
+    const r = await execIn(n.ns, [process.execPath, join(import.meta.dirname, "../../daemon/cleanup.ts"), "--node-file", n.nodeFile, "--ipam-dir", n.ipamDir, "--cni-bin-dir", join(n.dir, "bin"), "--cni-conf-dir", join(n.dir, "conf"), "--wireguard-key-file", keyFile(2)]);
+    expect(r.stderr).toContain("link twill.wg");
+    expect((await execIn(n.ns, ["ip", "-o", "link"])).stdout).not.toContain("twill.wg");
+    expect((await execIn(n.ns, ["nft", "list", "tables"])).stdout).not.toContain("twill");
+    expect(existsSync(keyFile(2))).toBe(false);
+    await eventually(async () => (await pidsIn(n.ns, "wireguard-go")).length === 0, "wireguard-go to exit with its device");
   });
 });
