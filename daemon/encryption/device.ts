@@ -67,9 +67,9 @@ async function ensureExists(opts: DeviceOptions): Promise<{ control: WgControl; 
 }
 
 /** The device made, up, with its MTU and addresses; returns the control path and the `ip` commands written. */
-export async function ensureDevice(opts: DeviceOptions, verify: boolean): Promise<{ control: WgControl; changes: number }> {
+export async function ensureDevice(opts: DeviceOptions, verify: boolean): Promise<{ control: WgControl; changes: number; created: boolean }> {
   const { control, created } = await ensureExists(opts);
-  if (!created && !verify) return { control, changes: 0 };
+  if (!created && !verify) return { control, changes: 0, created };
   const link = (await readLink(WG_DEVICE, rtnl))!;
   const lines: string[] = [];
   if (link.mtu !== opts.mtu) lines.push(`link set ${WG_DEVICE} mtu ${opts.mtu}`);
@@ -77,7 +77,7 @@ export async function ensureDevice(opts: DeviceOptions, verify: boolean): Promis
   const have = new Set((await readJson<{ addr_info?: { local: string; prefixlen: number; scope: string }[] }>(["ip", "-json", "addr", "show", "dev", WG_DEVICE])).flatMap((l) => (l.addr_info ?? []).filter((a) => a.scope !== "link").map((a) => `${a.local}/${a.prefixlen}`)));
   for (const a of opts.addresses) if (!have.has(a)) lines.push(`addr add ${a} dev ${WG_DEVICE}`);
   for (const a of have) if (!opts.addresses.includes(a)) lines.push(`addr del ${a} dev ${WG_DEVICE}`);
-  return { control, changes: await batch("ip", lines) };
+  return { control, changes: await batch("ip", lines), created };
 }
 
 /** Encryption turned off: the device goes (wireguard-go exits with it); returns whether there was one. */

@@ -11,6 +11,7 @@ import { ensureDevice, removeDevice } from "./device.ts";
 import { LeftOutEvents } from "./events.ts";
 import { Guard, guardRuleset, removeGuard } from "./guard.ts";
 import { loadOrCreateKey, type KeyPair } from "./keys.ts";
+import type { WgDeviceState } from "./uapi.ts";
 import { encryptedState, endpointOf, WG_ANNOTATION, wireguardOverhead, wireguardPeers } from "./peers.ts";
 
 // `encryption: wireguard`, on top of whichever backend connects the nodes
@@ -39,6 +40,8 @@ export class WireguardEncryption {
   /** What was last published (the watch's copy of our Node lags: a second patch is harmless, a second log line is noise). */
   private published = "";
   private events: LeftOutEvents | undefined;
+  /** The device's configuration as the last pass left it: event passes diff against it instead of reading the device (`wg` is a process per read). */
+  private device: WgDeviceState | undefined;
 
   private readonly cfg: WireguardConfig;
   private readonly settings: WireguardSettings;
@@ -89,8 +92,13 @@ export class WireguardEncryption {
     const device = await ensureDevice({ userspace: this.cfg.userspace, runDir: this.settings.runDir, keyFile: this.settings.keyFile, mtu: this.deviceMtu(local), addresses }, verify);
     const { peers, leftOut } = wireguardPeers(view, self.name, key.publicKey);
     (this.events ??= new LeftOutEvents(this.kc, this.log, self.name)).update(leftOut);
-    const diff = deviceChanges({ privateKey: key.privateKey, listenPort: this.cfg.port, peers }, await device.control.get());
+    const want = { privateKey: key.privateKey, listenPort: this.cfg.port, peers };
+    // A verifying pass, a new device or a failed write reads the device again (drift by hand heals within a resync period).
+    const have = verify || device.created || !this.device ? await device.control.get() : this.device;
+    this.device = undefined;
+    const diff = deviceChanges(want, have);
     await device.control.set(diff);
+    this.device = { privateKey: want.privateKey, listenPort: want.listenPort, peers: peers.map((p) => ({ publicKey: p.publicKey, endpoint: p.endpoint, allowedIps: p.allowedIps, lastHandshake: 0, rxBytes: 0, txBytes: 0 })) };
     const peerOps = diff.peers.length;
     if (peerOps) this.log.info({ added: diff.peers.filter((p) => !p.remove && !p.existing).length, updated: diff.peers.filter((p) => p.existing).length, removed: diff.peers.filter((p) => p.remove).length, via: device.control.kind }, "WireGuard peers reconciled");
     // Published after the device holds the key, so a peer never sends to a key we cannot answer for.

@@ -9,6 +9,7 @@ import { deviceChanges } from "../../daemon/encryption/device-diff.ts";
 import { socketPath } from "../../daemon/encryption/device.ts";
 import { generateKeyPair } from "../../daemon/encryption/keys.ts";
 import { WG_DEVICE } from "../../daemon/encryption/peers.ts";
+import type { WgDeviceState } from "../../daemon/encryption/uapi.ts";
 
 // Both control paths against one real wireguard-go device in a namespace of
 // the test's own: the daemon's UAPI client, and `wg` (what a kernel device is
@@ -34,6 +35,8 @@ afterAll(async () => {
   rmSync(run, { recursive: true, force: true });
 });
 
+const byKey = (a: { publicKey: string }, b: { publicKey: string }) => a.publicKey.localeCompare(b.publicKey);
+const sorted = (d: WgDeviceState): WgDeviceState => ({ ...d, peers: [...d.peers].sort(byKey) });
 const peers = Array.from({ length: 3 }, (_, i) => ({ node: `n${i}`, publicKey: generateKeyPair().publicKey, endpoint: `172.30.0.${20 + i}:51820`, allowedIps: [`10.244.${i}.0/24`] }));
 
 describe("WireGuard control paths", () => {
@@ -41,10 +44,11 @@ describe("WireGuard control paths", () => {
     const self = generateKeyPair();
     writeFileSync(keyFile, `${self.privateKey}\n`, { mode: 0o600 });
     await uapi.set(deviceChanges({ privateKey: self.privateKey, listenPort: 51820, peers: peers.slice(0, 2) }, await uapi.get()));
-    const viaTool = await tool.get();
-    expect(viaTool).toEqual(await uapi.get());
+    // Peers in key order: wireguard-go lists them from a map, in no fixed order.
+    const viaTool = sorted(await tool.get());
+    expect(viaTool).toEqual(sorted(await uapi.get()));
     expect(viaTool.privateKey).toBe(self.privateKey);
-    expect(viaTool.peers.map((p) => [p.publicKey, p.endpoint, p.allowedIps])).toEqual(peers.slice(0, 2).map((p) => [p.publicKey, p.endpoint, p.allowedIps]));
+    expect(viaTool.peers.map((p) => [p.publicKey, p.endpoint, p.allowedIps])).toEqual(peers.slice(0, 2).sort(byKey).map((p) => [p.publicKey, p.endpoint, p.allowedIps]));
 
     const rotated = generateKeyPair();
     writeFileSync(keyFile, `${rotated.privateKey}\n`, { mode: 0o600 });
