@@ -163,8 +163,10 @@ export class Agent {
     const plainMtu = cfg.mtu || local.underlay.mtu - backend.overhead;
     const podMtu = enc ? enc.podMtu(plainMtu, local) : plainMtu;
     const usable = withoutCidrConflicts(view, self.name);
-    const encrypted = enc ? await enc.apply(backend.desired(usable.view, local, podMtu), usable.view, local, verify) : undefined;
-    const desired = encrypted?.state ?? backend.desired(usable.view, local, podMtu);
+    const plain = backend.desired(usable.view, local, podMtu);
+    // With encryption, peers' pod CIDRs go into the WireGuard device (or a blackhole) instead.
+    const encrypted = enc ? await enc.apply(plain, usable.view, local, verify) : undefined;
+    const desired = encrypted?.state ?? plain;
     const leftOut = new Map(view.skipped);
     for (const p of [...usable.leftOut, ...desired.leftOut]) leftOut.set(p.node, { code: p.code, reason: p.reason });
     this.leftOut.update(leftOut, log);
