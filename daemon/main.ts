@@ -16,6 +16,7 @@ import { DAEMON_SOCKET_NAME } from "../lib/node-file.ts";
 import { Agent } from "./agent.ts";
 import { backendFactory } from "./backends/registry.ts";
 import { watchNodes } from "./cluster/watch.ts";
+import { removeEncryption, WireguardEncryption } from "./encryption/wireguard.ts";
 import { loadConfig, nodeSettings } from "./config.ts";
 import { createMetrics } from "./health/metrics.ts";
 import { startHealthServer } from "./health/server.ts";
@@ -38,6 +39,8 @@ const { values } = parseArgs({
     "twill-binary": { type: "string" },
     "ctl-socket": { type: "string" },
     "ctl-socket-group": { type: "string" },
+    "wireguard-key-file": { type: "string" },
+    "wireguard-run-dir": { type: "string" },
   },
 });
 const log = createLogger({ name: "twill-daemon", level: values["log-level"], ...(values["log-file"] ? { file: values["log-file"] } : {}) });
@@ -64,7 +67,9 @@ try {
   // The CNI plugin's pod notices (policy/notices.ts), beside the node file that names the socket; before the
   // agent writes that file, so the plugin never finds a socket named that nobody serves.
   const notices = policy ? await startNoticeServer(join(dirname(node.nodeFile), DAEMON_SOCKET_NAME), (n) => policy.notice(n), log) : undefined;
-  const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics, ...(notices ? { daemonSocket: DAEMON_SOCKET_NAME } : {}) });
+  if (cfg.encryption.mode === "none") await removeEncryption(log);
+  const encryption = cfg.encryption.mode === "wireguard" ? new WireguardEncryption(cfg.encryption.wireguard, { keyFile: node.wireguardKeyFile, runDir: node.wireguardRunDir }, kc, log) : undefined;
+  const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics, ...(encryption ? { encryption } : {}), ...(notices ? { daemonSocket: DAEMON_SOCKET_NAME } : {}) });
   // The operator API (twillctl): its own unix socket beside the node file, and read-only on the health port.
   const drops = policy ? new DropLog(node.nodeName, () => policy.inputs(), log) : undefined;
   drops?.start();
@@ -95,7 +100,7 @@ try {
   await startHealthServer(node.healthAddress, node.healthPort, agent, metrics, (req, res) => handleCtl(api, req, res, "tcp"));
   agent.start();
   policy?.start();
-  log.info({ node: node.nodeName, backend: backend.name, clusterCIDR: cfg.clusterCIDR }, "twill daemon started");
+  log.info({ node: node.nodeName, backend: backend.name, encryption: cfg.encryption.mode, clusterCIDR: cfg.clusterCIDR }, "twill daemon started");
   const shutdown = () => {
     // Leave the dataplane as it is: pods keep working while the daemon is away.
     agent.stop();
