@@ -5,8 +5,11 @@ import { plotBench } from "./support/plot.ts";
 import { startLab } from "../lab/lab.ts";
 import { BIG_TCP, buildReference, type Reference } from "./support/handbuilt.ts";
 import { iperf } from "./support/iperf.ts";
-import { barChart, updateDocSection, writeResults, type Figure } from "./support/report.ts";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { barChart, REPO, updateDocSection, writeResults, type Figure } from "./support/report.ts";
 import { median, medianInterval, round } from "./support/stats.ts";
+import { measureWireguard } from "./support/wireguard-rows.ts";
 
 const RUNS = Number(process.env.BENCH_DATAPLANE_RUNS ?? 9);
 const SECONDS = Number(process.env.BENCH_DATAPLANE_SECONDS ?? 4);
@@ -51,6 +54,18 @@ function pairRatio(runs: Runs, path: string, reference: string) {
 }
 
 console.log(`bench:dataplane — iperf3, one TCP stream, ${SECONDS} s × ${RUNS} runs per path`);
+// BENCH_DATAPLANE_ONLY=wireguard: only the WireGuard rows, merged into the last full run's figures.
+if (process.env.BENCH_DATAPLANE_ONLY === "wireguard") {
+  const wg = await measureWireguard(RUNS, SECONDS);
+  console.log(`\n${wg.markdown}\n`);
+  const path = join(REPO, "bench-results", "dataplane.json");
+  const last = existsSync(path) ? (JSON.parse(readFileSync(path, "utf8")) as { figures: Record<string, Figure>; runs: number; seconds: number; measuredAt: string; measuredAtWithoutWireguard?: string }) : undefined;
+  // The other figures keep the date of the full run that measured them.
+  const others = last?.measuredAtWithoutWireguard ?? last?.measuredAt;
+  writeResults("dataplane", { ...(last?.figures ?? {}), ...wg.figures }, { runs: last?.runs ?? RUNS, seconds: last?.seconds ?? SECONDS, ...(others ? { measuredAtWithoutWireguard: others } : {}), wireguardRuns: RUNS, wireguardSeconds: SECONDS });
+  updateDocSection("dataplane-wireguard", wg.markdown);
+  process.exit(0);
+}
 // Default configuration: masquerade and NetworkPolicy on, so conntrack runs in both nodes.
 const hostGw = await measure("host-gw", true, ["routes", "routes-nat", "routes-nat-bpf", "veth"]);
 const vx = await measure("vxlan", true, ["vxlan", "vxlan-nat", "veth"]);
@@ -61,6 +76,8 @@ const vxBare = await measure("vxlan", false, ["vxlan"]);
 const bgp = await measure("bgp", true, ["routes", "routes-nat"]);
 // An underlay raised to BIG TCP sizes (as an operator sets a capable NIC): Twill's pods follow it.
 const hgBig = await measure("host-gw", true, ["routes", "routes-big", "routes-nat-big"], BIG_TCP);
+// encryption: wireguard against the same backend unencrypted and a hand-built wireguard-go tunnel.
+const wireguard = await measureWireguard(RUNS, SECONDS);
 
 interface Comparison {
   key: string;
@@ -138,7 +155,8 @@ const throughput = [
 ].join("\n");
 const ratios = ["| comparison (same-run pairs) | ratio (median of pairs) | 95 % interval | goal |", "|---|---|---|---|", ...rows].join("\n");
 console.log(`\n${throughput}\n\n${ratios}\n`);
-writeResults("dataplane", fig, { runs: RUNS, seconds: SECONDS });
+writeResults("dataplane", { ...fig, ...wireguard.figures }, { runs: RUNS, seconds: SECONDS });
+updateDocSection("dataplane-wireguard", wireguard.markdown);
 updateDocSection(
   "dataplane",
   [

@@ -23,6 +23,12 @@ export interface NetConf {
    * kernel (ms; 0: do not ask). On timeout ADD succeeds anyway.
    */
   daemonTimeoutMs: number;
+  /**
+   * Which attachment of a pod carries its default route(s): "auto" (absent)
+   * gives it to the first attachment only; true asks for it (refused when
+   * another attachment holds it); false never adds one.
+   */
+  defaultRoute: "auto" | boolean;
   ipam: IpamConf;
   prevResult: unknown;
   /** The raw config, for handing to a delegated IPAM plugin unchanged. */
@@ -71,6 +77,9 @@ export function parseNetConf(raw: Record<string, unknown>): NetConf {
   if (timeout !== undefined && (typeof timeout !== "number" || !Number.isInteger(timeout) || timeout < 0 || timeout > 60_000)) {
     throw bad(`daemonTimeoutMs ${JSON.stringify(timeout)} must be an integer between 0 and 60000 (milliseconds)`);
   }
+  if (raw.defaultRoute !== undefined && typeof raw.defaultRoute !== "boolean") {
+    throw bad(`defaultRoute ${JSON.stringify(raw.defaultRoute)} must be true or false (absent: the pod's first attachment takes the default route)`);
+  }
   const ipam = raw.ipam;
   if (typeof ipam !== "object" || ipam === null || typeof (ipam as IpamConf).type !== "string" || !(ipam as IpamConf).type) {
     throw bad('network config needs "ipam" with a "type" (e.g. "twill-ipam")');
@@ -84,6 +93,7 @@ export function parseNetConf(raw: Record<string, unknown>): NetConf {
     logFile: raw.logFile as string | undefined,
     logLevel: (raw.logLevel as string | undefined) ?? "info",
     daemonTimeoutMs: (timeout as number | undefined) ?? DEFAULT_DAEMON_TIMEOUT_MS,
+    defaultRoute: (raw.defaultRoute as boolean | undefined) ?? "auto",
     ipam: ipam as IpamConf,
     prevResult: raw.prevResult,
     raw,

@@ -13,6 +13,7 @@ import type { NodeWatch } from "./cluster/watch.ts";
 import type { DaemonConfig, NodeSettings } from "./config.ts";
 import type { DaemonEvents } from "./cluster/events.ts";
 import type { DesiredState } from "./kernel/desired.ts";
+import type { WireguardEncryption } from "./encryption/wireguard.ts";
 import type { Metrics } from "./health/metrics.ts";
 import { reconcileMasquerade } from "./kernel/masquerade.ts";
 import { reconcile, totalChanges } from "./kernel/reconcile.ts";
@@ -63,6 +64,8 @@ export interface AgentDeps {
   events?: DaemonEvents;
   /** The pod notice socket (relative to the node file), advertised in the node file when served. */
   daemonSocket?: string;
+  /** encryption: wireguard — wraps the backend's desired state (docs/encryption.md). */
+  encryption?: WireguardEncryption;
 }
 
 /** What the last successful pass programmed, for the operator API (daemon/api). */
@@ -176,9 +179,14 @@ export class Agent {
       if (await publishAnnotations(this.d.kc, self, annotations)) log.info({ annotations }, "published this node's annotations");
       this.prepared = true;
     }
-    const podMtu = cfg.mtu || local.underlay.mtu - backend.overhead;
+    const enc = this.d.encryption;
+    const plainMtu = cfg.mtu || local.underlay.mtu - backend.overhead;
+    const podMtu = enc ? enc.podMtu(plainMtu, local) : plainMtu;
     const usable = withoutCidrConflicts(view, self.name);
-    const desired = backend.desired(usable.view, local, podMtu);
+    const plain = backend.desired(usable.view, local, podMtu);
+    // With encryption, peers' pod CIDRs go into the WireGuard device (or a blackhole) instead.
+    const encrypted = enc ? await enc.apply(plain, usable.view, local, verify) : undefined;
+    const desired = encrypted?.state ?? plain;
     const leftOut = new Map(view.skipped);
     for (const p of [...usable.leftOut, ...desired.leftOut]) leftOut.set(p.node, { code: p.code, reason: p.reason });
     this.leftOut.update(leftOut, log, (n, why) => this.d.events?.nodeLeftOut(n, why.code, why.reason));
@@ -187,7 +195,11 @@ export class Agent {
     const changes = await reconcile(desired);
     const tunnels = desired.links.map((l) => ({ address: l.local, port: l.port }));
     const masq = await reconcileMasquerade(cfg.masquerade, [cfg.clusterCIDR], tunnels, !verify);
+    const guard = enc ? await enc.reconcileGuard(cfg.clusterCIDR, local, !verify) : 0;
     ensureForwarding();
+    if (encrypted?.changes) metrics.kernelChanges.inc({ kind: "wireguard" }, encrypted.changes);
+    if (encrypted) metrics.programmed.set({ kind: "wireguard_peers" }, encrypted.peers);
+    if (guard) metrics.kernelChanges.inc({ kind: "nft" }, guard);
     for (const [kind, n] of Object.entries(changes)) if (n) metrics.kernelChanges.inc({ kind }, n);
     if (masq) metrics.kernelChanges.inc({ kind: "nft" }, masq);
     metrics.programmed.set({ kind: "routes" }, desired.routes.length);
@@ -202,8 +214,9 @@ export class Agent {
     this.lastPass = { desired, mtu: podMtu, podCIDRs: self.podCIDRs, leftOut: [...leftOut].map(([n, l]) => ({ node: n, code: l.code, reason: l.reason })), peers: [...usable.view.nodes.values()].filter((n) => n.name !== self.name && !leftOut.has(n.name)).map((n) => ({ name: n.name, ip: n.ip, podCIDRs: n.podCIDRs })) };
     if (this.lastError) log.info({}, "reconcile succeeded again");
     this.lastError = "";
-    if (totalChanges(changes) + masq > 0) {
-      log.info({ changes, masquerade: masq, peers: view.nodes.size - 1, ms: Math.round(seconds * 1000) }, "dataplane reconciled");
+    const wg = (encrypted?.changes ?? 0) + guard;
+    if (totalChanges(changes) + masq + wg > 0) {
+      log.info({ changes, masquerade: masq, ...(enc ? { wireguard: wg } : {}), peers: view.nodes.size - 1, ms: Math.round(seconds * 1000) }, "dataplane reconciled");
     }
   }
 

@@ -1,5 +1,5 @@
-// `node daemon/cleanup.ts [--node-file F] [--ipam-dir D] [--cni-bin-dir D] [--cni-conf-dir D]`
-// Removes everything Twill put on this node: its VXLAN device, its routes
+// `node daemon/cleanup.ts [--node-file F] [--ipam-dir D] [--cni-bin-dir D] [--cni-conf-dir D] [--wireguard-key-file F]`
+// Removes everything Twill put on this node: its VXLAN and WireGuard devices (wireguard-go exits with its device), its routes
 // (both route protocol numbers), the pods' host veths, its nftables tables and
 // its files. For uninstalling; run inside the node's network namespace.
 import { rmSync } from "node:fs";
@@ -17,12 +17,13 @@ const { values } = parseArgs({
     "ipam-dir": { type: "string", default: "/var/lib/twill/ipam" },
     "cni-bin-dir": { type: "string", default: "/opt/cni/bin" },
     "cni-conf-dir": { type: "string", default: "/etc/cni/net.d" },
+    "wireguard-key-file": { type: "string", default: "/var/lib/twill/wireguard/private.key" },
   },
 });
 
 const removed: string[] = [];
 const links = await readJson<{ ifname: string }>(["ip", "-j", "link", "show"]);
-for (const l of links.filter((x) => x.ifname === "twill.vxlan" || /^twl[0-9a-f]{11}$/.test(x.ifname))) {
+for (const l of links.filter((x) => x.ifname === "twill.vxlan" || x.ifname === "twill.wg" || /^twl[0-9a-f]{11}$/.test(x.ifname))) {
   await exec(["ip", "link", "del", l.ifname], { allowFailure: true });
   removed.push(`link ${l.ifname}`);
 }
@@ -39,7 +40,7 @@ for (const m of tables.matchAll(/^table (\S+) (twill[\w-]*)$/gm)) {
 }
 // The node file, and beside it the daemon's sockets (the CNI plugin's notices, twillctl's API).
 const runDir = dirname(values["node-file"]);
-for (const path of [values["node-file"], join(runDir, DAEMON_SOCKET_NAME), join(runDir, CTL_SOCKET_NAME), values["ipam-dir"], join(values["cni-bin-dir"], "twill"), join(values["cni-bin-dir"], "twill-ipam"), join(values["cni-conf-dir"], "10-twill.conflist")]) {
+for (const path of [values["node-file"], join(runDir, DAEMON_SOCKET_NAME), join(runDir, CTL_SOCKET_NAME), values["ipam-dir"], values["wireguard-key-file"], join(values["cni-bin-dir"], "twill"), join(values["cni-bin-dir"], "twill-ipam"), join(values["cni-conf-dir"], "10-twill.conflist")]) {
   rmSync(path, { recursive: true, force: true });
 }
 removed.push("files");

@@ -24,6 +24,12 @@ export interface BgpConfig {
   restartTime: number;
 }
 
+/** `encryption: wireguard` (docs/encryption.md). */
+export interface EncryptionConfig {
+  mode: "none" | "wireguard";
+  wireguard: { port: number; userspace: boolean };
+}
+
 export interface DaemonConfig {
   clusterCIDR: string;
   backend: string;
@@ -36,6 +42,7 @@ export interface DaemonConfig {
   /** New pods' veths take the underlay's GSO/GRO sizes when above 64 KiB (BIG TCP; backends without encapsulation). */
   bigTcp: boolean;
   vxlan: VxlanConfig;
+  encryption: EncryptionConfig;
   /** Present when config.yaml has a bgp section; the bgp backend defaults it otherwise. */
   bgp?: BgpConfig;
 }
@@ -50,6 +57,16 @@ function parseBgp(v: unknown, source: string): BgpConfig {
   if (typeof out.mesh !== "boolean") throw bad(`${source}: bgp.mesh must be true or false`);
   if (!Number.isInteger(out.restartTime) || out.restartTime < 0 || out.restartTime > 4095) throw bad(`${source}: bgp.restartTime must be 0..4095 seconds`);
   return { asn: out.asn, port: out.port, mesh: out.mesh, restartTime: out.restartTime };
+}
+
+function parseEncryption(mode: unknown, wg: unknown, source: string): EncryptionConfig {
+  const m = mode ?? "none";
+  if (m !== "none" && m !== "wireguard") throw bad(`${source}: encryption must be none or wireguard`);
+  const w = (wg ?? {}) as Record<string, unknown>;
+  const port = w.port ?? 51820;
+  if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) throw bad(`${source}: wireguard.port must be 1..65535`);
+  if (w.userspace !== undefined && typeof w.userspace !== "boolean") throw bad(`${source}: wireguard.userspace must be true or false`);
+  return { mode: m, wireguard: { port, userspace: w.userspace === true } };
 }
 
 function bad(msg: string, details?: string): TwillError {
@@ -92,6 +109,7 @@ export function parseConfig(text: string, source = "config.yaml"): DaemonConfig 
     policyFailClosed: o.policyFailClosed !== false,
     bigTcp: o.bigTcp !== false,
     vxlan,
+    encryption: parseEncryption(o.encryption, o.wireguard, source),
     ...(o.bgp !== undefined ? { bgp: parseBgp(o.bgp, source) } : {}),
   };
 }
@@ -120,6 +138,10 @@ export interface NodeSettings {
   ipamDir: string;
   /** The `twill` binary (bgp: sets TCP MD5 keys with `twill md5sig`); where the image has it by default. */
   twillBinary: string;
+  /** encryption: wireguard — the private key's file (a hostPath: it must survive restarts). */
+  wireguardKeyFile: string;
+  /** wireguard-go's /run, when it must not be the machine's (the lab: several nodes on one machine); "" = /run. */
+  wireguardRunDir: string;
 }
 
 export const DEFAULT_TWILL_BINARY = "/opt/twill/bin/twill";
@@ -145,5 +167,7 @@ export function nodeSettings(values: Record<string, string | undefined>, env: No
     resyncSeconds: Number(values["resync-seconds"] ?? 10),
     ipamDir: values["ipam-dir"] ?? "/var/lib/cni/networks",
     twillBinary: values["twill-binary"] ?? DEFAULT_TWILL_BINARY,
+    wireguardKeyFile: values["wireguard-key-file"] ?? "/var/lib/twill/wireguard/private.key",
+    wireguardRunDir: values["wireguard-run-dir"] ?? "",
   };
 }

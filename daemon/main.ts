@@ -17,6 +17,7 @@ import { Agent } from "./agent.ts";
 import { backendFactory } from "./backends/registry.ts";
 import { apiserverSink, DaemonEvents, EventRecorder } from "./cluster/events.ts";
 import { watchNodes } from "./cluster/watch.ts";
+import { removeEncryption, WireguardEncryption } from "./encryption/wireguard.ts";
 import { loadConfig, nodeSettings } from "./config.ts";
 import { sessionObserver } from "./health/bgp.ts";
 import { cniObserver } from "./health/cni.ts";
@@ -44,6 +45,8 @@ const { values } = parseArgs({
     "twill-binary": { type: "string" },
     "ctl-socket": { type: "string" },
     "ctl-socket-group": { type: "string" },
+    "wireguard-key-file": { type: "string" },
+    "wireguard-run-dir": { type: "string" },
   },
 });
 const log = createLogger({ name: "twill-daemon", level: values["log-level"], ...(values["log-file"] ? { file: values["log-file"] } : {}) });
@@ -79,7 +82,9 @@ try {
     if (n.code === "IPAM_EXHAUSTED") events.ipamExhausted(`${n.pod.namespace}/${n.pod.name}`, podCidrs());
   });
   const notices = policy ? await startNoticeServer(join(dirname(node.nodeFile), DAEMON_SOCKET_NAME), (n) => cni.handle(n, (x) => policy.notice(x)), log) : undefined;
-  const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics, events, ...(notices ? { daemonSocket: DAEMON_SOCKET_NAME } : {}) });
+  if (cfg.encryption.mode === "none") await removeEncryption(log);
+  const encryption = cfg.encryption.mode === "wireguard" ? new WireguardEncryption(cfg.encryption.wireguard, { keyFile: node.wireguardKeyFile, runDir: node.wireguardRunDir }, kc, log) : undefined;
+  const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics, events, ...(encryption ? { encryption } : {}), ...(notices ? { daemonSocket: DAEMON_SOCKET_NAME } : {}) });
   // The operator API (twillctl): its own unix socket beside the node file, and read-only on the health port.
   const drops = policy ? new DropLog(node.nodeName, () => policy.inputs(), log) : undefined;
   drops?.start();
@@ -129,7 +134,7 @@ try {
   }
   agent.start();
   policy?.start();
-  log.info({ node: node.nodeName, backend: backend.name, clusterCIDR: cfg.clusterCIDR }, "twill daemon started");
+  log.info({ node: node.nodeName, backend: backend.name, encryption: cfg.encryption.mode, clusterCIDR: cfg.clusterCIDR }, "twill daemon started");
   const shutdown = () => {
     // Leave the dataplane as it is: pods keep working while the daemon is away.
     agent.stop();

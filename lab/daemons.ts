@@ -30,6 +30,8 @@ export interface DaemonOptions {
   directRouting?: boolean;
   masquerade?: boolean;
   policy?: boolean;
+  /** `encryption: wireguard` (wireguard-go: this kernel has no WireGuard module). */
+  encryption?: "wireguard";
 }
 
 export function daemonConfig(opts: DaemonOptions): string {
@@ -42,7 +44,7 @@ vxlan:
   vni: 1
   port: 8472
   directRouting: ${opts.directRouting ? "true" : "false"}
-`;
+${opts.encryption ? "encryption: wireguard\nwireguard:\n  port: 51820\n  userspace: true\n" : ""}`;
 }
 
 export function writeDaemonFiles(labDir: string, ca: string, token: string, opts: DaemonOptions): { config: string; kubeconfig: string } {
@@ -68,6 +70,9 @@ export function startDaemon(node: LabNode, files: { config: string; kubeconfig: 
     "--twill-binary", join(REPO, "dist/cni/twill"),
     // On every address of the node: twillctl's cluster-wide views reach the read-only API there (docs/twillctl.md).
     "--health-address", "0.0.0.0",
+    // encryption: the node's key, and wireguard-go's /run of its own (nodes share this machine's filesystem).
+    "--wireguard-key-file", join(node.dir, "wireguard", "private.key"),
+    "--wireguard-run-dir", join(node.dir, "run"),
     // Metrics alone, as the manifest serves them to Prometheus (test/observe scrapes this port).
     "--metrics-port", "9098",
   ], join(node.dir, "daemon.log"));

@@ -85,6 +85,7 @@ export function kustomization(o: OverlayOptions): string {
     metadata: { name: "twill-config", namespace: "twill-system" },
     data: { "config.yaml": configYaml(o.backend, o.config, objects) },
   };
+  const tun = o.config?.["wireguard.userspace"] === true;
   const daemonSet = {
     apiVersion: "apps/v1",
     kind: "DaemonSet",
@@ -99,8 +100,11 @@ export function kustomization(o: OverlayOptions): string {
                 { name: "KUBERNETES_SERVICE_HOST", value: o.apiserver.host },
                 { name: "KUBERNETES_SERVICE_PORT", value: String(o.apiserver.port) },
               ],
+              // encryption: wireguard on a kernel without the module: wireguard-go's TUN device (docs/encryption.md).
+              ...(tun ? { volumeMounts: [{ name: "dev-tun", mountPath: "/dev/net/tun" }] } : {}),
             },
           ],
+          ...(tun ? { volumes: [{ name: "dev-tun", hostPath: { path: "/dev/net/tun", type: "CharDevice" } }] } : {}),
         },
       },
     },

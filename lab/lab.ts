@@ -41,6 +41,8 @@ export interface LabOptions {
   /** Run Twill's node daemon on every node (default); without it pods reach only their own node. */
   daemon?: boolean;
   directRouting?: boolean;
+  /** `encryption: wireguard` in the daemons' ConfigMap (wireguard-go on this kernel; docs/encryption.md). */
+  encryption?: "wireguard";
   /** The cluster's pod CIDR (kube-controller-manager's --cluster-cidr); default 10.244.0.0/16. */
   clusterCIDR?: string;
   /** ConfigMap switches for the daemons (default: masquerade and policy on). */
@@ -188,18 +190,18 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     const at = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
     log(`nodes registered after ${at()}: ${state.nodes.map((n) => `${n.name} ${n.ip} podCIDR ${n.podCIDR}`).join(", ")}`);
     if (daemon && opts.daemonSet) {
-      const config = { ...(opts.clusterCIDR ? { clusterCIDR: opts.clusterCIDR } : {}), ...(opts.directRouting ? { "vxlan.directRouting": true } : {}), masquerade: opts.masquerade ?? true, policy: opts.policy ?? true };
+      const config = { ...(opts.clusterCIDR ? { clusterCIDR: opts.clusterCIDR } : {}), ...(opts.directRouting ? { "vxlan.directRouting": true } : {}), ...(opts.encryption ? { encryption: opts.encryption, "wireguard.userspace": true } : {}), masquerade: opts.masquerade ?? true, policy: opts.policy ?? true };
       await applyDaemonSet(cp.forwarder.port, state.admin, opts.backend, { kubectl: join(bin, "kubectl"), dir, config });
       await waitDaemonSetReady(kc, state.nodes);
       log(`twill DaemonSet (kubectl apply -k of ${join(dir, "twill-overlay")}; image built by the lab, in every node's containerd) ready on every node after ${at()}`);
     } else if (daemon) {
       await applyManifests(cp.forwarder.port, state.admin);
       const token = await serviceAccountToken(kc);
-      state.daemonFiles = writeDaemonFiles(dir, pki.ca, token, { backend: opts.backend, ...(opts.clusterCIDR ? { clusterCIDR: opts.clusterCIDR } : {}), ...(opts.directRouting ? { directRouting: true } : {}), masquerade: opts.masquerade ?? true, policy: opts.policy ?? true });
+      state.daemonFiles = writeDaemonFiles(dir, pki.ca, token, { backend: opts.backend, ...(opts.clusterCIDR ? { clusterCIDR: opts.clusterCIDR } : {}), ...(opts.directRouting ? { directRouting: true } : {}), ...(opts.encryption ? { encryption: opts.encryption } : {}), masquerade: opts.masquerade ?? true, policy: opts.policy ?? true });
       saveState(state);
       const procs = state.nodes.map((n) => startDaemon(n, state.daemonFiles!));
       await Promise.all(state.nodes.map((n, k) => waitDaemonReady(n, procs[k]!)));
-      log(`twill daemon (${opts.backend}${opts.directRouting ? ", directRouting" : ""}) ready on every node, as ServiceAccount twill-system/twill`);
+      log(`twill daemon (${opts.backend}${opts.directRouting ? ", directRouting" : ""}${opts.encryption ? `, encryption ${opts.encryption}` : ""}) ready on every node, as ServiceAccount twill-system/twill`);
     } else {
       for (const n of state.nodes) writeLabNodeFile(n);
     }

@@ -1,5 +1,5 @@
 // npm run lab [-- --check] [--nodes N] [--pods N] [--backend vxlan|host-gw|bgp] [--direct-routing] [--underlay-gso BYTES]
-//              [--proxy-mode nftables|iptables] [--kubelet] [--fast [--no-daemon]]
+//              [--proxy-mode nftables|iptables] [--kubelet] [--fast [--no-daemon]] [--encryption wireguard]
 // npm run lab -- down
 // The lab: a real Kubernetes cluster — control plane, kubelet + containerd,
 // kube-proxy and CoreDNS on every node, Twill as its DaemonSet — all as
@@ -42,6 +42,7 @@ async function main(): Promise<number> {
       daemonset: { type: "boolean", default: false },
       fast: { type: "boolean", default: false },
       "proxy-mode": { type: "string", default: "nftables" },
+      encryption: { type: "string" },
     },
   });
   if (positionals[0] === "down") return down();
@@ -73,6 +74,15 @@ async function main(): Promise<number> {
     console.error("--underlay-gso needs --fast (kubelet nodes' underlay links keep the kernel's default)");
     return 2;
   }
+  if (values.encryption !== undefined && values.encryption !== "wireguard") {
+    console.error(`unknown encryption "${values.encryption}": use wireguard`);
+    return 2;
+  }
+  if (values.encryption && values["no-daemon"]) {
+    console.error("--encryption needs the daemon (it makes the keys and the WireGuard device)");
+    return 2;
+  }
+  const encryption = values.encryption as "wireguard" | undefined;
   const underlayGso = values["underlay-gso"] === undefined ? undefined : Number(values["underlay-gso"]);
   if (underlayGso !== undefined && (!Number.isInteger(underlayGso) || underlayGso < 65536 || underlayGso > 524280)) {
     console.error("--underlay-gso takes a size in bytes from 65536 to 524280 (BIG TCP; 196608 is common)");
@@ -93,7 +103,7 @@ async function main(): Promise<number> {
     // The default is the real cluster: kubelets, Twill as its DaemonSet, kube-proxy and CoreDNS.
     const mode: Pick<LabOptions, "kubelet" | "daemonSet" | "addons"> = values.fast ? {} : { kubelet: true, daemonSet: !values.kubelet, addons: { proxyMode } };
     const t0 = performance.now();
-    lab = await startLab({ nodes, podsPerNode: pods, backend, daemon: !values["no-daemon"], directRouting: values["direct-routing"], ...(underlayGso ? { underlayGso } : {}), ...mode, log: say, onName: (n) => (starting = n) });
+    lab = await startLab({ nodes, podsPerNode: pods, backend, daemon: !values["no-daemon"], directRouting: values["direct-routing"], ...(encryption ? { encryption } : {}), ...(underlayGso ? { underlayGso } : {}), ...mode, log: say, onName: (n) => (starting = n) });
     const s = lab.state;
     const upSeconds = (performance.now() - t0) / 1000;
     say(`lab ${s.name} is up after ${upSeconds.toFixed(1)} s: ${s.nodes.length} nodes, ${s.pods.length} pods, backend ${backend}${s.daemon ? "" : " (no daemon: pods reach only their own node)"}`);

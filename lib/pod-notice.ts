@@ -42,6 +42,8 @@ export interface DelNotice {
   op: "del";
   pod: PodRef;
   containerId: string;
+  /** The attachment being deleted; absent (older plugins): the container's. */
+  ifname?: string;
   elapsedMs?: number;
   /** The error code of a DEL step that failed (the runtime retries DEL). */
   code?: string;
@@ -113,19 +115,23 @@ export function decodeNotice(line: string): Notice {
   if (o.version !== NOTICE_VERSION) throw invalid(`notice version ${JSON.stringify(o.version)} is not ${NOTICE_VERSION}; the plugin and the daemon are from different releases`);
   const pod = podRef(o.pod);
   if (typeof o.containerId !== "string" || !CONTAINER_ID.test(o.containerId)) throw invalid("notice containerId may hold only letters, digits, _ . -");
+  const ifnameOk = (v: unknown): v is string => typeof v === "string" && v !== "" && v.length <= 15 && !IFNAME_BAD.test(v);
   const elapsedMs = o.elapsedMs;
   if (elapsedMs !== undefined && (typeof elapsedMs !== "number" || !(elapsedMs >= 0 && elapsedMs <= 3_600_000))) throw invalid("notice elapsedMs must be a number of milliseconds between 0 and 3600000");
   const timing = elapsedMs !== undefined ? { elapsedMs } : {};
   const code = o.code;
   if (code !== undefined && (typeof code !== "string" || !ERROR_CODE.test(code))) throw invalid("notice code must be an upper-case error code such as IPAM_EXHAUSTED");
-  if (o.op === "del") return { version: 1, op: "del", pod, containerId: o.containerId, ...timing, ...(code ? { code } : {}) };
+  if (o.op === "del") {
+    if (o.ifname !== undefined && !ifnameOk(o.ifname)) throw invalid("notice ifname is not a valid interface name");
+    return { version: 1, op: "del", pod, containerId: o.containerId, ...(o.ifname !== undefined ? { ifname: o.ifname } : {}), ...timing, ...(code ? { code } : {}) };
+  }
   if (o.op === "failed") {
     if (o.command !== "ADD") throw invalid('a "failed" notice is for command "ADD"');
     if (!code) throw invalid('a "failed" notice needs the error code');
     return { version: 1, op: "failed", command: "ADD", pod, containerId: o.containerId, ...timing, code };
   }
   if (o.op !== "add") throw invalid(`notice op ${JSON.stringify(o.op)} is not "add", "del" or "failed"`);
-  if (typeof o.ifname !== "string" || o.ifname === "" || o.ifname.length > 15 || IFNAME_BAD.test(o.ifname)) throw invalid("notice ifname is not a valid interface name");
+  if (!ifnameOk(o.ifname)) throw invalid("notice ifname is not a valid interface name");
   if (!Array.isArray(o.ips) || o.ips.length === 0 || o.ips.length > 2) throw invalid("notice ips must list one or two addresses");
   const ips = o.ips.map(address);
   if (new Set(ips.map((ip) => ip.includes(":"))).size !== ips.length) throw invalid("notice ips may hold at most one address per family");

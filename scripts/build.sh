@@ -4,8 +4,11 @@
 # the same binary) and dist/ctl/twillctl (the operator's CLI; kubectl-twill is
 # the same binary, kubectl's plugin name). Bun was chosen over a Node
 # single-executable by measurement (docs/cni.md); --bytecode ships
-# precompiled bytecode, halving start-up. Each is skipped when its sources
-# have not changed since its last build.
+# precompiled bytecode, halving start-up. The executables read no .env or
+# bunfig.toml from the working directory (Bun's default would), and JIT
+# tier-up starts later (a run lasts milliseconds: JIT work is wasted; ADD CPU
+# -2 ms, measured, docs/cni.md). Each is skipped when its sources have not
+# changed since its last build.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -22,7 +25,8 @@ build() {
   fi
   mkdir -p "$out"
   echo "[build] $out/$name (bun --compile)" >&2
-  "$bun" build --compile --minify --bytecode --format=cjs --target=bun-linux-x64 "$entry" --outfile "$out/$name.tmp" >/dev/null
+  "$bun" build --compile --minify --bytecode --format=cjs --target=bun-linux-x64 \
+    --no-compile-autoload-dotenv --no-compile-autoload-bunfig --compile-jit-policy=100 "$entry" --outfile "$out/$name.tmp" >/dev/null
   mv -f "$out/$name.tmp" "$out/$name"
   # One binary, two names: the name it is invoked by chooses what it is.
   ln -f "$out/$name" "$out/$alias"

@@ -35,7 +35,7 @@ fi
 # lab's pod and pause image).
 packages=(iproute2 iputils-ping python3 nftables iptables conntrack iperf3 socat ncat tcpdump ethtool util-linux openssl
   containernetworking-plugins bird2 gobgpd frr hyperfine jq procps containerd runc busybox-static curl
-  netcat-openbsd bind9-dnsutils bash nginx prometheus)
+  netcat-openbsd bind9-dnsutils bash nginx wireguard-go wireguard-tools prometheus)
 # One dpkg-query for all of them (it names only the packages it knows).
 installed=" $(dpkg-query -W -f='${Package} ${Status}\n' "${packages[@]}" 2>/dev/null | awk '$NF == "installed" && $(NF-1) == "ok" { printf "%s ", $1 }' || true)"
 missing=()

@@ -32,7 +32,7 @@ function percentileRanges(title: string, data: Row[], unit: string, subtitle: st
   return {
     title: { text: title, subtitle },
     data: { values: data },
-    encoding: { y: { field: "label", type: "nominal", title: null, sort: null }, color: { field: "who", type: "nominal", title: null, scale: { range: [TWILL, REFERENCE] } } },
+    encoding: { y: { field: "label", type: "nominal", title: null, sort: null }, color: { field: "who", type: "nominal", title: null, sort: null, scale: { range: [TWILL, REFERENCE, "#ff7f0e", "#2ca02c"] } } },
     layer: [
       { transform: [{ filter: "isValid(datum.p99)" }], mark: { type: "rule", strokeWidth: 2 }, encoding: { x: { field: "p50", type: "quantitative", title: `${unit} (dot p50, diamond p99)` }, x2: { field: "p99" } } },
       { mark: { type: "point", filled: true, size: 70 }, encoding: { x: { field: "p50", type: "quantitative" } } },
@@ -73,29 +73,32 @@ function ratioBars(title: string, data: Row[], subtitle: string): TopLevelSpec {
   } as TopLevelSpec;
 }
 
+/** bench:cni's references, by the prefix of their figures. */
+const CNI_REFERENCES: [prefix: string, label: string][] = [
+  ["go", "Go ptp + host-local"],
+  ["flannel", "Flannel (bridge + host-local)"],
+];
+
 function cni(r: BenchResults, s?: Series): Plot[] {
   const sub = `${r.sequentialPods ?? "?"} pods one after another; ${loadNote(r)}`;
   const out: Plot[] = [];
   const fromSamples = s && ecdf("CNI ADD and DEL latency", s, Object.keys(s), "ms", sub);
+  const range = (label: string, who: string, key: string): Row | undefined =>
+    value(r, `${key}_p50_ms`) !== undefined ? { label, who, p50: value(r, `${key}_p50_ms`)!, ...(value(r, `${key}_p99_ms`) !== undefined ? { p99: value(r, `${key}_p99_ms`)! } : {}) } : undefined;
   const dist = rows(
-    (["add", "del"] as const).flatMap((c) => [
-      value(r, `${c}_p50_ms`) !== undefined ? { label: `${c.toUpperCase()} Twill`, who: "Twill", p50: value(r, `${c}_p50_ms`)!, p99: value(r, `${c}_p99_ms`) ?? value(r, `${c}_p50_ms`)! } : undefined,
-      value(r, `go_${c}_p50_ms`) !== undefined ? { label: `${c.toUpperCase()} reference (Go bridge/host-local)`, who: "reference", p50: value(r, `go_${c}_p50_ms`)!, p99: value(r, `go_${c}_p99_ms`) ?? value(r, `go_${c}_p50_ms`)! } : undefined,
-    ]),
+    (["add", "del"] as const).flatMap((c) => [range(`${c.toUpperCase()} Twill`, "Twill", c), ...CNI_REFERENCES.map(([ref, label]) => range(`${c.toUpperCase()} ${label}`, label, `${ref}_${c}`))]),
   );
-  const par = rows([
-    value(r, "parallel_per_pod_p50_ms") !== undefined ? { label: `parallel ADD Twill (${r.parallelPods ?? "?"} at once)`, who: "Twill", p50: value(r, "parallel_per_pod_p50_ms")!, p99: value(r, "parallel_per_pod_p99_ms") ?? value(r, "parallel_per_pod_p50_ms")! } : undefined,
-    value(r, "go_parallel_per_pod_p50_ms") !== undefined ? { label: "parallel ADD reference", who: "reference", p50: value(r, "go_parallel_per_pod_p50_ms")!, p99: value(r, "go_parallel_per_pod_p99_ms") ?? value(r, "go_parallel_per_pod_p50_ms")! } : undefined,
-  ]);
+  const par = rows([range(`Twill (${r.parallelPods ?? "?"} at once)`, "Twill", "parallel_per_pod"), ...CNI_REFERENCES.map(([ref, label]) => range(label, label, `${ref}_parallel_per_pod`))]);
   if (fromSamples) out.push({ name: "latency", title: "CNI ADD/DEL latency distribution", spec: fromSamples });
   else if (dist.length) out.push({ name: "latency", title: "CNI ADD/DEL latency, p50 and p99", spec: percentileRanges("CNI ADD and DEL latency", dist, "ms", sub) });
   if (par.length) out.push({ name: "parallel", title: "CNI ADD under parallel load, p50 and p99", spec: percentileRanges("Parallel CNI ADD, per pod", par, "ms", sub) });
   const ratios = rows(
-    Object.keys(r.figures)
-      .filter((k) => k.endsWith("_ratio_vs_go"))
-      .map((k) => ({ label: k.replace(/_ratio_vs_go$/, "").replaceAll("_", " "), ratio: value(r, k)! })),
+    Object.keys(r.figures).flatMap((k) => {
+      const m = /^(.*)_ratio_vs_(go|flannel)$/.exec(k);
+      return m ? [{ label: `${m[1]!.replaceAll("_", " ")} ÷ ${CNI_REFERENCES.find(([p]) => p === m[2])![1]}`, ratio: value(r, k)! }] : [];
+    }),
   );
-  if (ratios.length) out.push({ name: "ratios", title: "CNI latency ratios, Twill / reference (lower is faster)", spec: ratioBars("CNI latency, Twill / reference plugins (lower is faster)", ratios, sub) });
+  if (ratios.length) out.push({ name: "ratios", title: "CNI latency and CPU ratios, Twill / each reference (lower is better)", spec: ratioBars("CNI, Twill ÷ the reference plugins (lower is better)", ratios, sub) });
   return out;
 }
 

@@ -1,5 +1,5 @@
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
-import { parseReply, type Reply } from "../../lib/netlink/rtnl.ts";
+import { errorOf, NLMSG_DONE, NLMSG_ERROR, parseMessages, parseReply, type MessageHeader, type Reply } from "../../lib/netlink/rtnl.ts";
 
 // An rtnetlink socket through libc, called with Bun's FFI: the plugin talks
 // to the kernel in-process instead of running `ip` (two processes and ~10 ms
@@ -108,6 +108,24 @@ export class Rtnl {
   must(op: string, msg: Uint8Array): void {
     const r = this.request(op, msg);
     if (r.kind === "error") throw new NetlinkError(op, r.errno);
+  }
+
+  /** Sends a dump request and hands every message of the answer to `visit` (the buffer is reused: read it there). */
+  dump(op: string, msg: Uint8Array, visit: (buf: Uint8Array, m: MessageHeader) => void): void {
+    if (Number(libc.send(this.fd, ptr(msg), msg.length, 0)) < 0) throw new NetlinkError(op, lastErrno());
+    for (;;) {
+      const n = Number(libc.recv(this.fd, ptr(this.buf), this.buf.length, 0));
+      if (n < 0) throw new NetlinkError(op, lastErrno());
+      for (const m of parseMessages(this.buf, n)) {
+        if (m.type === NLMSG_DONE) return;
+        if (m.type === NLMSG_ERROR) {
+          const errno = errorOf(this.buf, m);
+          if (errno !== 0) throw new NetlinkError(op, errno);
+          return;
+        }
+        visit(this.buf, m);
+      }
+    }
   }
 
   close(): void {

@@ -25,6 +25,7 @@ export async function cmdAdd(inv: Invocation): Promise<Result> {
       mtu,
       ips,
       routes: lease.routes.map((r) => ({ dst: r.dst, ...(r.gw ? { gw: r.gw } : {}) })),
+      defaultRoute: conf.defaultRoute,
       ...(node?.gso ? { gso: node.gso } : {}),
     });
   } catch (err) {
@@ -34,7 +35,12 @@ export async function cmdAdd(inv: Invocation): Promise<Result> {
   }
   const tAttached = performance.now();
   // Before ADD returns: kubelet may report the pod Ready right after, and a Ready pod must be able to talk.
-  const handshake = await notifyAdd(inv, ips);
+  // Only the pod's first attachment speaks for it: the daemon keeps one set of addresses per pod (the ones
+  // kubelet will report), and a secondary network's must not replace them.
+  const handshake = veth.primary ? await notifyAdd(inv, ips) : undefined;
+  if (veth.globalIpv6Forwarding) {
+    log.warn({ cmd: "ADD", containerId: env.containerId }, "this kernel has no per-device IPv6 force_forwarding (Linux 6.17+): net.ipv6.conf.all.forwarding was turned on for the pod's IPv6 path");
+  }
   // processMs: since this process started (performance's time origin) until the result goes back, so a
   // runtime's share of pod start-up shows; daemonMs: of it, the wait for the daemon's "programmed".
   const t2 = performance.now();
@@ -45,6 +51,7 @@ export async function cmdAdd(inv: Invocation): Promise<Result> {
       containerId: env.containerId,
       ...(pod ? { pod: `${pod.namespace}/${pod.name}` } : {}),
       ips,
+      ifname: env.ifname,
       hostIf: veth.hostIfname,
       ipamMs: +(t1 - t0).toFixed(2),
       kernelMs: +(tAttached - t1).toFixed(2),
@@ -60,13 +67,7 @@ export async function cmdAdd(inv: Invocation): Promise<Result> {
       { name: env.ifname, mac: veth.podMac, mtu, sandbox: env.netns },
     ],
     ips: ips.map((ip) => ({ address: `${ip}/${ip.includes(":") ? 128 : 32}`, gateway: gw(ip), interface: 1 })),
-    routes:
-      lease.routes.length > 0
-        ? lease.routes.map((r) => ({ dst: r.dst, gw: r.gw ?? gw(r.dst) }))
-        : [
-            ...(ips.some((ip) => !ip.includes(":")) ? [{ dst: "0.0.0.0/0", gw: POD_GATEWAY_V4 }] : []),
-            ...(ips.some((ip) => ip.includes(":")) ? [{ dst: "::/0", gw: POD_GATEWAY_V6 }] : []),
-          ],
+    routes: veth.routes,
     dns: lease.dns,
   };
 }

@@ -1,4 +1,3 @@
-import { createConnection } from "node:net";
 import { daemonSocketPath } from "../../lib/node-file.ts";
 import { decodeReply, encodeNotice, NOTICE_MAX_BYTES, type Notice, type NoticeReply } from "../../lib/pod-notice.ts";
 import { podIdentity } from "../env.ts";
@@ -27,7 +26,8 @@ export function exchange(socket: string, notice: Notice, timeoutMs: number): Pro
       resolve(r);
     };
     const timer = setTimeout(() => finish({ ok: false, code: "TIMEOUT", message: `the daemon did not answer within ${timeoutMs} ms` }), timeoutMs);
-    const conn = createConnection({ path: socket });
+    // Loaded here, not at start: only ADD and DEL with a daemon to ask need it (~2 ms of CPU to load).
+    const conn = process.getBuiltinModule("node:net").createConnection({ path: socket });
     conn.setEncoding("utf8");
     conn.on("connect", () => conn.write(encodeNotice(notice)));
     conn.on("data", (chunk: string) => {
@@ -83,7 +83,7 @@ const codeOf = (err: unknown): string => {
 export async function notifyDel(inv: Invocation, failed?: unknown): Promise<void> {
   const t = target(inv);
   if (!t) return;
-  const notice = { version: 1, op: "del", pod: t.pod, containerId: inv.env.containerId, elapsedMs: +performance.now().toFixed(2), ...(failed ? { code: codeOf(failed) } : {}) } as const;
+  const notice = { version: 1, op: "del", pod: t.pod, containerId: inv.env.containerId, ifname: inv.env.ifname, elapsedMs: +performance.now().toFixed(2), ...(failed ? { code: codeOf(failed) } : {}) } as const;
   const r = await exchange(t.socket, notice, Math.min(500, inv.conf.daemonTimeoutMs)).catch(() => undefined);
   if (r && !r.ok && r.code !== "NO_DAEMON") inv.log.warn({ cmd: "DEL", containerId: inv.env.containerId, code: r.code, reason: r.message }, "the daemon did not take the pod's DEL notice; it forgets the pod when the apiserver does");
 }

@@ -64,17 +64,22 @@ function claimFrom(store: IpamStore, set: RangeSet, setIndex: number, containerI
       last = undefined;
     }
   }
-  let swept = false;
+  // Addresses seen taken. Parallel ADDs start from the same hint, so after
+  // the first collision one readdir tells every taken address at once, instead
+  // of a failed claim (five syscalls) per address.
+  let taken: Set<string> | undefined;
   for (const value of candidates(set, last)) {
     const ip = formatIp(family, value);
+    if (taken?.has(ip)) continue;
     if (store.claim(ip, containerId, ifname)) {
       store.setLastReserved(setIndex, ip);
       return ip;
     }
-    if (!swept) {
-      // First collision: clear leftovers of killed processes once, cheaply.
-      store.sweep(0);
-      swept = true;
+    if (!taken) {
+      const names = store.names();
+      taken = new Set(names);
+      // Temp files of killed processes: clear them while here (they hold no address).
+      if (IpamStore.hasLeftovers(names)) store.sweep({ tempOnly: true });
     }
   }
   throw new TwillError(
@@ -97,6 +102,6 @@ export function collectGarbage(cfg: { dataDir: string }, valid: Set<string>): st
       freed.push(a.ip);
     }
   }
-  store.sweep(0);
+  store.sweep({ valid });
   return freed;
 }

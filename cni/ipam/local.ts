@@ -58,7 +58,7 @@ export class LocalIpam implements IpamDriver {
   }
 
   async check(ips: string[]): Promise<void> {
-    const held = new IpamStore(this.dataDir().dataDir).findByOwner(this.ctx.env.containerId, this.ctx.env.ifname, true);
+    const held = new IpamStore(this.dataDir().dataDir).findByOwner(this.ctx.env.containerId, this.ctx.env.ifname, "thorough");
     const missing = ips.filter((ip) => !held.includes(ip));
     if (missing.length > 0) {
       throw new CniError(ErrorCode.CheckFailed, `IPAM holds no allocation of ${missing.join(", ")} for this container`);

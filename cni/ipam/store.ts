@@ -1,7 +1,7 @@
 import { sha256Hex } from "../../lib/hash.ts";
 import {
-  closeSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync,
-  statSync, symlinkSync, unlinkSync, writeSync,
+  closeSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync,
+  symlinkSync, unlinkSync, writeSync,
 } from "node:fs";
 import { join } from "node:path";
 
@@ -37,6 +37,11 @@ export class IpamStore {
 
   /** Claims `ip` for the attachment; false when someone else holds it. */
   claim(ip: string, containerId: string, ifname: string): boolean {
+    // The owner index first: then every record has its index entry, even if
+    // this process is killed right after the link, and DEL needs no scan. An
+    // entry whose address turns out to be someone else's is ignored (owned()
+    // checks the record) and overwritten by the next claim.
+    this.writeOwner(containerId, ifname, ip);
     const tmp = join(this.dir, `${TMP_PREFIX}${process.pid}.${Math.random().toString(36).slice(2)}`);
     const fd = openSync(tmp, "wx", 0o644);
     try {
@@ -55,22 +60,29 @@ export class IpamStore {
     } finally {
       unlinkSync(tmp);
     }
-    this.writeOwner(containerId, ifname, ip);
     return true;
   }
 
+  /** Every name in the directory (records, index entries, hints, temp files): one readdir. */
+  names(): string[] {
+    return readdirSync(this.dir);
+  }
+
   /**
-   * The addresses held by an attachment. The owner index answers the ADD
-   * path; `thorough` also scans every record, which DEL and CHECK use so that
-   * a record whose index entry a killed process never wrote is still found.
+   * The addresses held by an attachment, from the owner index (written
+   * before each record, see claim): what ADD needs. "thorough" also scans
+   * every record (CHECK); "fallback" scans only when the index has no entry
+   * at all (DEL: a directory adopted from host-local, or records from before
+   * the index came first).
    */
-  findByOwner(containerId: string, ifname: string, thorough = false): string[] {
+  findByOwner(containerId: string, ifname: string, scan: "never" | "fallback" | "thorough" = "never"): string[] {
     const owned = (ip: string) => {
       const owner = this.ownerOf(ip);
       return owner?.containerId === containerId && owner.ifname === ifname;
     };
-    const found = new Set(this.readOwner(containerId, ifname).filter(owned));
-    if (thorough) {
+    const indexed = this.readOwner(containerId, ifname);
+    const found = new Set(indexed.filter(owned));
+    if (scan === "thorough" || (scan === "fallback" && indexed.length === 0)) {
       for (const a of this.list()) if (a.containerId === containerId && a.ifname === ifname) found.add(a.ip);
     }
     return [...found];
@@ -78,7 +90,7 @@ export class IpamStore {
 
   /** Frees every address of the attachment; returns what was freed. Idempotent. */
   release(containerId: string, ifname: string): string[] {
-    const ips = this.findByOwner(containerId, ifname, true);
+    const ips = this.findByOwner(containerId, ifname, "fallback");
     for (const ip of ips) this.remove(ip);
     this.removeOwner(containerId, ifname);
     return ips;
@@ -135,33 +147,55 @@ export class IpamStore {
     }
   }
 
-  /** Removes temp files and owner links left by killed processes; returns how many. */
-  sweep(maxAgeMs = 0): number {
+  /** Whether `names` (from names()) hold temp files of processes that are gone. */
+  static hasLeftovers(names: string[]): boolean {
+    return names.some((n) => n.includes(TMP_PREFIX) && !pidAlive(tempPid(n)));
+  }
+
+  /**
+   * Removes temp files left by killed processes and, unless `tempOnly`,
+   * stale index entries: with `valid` (GC's "containerId/ifname" list) every
+   * entry of an attachment not in it, else entries whose address is free or
+   * someone else's once they are a minute old (the entry of a claim in flight
+   * is written just before its record). Returns how many.
+   */
+  sweep(opts: { tempOnly?: boolean; valid?: Set<string> } = {}): number {
     let removed = 0;
     const now = Date.now();
+    const validNames = opts.valid && new Set([...opts.valid].map((k) => this.ownerName(k.slice(0, k.lastIndexOf("/")), k.slice(k.lastIndexOf("/") + 1))));
     for (const name of readdirSync(this.dir)) {
       const path = join(this.dir, name);
-      if (name.startsWith(TMP_PREFIX) || name.includes(TMP_PREFIX)) {
-        const pid = Number(name.slice(name.indexOf(TMP_PREFIX) + TMP_PREFIX.length).split(".")[0]);
+      if (name.includes(TMP_PREFIX)) {
+        const pid = tempPid(name);
         if (pidAlive(pid) && pid !== process.pid) continue;
-        if (maxAgeMs > 0 && ageMs(path, now) < maxAgeMs) continue;
         removed += tryUnlink(path);
-      } else if (name.startsWith(OWNER_PREFIX)) {
+      } else if (!opts.tempOnly && name.startsWith(OWNER_PREFIX)) {
+        const base = name.slice(0, name.lastIndexOf("."));
+        if (validNames && !validNames.has(base)) {
+          removed += tryUnlink(path);
+          continue;
+        }
+        if (linkAgeMs(path, now) < OWNER_GRACE_MS) continue;
         let target: string;
         try {
           target = readlinkSync(path);
         } catch {
           continue;
         }
-        if (!this.ownerOf(target)) removed += tryUnlink(path);
+        // Stale: the address is free, or held by another attachment (a claim that lost the race, or was killed).
+        const owner = this.ownerOf(target);
+        if (!owner || base !== this.ownerName(owner.containerId, owner.ifname)) removed += tryUnlink(path);
       }
     }
     return removed;
   }
 
+  private ownerName(containerId: string, ifname: string): string {
+    return `${OWNER_PREFIX}${sha256Hex(`${containerId}/${ifname}`).slice(0, 32)}`;
+  }
+
   private ownerPath(containerId: string, ifname: string): string {
-    const h = sha256Hex(`${containerId}/${ifname}`).slice(0, 32);
-    return join(this.dir, `${OWNER_PREFIX}${h}`);
+    return join(this.dir, this.ownerName(containerId, ifname));
   }
 
   private writeOwner(containerId: string, ifname: string, ip: string): void {
@@ -171,8 +205,11 @@ export class IpamStore {
       symlinkSync(ip, path);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-      unlinkSync(path);
-      symlinkSync(ip, path);
+      // Replaced atomically: a parallel sweep may remove the old entry at any moment.
+      const tmp = `${path}${TMP_PREFIX}${process.pid}`;
+      tryUnlink(tmp);
+      symlinkSync(ip, tmp);
+      renameSync(tmp, path);
     }
   }
 
@@ -205,11 +242,17 @@ function tryUnlink(path: string): number {
   }
 }
 
-function ageMs(path: string, now: number): number {
+const OWNER_GRACE_MS = 60_000;
+
+function tempPid(name: string): number {
+  return Number(name.slice(name.indexOf(TMP_PREFIX) + TMP_PREFIX.length).split(".")[0]);
+}
+
+function linkAgeMs(path: string, now: number): number {
   try {
-    return now - statSync(path).mtimeMs;
+    return now - lstatSync(path).mtimeMs;
   } catch {
-    return Number.POSITIVE_INFINITY;
+    return 0;
   }
 }
 

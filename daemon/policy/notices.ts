@@ -64,7 +64,8 @@ export class PodNotices {
     if (n.op === "failed") return Promise.resolve({ ok: true, noted: true });
     if (n.op === "del") {
       const had = this.accepted.get(n.pod.uid);
-      if (had && had.containerId === n.containerId) {
+      // A secondary attachment's DEL (another ifname) leaves the pod's notice alone.
+      if (had && had.containerId === n.containerId && (n.ifname === undefined || n.ifname === had.ifname)) {
         this.accepted.delete(n.pod.uid);
         this.revision++;
         this.changed();

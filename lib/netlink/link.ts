@@ -24,6 +24,8 @@ export interface VxlanInfo {
 
 export interface DumpedLink {
   index: number;
+  /** IFLA_IFNAME. */
+  name: string;
   /** IFF_* bits. */
   flags: number;
   mtu: number;
@@ -85,6 +87,7 @@ export function parseLink(buf: Uint8Array, m: MessageHeader): DumpedLink | undef
   const ifi = header(buf, m, IFINFOMSG, linkMalformed);
   const out: DumpedLink = {
     index: readS32(buf, ifi + 4),
+    name: "",
     flags: readU32(buf, ifi + 8),
     mtu: 0,
     mac: "",
@@ -95,7 +98,8 @@ export function parseLink(buf: Uint8Array, m: MessageHeader): DumpedLink | undef
   let data: [number, number] | undefined;
   const size = (len: number, at: number) => need(len, 4, "a size limit", () => readU32(buf, at));
   eachAttr(buf, ifi + IFINFOMSG, m.offset + m.length, linkMalformed, (type, at, len) => {
-    if (type === IFLA.MTU) out.mtu = need(len, 4, "an MTU", () => readU32(buf, at));
+    if (type === IFLA.IFNAME) out.name = new TextDecoder().decode(buf.subarray(at, at + len)).replace(/\0.*$/s, "");
+    else if (type === IFLA.MTU) out.mtu = need(len, 4, "an MTU", () => readU32(buf, at));
     else if (type === IFLA.GSO_MAX_SIZE) out.gso.ipv6 = size(len, at);
     else if (type === IFLA.GRO_MAX_SIZE) out.gro.ipv6 = size(len, at);
     else if (type === IFLA.GSO_IPV4_MAX_SIZE) out.gso.ipv4 = size(len, at);
@@ -112,6 +116,9 @@ export function parseLink(buf: Uint8Array, m: MessageHeader): DumpedLink | undef
   if (data && out.kind === "vxlan") out.vxlan = parseVxlan(buf, data[0], data[1]);
   return out;
 }
+
+/** `ip link show`: every device of the namespace. */
+export const dumpLinks = (seq: number): Uint8Array => familyDump(RTM.GETLINK, IFINFOMSG, 0, seq);
 
 /** `ip addr show` for one family: every device's (an older kernel ignores a device filter here; the caller filters). */
 export const dumpAddresses = (seq: number, family: number): Uint8Array => familyDump(RTM.GETADDR, IFADDRMSG, family, seq);

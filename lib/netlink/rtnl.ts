@@ -34,7 +34,7 @@ const VETH_INFO_PEER = 1;
 const NLA_F_NESTED = 0x8000;
 const IFA = { ADDRESS: 1, LOCAL: 2, FLAGS: 8 } as const;
 const IFA_F_NODAD = 0x02;
-const RTA = { DST: 1, OIF: 4, GATEWAY: 5 } as const;
+const RTA = { DST: 1, OIF: 4, GATEWAY: 5, PRIORITY: 6 } as const;
 const NDA = { DST: 1, LLADDR: 2 } as const;
 export const IFF_UP = 0x1;
 export const NUD_PERMANENT = 0x80;
@@ -208,9 +208,11 @@ export interface RouteSpec {
   oif: number;
   protocol: number;
   scope: number;
+  /** The route's metric; absent: 0. */
+  priority?: number;
 }
 
-/** `ip route add DST [via GW] dev OIF proto P scope S` (fails with EEXIST when present). */
+/** `ip route add DST [via GW] dev OIF proto P scope S [metric M]` (fails with EEXIST when present). */
 export function newRoute(seq: number, r: RouteSpec): Bytes {
   const [addr = "", plen = "0"] = r.dst.split("/");
   const { family, bytes } = ipBytes(addr);
@@ -223,6 +225,7 @@ export function newRoute(seq: number, r: RouteSpec): Bytes {
   hdr[7] = RTN_UNICAST;
   const attrs = [...(Number(plen) > 0 ? [attr(RTA.DST, bytes)] : []), attr(RTA.OIF, u32(r.oif))];
   if (r.gateway) attrs.push(attr(RTA.GATEWAY, ipBytes(r.gateway).bytes));
+  if (r.priority) attrs.push(attr(RTA.PRIORITY, u32(r.priority)));
   return message(RTM.NEWROUTE, CREATE_EXCL, seq, concat([hdr, ...attrs]));
 }
 

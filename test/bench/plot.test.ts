@@ -41,10 +41,10 @@ describe("bench plots (Vega-Lite rendered to SVG)", () => {
     expectWellFormed(svg);
     const points = labels(svg, "point");
     expect(points).toContain("p50: 22.8; label: ADD Twill; who: Twill");
-    expect(points).toContain("p99: 67.5; label: DEL reference (Go bridge/host-local); who: reference");
+    expect(points).toContain("p99: 67.5; label: DEL Go ptp + host-local; who: Go ptp + host-local");
     expect(points).toHaveLength(8);
     const bars = labels(plots[1]!.svg, "bar");
-    expect(bars).toEqual([expect.stringMatching(/^ratio .*: 1\.43; label: add p50$/)]);
+    expect(bars).toEqual([expect.stringMatching(/^ratio .*: 1\.43; label: add p50 ÷ Go ptp \+ host-local$/)]);
   });
 
   it("policy flip latency from raw samples: a histogram stacked by kind of change", async () => {

@@ -67,6 +67,7 @@ describe("daemon configuration errors", () => {
       policyFailClosed: true,
       bigTcp: true,
       vxlan: { vni: 1, port: 8472, directRouting: false },
+      encryption: { mode: "none", wireguard: { port: 51820, userspace: false } },
     });
     expect(parseConfig("clusterCIDR: 10.244.0.0/16\nbigTcp: false\n").bigTcp).toBe(false);
     expect(() => parseConfig("clusterCIDR: 10.244.0.0/16\nbigTcp: yes please\n")).toThrow(/bigTcp must be true or false/);

@@ -247,7 +247,7 @@ describe("cleanup", () => {
     const n = node(3);
     const { execIn: run } = await import("../../lib/kernel/netns.ts");
     for (const pid of await pidsIn(n.ns, "daemon/main.ts")) process.kill(pid, "SIGKILL");
-    const r = await run(n.ns, [process.execPath, join(import.meta.dirname, "../../daemon/cleanup.ts"), "--node-file", n.nodeFile, "--ipam-dir", n.ipamDir, "--cni-bin-dir", join(n.dir, "bin"), "--cni-conf-dir", join(n.dir, "conf")]);
+    const r = await run(n.ns, [process.execPath, join(import.meta.dirname, "../../daemon/cleanup.ts"), "--node-file", n.nodeFile, "--ipam-dir", n.ipamDir, "--cni-bin-dir", join(n.dir, "bin"), "--cni-conf-dir", join(n.dir, "conf"), "--wireguard-key-file", join(n.dir, "wireguard", "private.key")]);
     expect(r.stderr).toContain("removed Twill from this node");
     const links = (await run(n.ns, ["ip", "-o", "link"])).stdout;
     expect(links).not.toMatch(/twill\.vxlan|twl[0-9a-f]{11}/);

@@ -13,7 +13,7 @@ declare module "vitest" {
 let lab: RunningLab | undefined;
 
 /** Files that start labs of their own (test/kubelet): a run of only those needs no shared lab. */
-const OWN_LAB_DIRS = ["test/kubelet", "test/observe"];
+const OWN_LAB_DIRS = ["test/kubelet", "test/encryption", "test/observe"];
 
 function onlyOwnLabFiles(): boolean {
   const filters = process.argv.slice(2).filter((a) => !a.startsWith("-") && a !== "run" && a.includes("/"));

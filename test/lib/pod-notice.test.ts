@@ -148,6 +148,11 @@ describe("notice-learned addresses in the daemon's pod view", () => {
     n.programmed(new Set(add.ips));
     void n.handle({ version: 1, op: "del", pod: add.pod, containerId: "other" }, 0);
     expect(n.view([pod()], cidrs)[0]!.status?.podIP).toBe("10.5.0.2");
+    // A second attachment's DEL (same sandbox, another interface) leaves the pod's addresses alone.
+    void n.handle({ version: 1, op: "del", pod: add.pod, containerId: add.containerId, ifname: "net1" }, 0);
+    expect(n.view([pod()], cidrs)[0]!.status?.podIP).toBe("10.5.0.2");
+    expect(decodeNotice(JSON.stringify({ version: 1, op: "del", pod: add.pod, containerId: add.containerId, ifname: "net1" }))).toMatchObject({ ifname: "net1" });
+    expect(() => decodeNotice(JSON.stringify({ version: 1, op: "del", pod: add.pod, containerId: add.containerId, ifname: "a/b" }))).toThrow(/ifname/);
     void n.handle({ version: 1, op: "del", pod: add.pod, containerId: add.containerId }, 0);
     expect(n.view([pod()], cidrs)[0]!.status).toEqual({});
     void n.handle(add, 1000);

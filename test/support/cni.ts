@@ -80,9 +80,10 @@ export class NodeFixture {
     this.dir = mkdtempSync(join(tmpdir(), "twill-test-"));
   }
 
-  async start(): Promise<this> {
+  /** `forwarding: false` leaves the namespace's global forwarding off (the kernel's default), as on a node no daemon prepared. */
+  async start(opts: { forwarding?: boolean } = {}): Promise<this> {
     await addNetns(this.ns);
-    await execIn(this.ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    if (opts.forwarding !== false) await execIn(this.ns, ["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     // A node has an address of its own (its underlay IP); traffic from the
     // node to its pods uses it as the source.
     await execIn(this.ns, ["ip", "addr", "add", "192.0.2.1/32", "dev", "lo"]);
