@@ -162,7 +162,14 @@ export class EventRecorder {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       const now = this.now();
-      for (const [key, s] of this.seen) if (s.created && s.count > s.sent) (now - s.patchedAt >= this.l.patchEveryMs ? this.enqueue({ key }, "repeat") : this.later());
+      let again = false;
+      for (const [key, s] of this.seen) {
+        if (s.count <= s.sent) continue;
+        // Not created yet (a slow apiserver) or patched too recently: look again next interval.
+        if (!s.created || now - s.patchedAt < this.l.patchEveryMs) again = true;
+        else this.enqueue({ key }, "repeat");
+      }
+      if (again) this.later();
     }, this.l.patchEveryMs);
     this.timer.unref();
   }
@@ -199,6 +206,8 @@ export class EventRecorder {
             s.sent = 1;
             s.patchedAt = this.now();
             this.o.metrics?.events.inc({ reason, outcome: r });
+            // Repeats that came while it was being created.
+            if (s.count > s.sent) this.later();
           } else {
             await this.o.sink.patch(s.namespace, s.name, { count: s.count, lastTimestamp: new Date(s.last) });
             s.sent = s.count;
