@@ -28,15 +28,14 @@ function serveMetrics(metrics: Metrics, reply: Reply): void {
     );
 }
 
-/** /metrics and nothing else: what a Prometheus off the node may reach without reaching the operator API. */
-export function startMetricsServer(address: string, port: number, metrics: Metrics): Promise<Server> {
+/** An HTTP server answering through `route`, listening once the promise resolves. */
+function serve(address: string, port: number, route: (req: IncomingMessage, res: ServerResponse, reply: Reply) => void): Promise<Server> {
   const server = createServer((req, res) => {
     const reply: Reply = (code, body, type = "text/plain") => {
       res.writeHead(code, { "content-type": type });
       res.end(body);
     };
-    if (req.url === "/metrics") return serveMetrics(metrics, reply);
-    reply(404, "only /metrics here\n");
+    route(req, res, reply);
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);
@@ -44,24 +43,21 @@ export function startMetricsServer(address: string, port: number, metrics: Metri
   });
 }
 
+/** /metrics and nothing else: what a Prometheus off the node may reach without reaching the operator API. */
+export function startMetricsServer(address: string, port: number, metrics: Metrics): Promise<Server> {
+  return serve(address, port, (req, _res, reply) => (req.url === "/metrics" ? serveMetrics(metrics, reply) : reply(404, "only /metrics here\n")));
+}
+
 /** Answers the operator API's read-only calls (daemon/api); false when the path is not one. */
 export type CtlHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
 /** /healthz, /readyz and /metrics (Prometheus text) on one small HTTP server, and the read-only operator API when given. */
 export function startHealthServer(address: string, port: number, state: HealthState, metrics: Metrics, ctl?: CtlHandler): Promise<Server> {
-  const server = createServer((req, res) => {
-    const reply = (code: number, body: string, type = "text/plain") => {
-      res.writeHead(code, { "content-type": type });
-      res.end(body);
-    };
+  return serve(address, port, (req, res, reply) => {
     if (req.url === "/healthz") return reply(state.live() ? 200 : 500, state.live() ? "ok\n" : "reconcile loop stalled\n");
     if (req.url === "/readyz") return reply(state.ready() ? 200 : 503, state.ready() ? "ready\n" : "dataplane not programmed yet\n");
     if (req.url === "/metrics") return serveMetrics(metrics, reply);
     if (ctl?.(req, res)) return;
     reply(404, "not found\n");
-  });
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, address, () => resolve(server));
   });
 }
