@@ -57,8 +57,8 @@ async function get(ns: string, url: string, timeoutSeconds = 3): Promise<Reply> 
   return { code: r.code, ...(echo ? { echo } : {}) };
 }
 
-async function createService(name: string, spec: V1Service["spec"]): Promise<V1Service> {
-  return core().createNamespacedService({ namespace: NS, body: { metadata: { name, namespace: NS }, spec } });
+async function createService(name: string, spec: V1Service["spec"], namespace = NS): Promise<V1Service> {
+  return core().createNamespacedService({ namespace, body: { metadata: { name, namespace }, spec } });
 }
 
 const webPort = { name: "http", protocol: "TCP", port: 80, targetPort: "http" as unknown as number };
@@ -94,15 +94,19 @@ describe("ClusterIP and NodePort", () => {
       if (withEcho.has(n.name)) expect(local.echo?.client, `Local on ${n.name}`).toBe(ROUTER_IP);
       else expect(local.code, `Local on ${n.name} (no endpoint: dropped)`).toBe(28);
     }
-    // Pods and nodes reach a Local NodePort on any node, as they reach its ClusterIP.
+    // A pod reaches a Local NodePort on its own node's address, endpoint there or not, as it reaches the
+    // ClusterIP (kube-proxy's short-circuit); so does the node itself.
     for (const n of nodes) {
-      expect((await get(clients[0]!.ns, echoUrl(n.ip, ECHO_NODEPORT_LOCAL))).echo, `pod → Local on ${n.name}`).toBeDefined();
+      const pod = clients.find((c) => c.node === n.name)!;
+      expect((await get(pod.ns, echoUrl(n.ip, ECHO_NODEPORT_LOCAL))).echo?.client, `${pod.name} → Local on ${n.name}`).toBe(pod.ip);
+      expect((await get(n.ns, echoUrl(n.ip, ECHO_NODEPORT_LOCAL))).echo, `${n.name} → its own Local NodePort`).toBeDefined();
       expect((await get(n.ns, echoUrl(n.ip, ECHO_NODEPORT_CLUSTER))).echo, `${n.name} → its own Cluster NodePort`).toBeDefined();
     }
   });
 
   it("serves healthCheckNodePort: 200 with the local endpoint count where one runs, 503 elsewhere", async () => {
-    const svc = await createService("lb-local", { type: "LoadBalancer", externalTrafficPolicy: "Local", selector: { app: "echo" }, ports: [{ name: "http", protocol: "TCP", port: 80, targetPort: ECHO_TARGET_PORT }] });
+    // Beside the echo pods it selects (a selector matches in its own namespace).
+    const svc = await createService("lb-local", { type: "LoadBalancer", externalTrafficPolicy: "Local", selector: { app: "echo" }, ports: [{ name: "http", protocol: "TCP", port: 80, targetPort: ECHO_TARGET_PORT }] }, "default");
     const hc = svc.spec!.healthCheckNodePort!;
     const withEcho = await echoNodes(lab.kc);
     for (const n of nodes) {
@@ -113,7 +117,7 @@ describe("ClusterIP and NodePort", () => {
         last = r.stdout;
         return r.stdout.endsWith(want);
       });
-      expect(JSON.parse(last.slice(0, last.lastIndexOf(" ")))).toEqual({ service: { namespace: NS, name: "lb-local" }, localEndpoints: withEcho.has(n.name) ? 1 : 0, serviceProxyHealthy: true });
+      expect(JSON.parse(last.slice(0, last.lastIndexOf(" ")))).toEqual({ service: { namespace: "default", name: "lb-local" }, localEndpoints: withEcho.has(n.name) ? 1 : 0, serviceProxyHealthy: true });
     }
   });
 
