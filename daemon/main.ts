@@ -17,6 +17,7 @@ import { PolicyController } from "./policy/controller.ts";
 import { startNoticeServer } from "./policy/notice-server.ts";
 import { watchPolicyInputs } from "./policy/watches.ts";
 import { ServiceProxy } from "./proxy/controller.ts";
+import { removeProxyTable } from "./proxy/disabled.ts";
 import { watchProxyInputs } from "./proxy/watches.ts";
 
 const { values } = parseArgs({
@@ -59,6 +60,7 @@ try {
   const proxy = cfg.serviceProxy
     ? new ServiceProxy({ nodeName: node.nodeName, watches: watchProxyInputs(kc, log, () => metrics.watchErrors.inc()), nodes: watch, clusterCIDR: cfg.clusterCIDR, log, resyncSeconds: node.resyncSeconds })
     : undefined;
+  if (!proxy) await removeProxyTable(log);
   // The CNI plugin's pod notices (policy/notices.ts), beside the node file that names the socket; before the
   // agent writes that file, so the plugin never finds a socket named that nobody serves.
   const notices = policy ? await startNoticeServer(join(dirname(node.nodeFile), DAEMON_SOCKET_NAME), (n) => policy.notice(n), log) : undefined;

@@ -102,15 +102,16 @@ describe("compilePort", () => {
     expect([f.chains, f.clusterIps, f.nodePorts]).toEqual([[], [], []]);
   });
 
-  it("picks among endpoints with numgen, masquerades off-cluster clients and hairpins", () => {
-    const p = onePort(service({ ports: HTTP }), [slice([{ ip: "10.244.1.2" }, { ip: "10.244.2.2" }])]);
-    const f = compilePort(p, chooseEndpoints(p, node), CIDR);
-    const svc = f.chains.find((c) => c.name === "svc-ns/web/tcp/http")!;
-    expect(svc.rules).toEqual([
-      "ip daddr 10.96.0.5 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
-      "numgen random mod 2 vmap { 0 : goto ep-ns/web/tcp/http__10.244.1.2/8080, 1 : goto ep-ns/web/tcp/http__10.244.2.2/8080 }",
+  it("picks among endpoints with numgen in one rule, masquerades off-cluster clients, hairpins its own endpoints", () => {
+    const p = onePort(service({ ports: HTTP }), [slice([{ ip: "10.244.1.2", node: "node1" }, { ip: "10.244.2.2", node: "node2" }])]);
+    const f = compilePort(p, chooseEndpoints(p, node), CIDR, "node1");
+    expect(f.chains).toEqual([
+      {
+        name: "svc-ns/web/tcp/http",
+        rules: ["ip daddr 10.96.0.5 ip saddr != 10.244.0.0/16 jump mark-for-masquerade", "meta l4proto tcp dnat ip to numgen random mod 2 map { 0 : 10.244.1.2 . 8080, 1 : 10.244.2.2 . 8080 }"],
+      },
     ]);
-    expect(f.chains.find((c) => c.name === "ep-ns/web/tcp/http__10.244.2.2/8080")!.rules).toEqual(["ip saddr 10.244.2.2 jump mark-for-masquerade", "meta l4proto tcp dnat ip to 10.244.2.2:8080"]);
+    expect(f.hairpin).toEqual(["10.244.1.2 . 10.244.1.2"]);
     expect(f.clusterIps).toEqual(["10.96.0.5 . tcp . 80 : goto svc-ns/web/tcp/http"]);
   });
 
@@ -118,7 +119,8 @@ describe("compilePort", () => {
     const p = onePort(service({ sessionAffinity: "ClientIP", sessionAffinityConfig: { clientIP: { timeoutSeconds: 90 } }, ports: HTTP }), [slice([{ ip: "10.244.1.2" }])]);
     const f = compilePort(p, chooseEndpoints(p, node), CIDR);
     expect(f.sets).toEqual([{ kind: "set", name: "aff-ns/web/tcp/http__10.244.1.2/8080", type: "ipv4_addr", extra: ["size 65535", "flags dynamic,timeout", "timeout 1m30s"], dynamic: true, elements: [] }]);
-    expect(f.chains.find((c) => c.name.startsWith("ep-"))!.rules).toContain("update @aff-ns/web/tcp/http__10.244.1.2/8080 { ip saddr }");
+    expect(f.chains.find((c) => c.name.startsWith("ep-"))!.rules).toEqual(["update @aff-ns/web/tcp/http__10.244.1.2/8080 { ip saddr }", "meta l4proto tcp dnat ip to 10.244.1.2:8080"]);
+    expect(f.chains.find((c) => c.name.startsWith("svc-"))!.rules.slice(1)).toEqual(["ip saddr @aff-ns/web/tcp/http__10.244.1.2/8080 goto ep-ns/web/tcp/http__10.244.1.2/8080", "goto ep-ns/web/tcp/http__10.244.1.2/8080"]);
   });
 
   it("drops ETP Local traffic from outside on a node without a local endpoint, but pods still reach the Service", () => {
