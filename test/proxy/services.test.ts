@@ -1,4 +1,4 @@
-import { AppsV1Api, CoreV1Api, DiscoveryV1Api, PatchStrategy, setHeaderOptions, type V1Service } from "@kubernetes/client-node";
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, PatchStrategy, setHeaderOptions, type V1Service } from "@kubernetes/client-node";
 import { spawn, type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execIn } from "../../lib/kernel/netns.ts";
@@ -133,6 +133,34 @@ describe("ClusterIP and NodePort", () => {
     expect((await get(clients[0]!.ns, `http://${ip}/`, 5)).code).toBe(7);
     expect((await get(nodes[1]!.ns, `http://${ip}/`, 5)).code).toBe(7);
     expect((await get(routerNs(lab.state.name), `http://${nodes[0]!.ip}:${svc.spec!.ports![0]!.nodePort}/`, 5)).code).toBe(7);
+  });
+});
+
+describe("LoadBalancer", () => {
+  it("gets an address from a Twill pool, answered on every node; another loadBalancerClass is left alone", async () => {
+    const custom = lab.kc.makeApiClient(CustomObjectsApi);
+    // TEST-NET-3: only ever routed inside the lab's router namespace.
+    await custom.createClusterCustomObject({ group: "twill.dev", version: "v1alpha1", plural: "loadbalancerpools", body: { apiVersion: "twill.dev/v1alpha1", kind: "LoadBalancerPool", metadata: { name: "proxy-test" }, spec: { cidrs: ["203.0.113.0/30"] } } });
+    const ports = [{ name: "http", protocol: "TCP", port: 80, targetPort: ECHO_TARGET_PORT }];
+    await createService("lb", { type: "LoadBalancer", selector: { app: "echo" }, ports }, "default");
+    await createService("lb-other", { type: "LoadBalancer", loadBalancerClass: "example.com/other", selector: { app: "echo" }, ports }, "default");
+    let ip = "";
+    await until("lb gets an ingress address", async () => {
+      ip = (await core().readNamespacedService({ name: "lb", namespace: "default" })).status?.loadBalancer?.ingress?.[0]?.ip ?? "";
+      return ip !== "";
+    });
+    expect(ip).toBe("203.0.113.1");
+    await programmed(`${ip} . tcp . 80 : goto ext-default/lb/tcp/http`);
+    const rt = routerNs(lab.state.name);
+    try {
+      for (const n of nodes) {
+        await execIn(rt, ["ip", "route", "replace", `${ip}/32`, "via", n.ip]);
+        expect((await get(rt, echoUrl(ip))).echo, `${ip} through ${n.name}`).toBeDefined();
+      }
+    } finally {
+      await execIn(rt, ["ip", "route", "del", `${ip}/32`], { allowFailure: true });
+    }
+    expect((await core().readNamespacedService({ name: "lb-other", namespace: "default" })).status?.loadBalancer?.ingress ?? []).toEqual([]);
   });
 });
 

@@ -5,6 +5,7 @@ import { udpFlushes } from "../../daemon/proxy/controller.ts";
 import { flushArgs } from "../../daemon/proxy/conntrack.ts";
 import { isInvalid, planService, type ServicePlan, type ServicePort } from "../../daemon/proxy/model.ts";
 import { chooseEndpoints } from "../../daemon/proxy/select.ts";
+import { allocate, parsePool, TWILL_LB_CLASS, type LbPool } from "../../daemon/proxy/lb-pool.ts";
 
 // The service proxy's pure parts: Service + slices → plans, which endpoints a
 // node uses, what the table says, which UDP entries go. The kernel and the
@@ -165,5 +166,26 @@ describe("udpFlushes", () => {
   it("clears what a rejecting port left once it gets an endpoint", () => {
     expect(udpFlushes(udp([]), udp([{ ip: "10.244.1.2" }]))).toEqual([{ kind: "vip", vip: "10.96.0.5" }, { kind: "nodeport", nodePort: 30053 }]);
     expect(udpFlushes(udp([{ ip: "10.244.1.2" }]), udp([{ ip: "10.244.1.2" }]))).toEqual([]);
+  });
+});
+
+describe("LoadBalancer pools", () => {
+  const pool = (cidrs: string[], name = "p") => parsePool({ metadata: { name }, spec: { cidrs } }) as LbPool;
+  const lb = (name: string, created: string, o: { cls?: string; ip?: string } = {}): V1Service => ({
+    metadata: { name, namespace: "ns", creationTimestamp: new Date(created) },
+    spec: { type: "LoadBalancer", ...(o.cls ? { loadBalancerClass: o.cls } : {}) },
+    ...(o.ip ? { status: { loadBalancer: { ingress: [{ ip: o.ip }] } } } : {}),
+  });
+  it("keeps held addresses, gives the oldest Service the lowest free one, skips network and broadcast", () => {
+    const got = allocate([pool(["203.0.113.0/30"])], [lb("b", "2026-01-02"), lb("a", "2026-01-03"), lb("held", "2026-01-04", { ip: "203.0.113.1" })]);
+    expect(Object.fromEntries(got)).toEqual({ "ns/held": "203.0.113.1", "ns/b": "203.0.113.2" });
+  });
+  it("leaves Services of another loadBalancerClass alone and takes back an address outside every pool", () => {
+    const got = allocate([pool(["203.0.113.8/32"])], [lb("other", "2026-01-01", { cls: "example.com/lb" }), lb("moved", "2026-01-02", { ip: "198.51.100.7" }), lb("twill", "2026-01-03", { cls: TWILL_LB_CLASS })]);
+    expect(Object.fromEntries(got)).toEqual({ "ns/moved": "203.0.113.8" });
+  });
+  it("says what is wrong with a pool", () => {
+    expect(parsePool({ metadata: { name: "x" }, spec: { cidrs: ["2001:db8::/64"] } })).toEqual({ name: "x", error: "2001:db8::/64: only IPv4 pools are served so far" });
+    expect(parsePool({ metadata: { name: "y" }, spec: {} })).toMatchObject({ error: "spec.cidrs must list at least one IPv4 CIDR" });
   });
 });
