@@ -55,6 +55,8 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
   let speaker: SpeakerLike | undefined;
   let onChange: (() => void) | undefined;
   const announced = new Set<string>();
+  /** Service /32s the proxy asks this node to originate (advertise). */
+  let services: string[] = [];
   let started: Settings | undefined;
   let identityWarned = "";
   const peerCfgs = new Map<string, PeerConfig>();
@@ -148,8 +150,9 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
       for (const [addr, pc] of want) if (!have.has(addr)) (s.addPeer(pc), peerCfgs.set(addr, pc));
 
       const own = local.info.podCIDRs.filter(isV4);
-      for (const p of own) if (!announced.has(p)) (s.announce(p), announced.add(p));
-      for (const p of [...announced]) if (!own.includes(p)) (s.withdraw(p), announced.delete(p));
+      const originated = new Set([...own, ...services]);
+      for (const p of originated) if (!announced.has(p)) (s.announce(p), announced.add(p));
+      for (const p of [...announced]) if (!originated.has(p)) (s.withdraw(p), announced.delete(p));
 
       // Graceful restart: the routes from before the restart stay until the peers have re-sent theirs.
       if (holdUntil && !s.converged() && now() < holdUntil) {
@@ -162,7 +165,8 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
       // Many routes share a next hop: "on our L2?" is decided once per next hop, not per route (100k per pass).
       const reachable = new Map<string, boolean>();
       const onL2 = (ip: string) => reachable.get(ip) ?? reachable.set(ip, onSameL2(local, ip)).get(ip)!;
-      const ownSet = new Set(own);
+      // What this node originates is never installed from a peer (others announce the same Service /32s).
+      const ownSet = originated;
       for (const r of s.routes()) {
         const spec = learnedRoute(r, local, ownSet, onL2);
         if (spec) state.routes.push(spec);
@@ -172,6 +176,12 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
     },
     watch(cb: () => void): void {
       onChange = cb;
+    },
+    advertise(prefixes: string[]): void {
+      const next = [...new Set(prefixes.filter(isV4))].sort();
+      if (next.join() === services.join()) return;
+      services = next;
+      kick();
     },
   };
 }
