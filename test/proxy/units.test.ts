@@ -5,6 +5,8 @@ import { advertised, udpFlushes } from "../../daemon/proxy/controller.ts";
 import { flushArgs } from "../../daemon/proxy/conntrack.ts";
 import { isInvalid, planService, type ServicePlan, type ServicePort } from "../../daemon/proxy/model.ts";
 import { chooseEndpoints } from "../../daemon/proxy/select.ts";
+import { exportRoute, SERVICE_ROUTE_COMMUNITY } from "../../daemon/bgp/rib/export.ts";
+import { LOCAL, type Route } from "../../daemon/bgp/rib/route.ts";
 import { allocate, parsePool, TWILL_LB_CLASS, type LbPool } from "../../daemon/proxy/lb-pool.ts";
 
 // The service proxy's pure parts: Service + slices → plans, which endpoints a
@@ -203,5 +205,21 @@ describe("advertised", () => {
     expect(advertised(planned(etpLocal, "node2"))).toEqual(["10.96.0.5/32", "192.0.2.7/32"]);
     expect(advertised(planned(etpLocal, "node1"))).toEqual([]);
     expect(advertised(planned(service({ ports: HTTP }), "node1"))).toEqual(["10.96.0.5/32"]);
+  });
+});
+
+describe("Service routes over BGP", () => {
+  const local = { asn: 64512, routerId: 1, clusterId: undefined };
+  const peer = (id: string, internal: boolean) => ({ id, address: 1n, asn: internal ? 64512 : 64513, bgpId: 2, internal, rrClient: false });
+  const route = (from: string, communities?: number[]): Route => ({ prefix: "203.0.113.17/32", peer: from, attrs: { origin: 0, ...(communities ? { communities } : {}) }, nextHop: "172.30.0.11", stale: false });
+  it("a node's own Service /32 goes to other ASes without the mark; one learned from another node does not go on", () => {
+    // As decoded off the wire: an unsigned 32-bit value.
+    const mark = 4227865789;
+    expect(SERVICE_ROUTE_COMMUNITY).toBe(mark);
+    const own = exportRoute(route(LOCAL, [SERVICE_ROUTE_COMMUNITY]), undefined, peer("router", false), local);
+    expect(own?.attrs.communities).toBeUndefined();
+    expect(exportRoute(route(LOCAL, [SERVICE_ROUTE_COMMUNITY]), undefined, peer("node2", true), local)?.attrs.communities).toEqual([mark]);
+    expect(exportRoute(route("node1", [mark]), peer("node1", true), peer("router", false), local)).toBeUndefined();
+    expect(exportRoute(route("node1"), peer("node1", true), peer("router", false), local)).toBeDefined();
   });
 });

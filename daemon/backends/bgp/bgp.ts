@@ -2,6 +2,8 @@ import { TwillError } from "../../../lib/errors.ts";
 import { createLogger, type Logger } from "../../../lib/log.ts";
 import type { Route } from "../../bgp/rib/route.ts";
 import { LOCAL } from "../../bgp/rib/route.ts";
+import { SERVICE_ROUTE_COMMUNITY } from "../../bgp/rib/export.ts";
+import type { PathAttrs } from "../../bgp/codec/update-types.ts";
 import type { PeerConfig, SpeakerConfig } from "../../bgp/speaker/config.ts";
 import { Speaker, type SpeakerEvents } from "../../bgp/speaker/speaker.ts";
 import type { ClusterView } from "../../cluster/view.ts";
@@ -25,7 +27,7 @@ export interface SpeakerLike {
   addPeer(cfg: PeerConfig): unknown;
   removePeer(address: string): void;
   peerAddresses(): string[];
-  announce(prefix: string): void;
+  announce(prefix: string, attrs?: PathAttrs): void;
   withdraw(prefix: string): void;
   routes(): Route[];
   converged(): boolean;
@@ -151,7 +153,8 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
 
       const own = local.info.podCIDRs.filter(isV4);
       const originated = new Set([...own, ...services]);
-      for (const p of originated) if (!announced.has(p)) (s.announce(p), announced.add(p));
+      const serviceOnly = new Set(services.filter((p) => !own.includes(p)));
+      for (const p of originated) if (!announced.has(p)) (s.announce(p, serviceOnly.has(p) ? { origin: 0, communities: [SERVICE_ROUTE_COMMUNITY] } : undefined), announced.add(p));
       for (const p of [...announced]) if (!originated.has(p)) (s.withdraw(p), announced.delete(p));
 
       // Graceful restart: the routes from before the restart stay until the peers have re-sent theirs.
