@@ -61,7 +61,7 @@ try {
   const proxyWatches = cfg.serviceProxy ? watchProxyInputs(kc, log, () => metrics.watchErrors.inc()) : undefined;
   // bgp.advertiseServices: the backend announces what the proxy serves (a backend without routes to announce has no advertise).
   const onAdvertise = cfg.bgp?.advertiseServices && backend.advertise ? (p: string[]) => backend.advertise!(p) : undefined;
-  const proxy = proxyWatches ? new ServiceProxy({ nodeName: node.nodeName, watches: proxyWatches, nodes: watch, clusterCIDR: cfg.clusterCIDR, log, resyncSeconds: node.resyncSeconds, ...(onAdvertise ? { onAdvertise } : {}) }) : undefined;
+  const proxy = proxyWatches ? new ServiceProxy({ nodeName: node.nodeName, watches: proxyWatches, nodes: watch, clusterCIDR: cfg.clusterCIDR, log, resyncSeconds: node.resyncSeconds, ...(onAdvertise ? { onAdvertise } : {}), metrics }) : undefined;
   // LoadBalancer addresses from Twill's pools, with the proxy that answers them.
   const lbAllocator = proxyWatches ? new LoadBalancerAllocator({ kc, nodeName: node.nodeName, nodes: watch, services: proxyWatches.services, log, onWatchError: () => metrics.watchErrors.inc() }) : undefined;
   if (!proxy) await removeProxyTable(log);

@@ -1,5 +1,6 @@
 import type { V1EndpointSlice, V1Node, V1Service } from "@kubernetes/client-node";
 import type { Logger } from "../../lib/log.ts";
+import type { Metrics } from "../health/metrics.ts";
 import type { ResourceWatch } from "../cluster/resource-watch.ts";
 import { PolicyTable } from "../policy/nft.ts";
 import { compilePort, describeProxy, type Fragment } from "./compile.ts";
@@ -30,6 +31,8 @@ export interface ProxyDeps {
   serveHealth?: boolean;
   /** Told the Service /32s this node should originate whenever they change (the bgp backend announces them). */
   onAdvertise?: (prefixes: string[]) => void;
+  /** The daemon's metrics (apply duration, programmed and invalid Service ports). */
+  metrics?: Pick<Metrics, "proxyApply" | "proxyServices">;
   /** Told after every apply (the bench measures event → kernel). */
   onApplied?: (r: { commands: number; mode: string; ms: number; changed: number }) => void;
 }
@@ -190,9 +193,14 @@ export class ServiceProxy {
       const desc = describeProxy(this.fragments(), this.node.ips);
       const r = await this.table.apply(desc);
       this.updateHealth();
+      let ports = 0;
+      for (const p of this.planned.values()) ports += p.ports.length;
+      this.d.metrics?.proxyServices.set({ state: "programmed" }, ports);
+      this.d.metrics?.proxyServices.set({ state: "invalid" }, this.invalid.size);
       this.d.onAdvertise?.(advertised(this.planned.values()));
       const ms = performance.now() - t0;
       if (r.mode !== "none") {
+        this.d.metrics?.proxyApply.observe(ms / 1000);
         this.d.onApplied?.({ commands: r.commands, mode: r.mode, ms, changed: keys.size });
         log.debug({ mode: r.mode, commands: r.commands, services: keys.size, ms: Math.round(ms) }, "service proxy table applied");
       }
