@@ -69,7 +69,9 @@ try {
   // agent writes that file, so the plugin never finds a socket named that nobody serves.
   const notices = policy ? await startNoticeServer(join(dirname(node.nodeFile), DAEMON_SOCKET_NAME), (n) => policy.notice(n), log) : undefined;
   const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics, ...(notices ? { daemonSocket: DAEMON_SOCKET_NAME } : {}) });
-  await startHealthServer(node.healthAddress, node.healthPort, agent, metrics);
+  // Ready once the dataplane is programmed and, with the proxy on, Services too: a rolling update (or a
+  // migration from kube-proxy) moves to the next node only when this one proxies.
+  await startHealthServer(node.healthAddress, node.healthPort, { live: () => agent.live(), ready: () => agent.ready() && (proxy?.programmed() ?? true) }, metrics);
   agent.start();
   policy?.start();
   proxy?.start();
