@@ -32,6 +32,11 @@ export interface Backend {
   watch?(onChange: () => void): void;
   /** BGP sessions (state, uptime, prefixes), for the operator API; absent for backends without sessions. */
   sessions?(): BgpSession[];
+  /**
+   * Addresses this node originates besides its pod CIDRs (the service proxy's Service /32s, docs/services.md),
+   * for backends that announce routes (bgp); the others have no such method.
+   */
+  advertise?(prefixes: string[]): void;
 }
 
 /** What the daemon gives a backend that reads more of the cluster than Nodes (bgp: its CRDs). */
