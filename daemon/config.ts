@@ -22,6 +22,8 @@ export interface BgpConfig {
   mesh: boolean;
   /** Seconds peers keep Twill's routes while it restarts (RFC 4724). */
   restartTime: number;
+  /** With serviceProxy: announce Services' ClusterIP, externalIP and LoadBalancer /32s (ETP Local: only while a local endpoint exists). */
+  advertiseServices: boolean;
 }
 
 /** `encryption: wireguard` (docs/encryption.md). */
@@ -41,13 +43,15 @@ export interface DaemonConfig {
   policyFailClosed: boolean;
   /** New pods' veths take the underlay's GSO/GRO sizes when above 64 KiB (BIG TCP; backends without encapsulation). */
   bigTcp: boolean;
+  /** Twill proxies Services on this node (daemon/proxy, docs/services.md); kube-proxy must not run. Off by default. */
+  serviceProxy: boolean;
   vxlan: VxlanConfig;
   encryption: EncryptionConfig;
   /** Present when config.yaml has a bgp section; the bgp backend defaults it otherwise. */
   bgp?: BgpConfig;
 }
 
-export const DEFAULT_BGP: BgpConfig = { asn: 64512, port: 179, mesh: true, restartTime: 120 };
+export const DEFAULT_BGP: BgpConfig = { asn: 64512, port: 179, mesh: true, restartTime: 120, advertiseServices: false };
 
 function parseBgp(v: unknown, source: string): BgpConfig {
   const b = (v ?? {}) as Record<string, unknown>;
@@ -55,8 +59,9 @@ function parseBgp(v: unknown, source: string): BgpConfig {
   if (!Number.isInteger(out.asn) || out.asn < 1 || out.asn > 0xffffffff) throw bad(`${source}: bgp.asn must be 1..4294967295`);
   if (!Number.isInteger(out.port) || out.port < 1 || out.port > 65535) throw bad(`${source}: bgp.port must be 1..65535`);
   if (typeof out.mesh !== "boolean") throw bad(`${source}: bgp.mesh must be true or false`);
+  if (typeof out.advertiseServices !== "boolean") throw bad(`${source}: bgp.advertiseServices must be true or false`);
   if (!Number.isInteger(out.restartTime) || out.restartTime < 0 || out.restartTime > 4095) throw bad(`${source}: bgp.restartTime must be 0..4095 seconds`);
-  return { asn: out.asn, port: out.port, mesh: out.mesh, restartTime: out.restartTime };
+  return { asn: out.asn, port: out.port, mesh: out.mesh, restartTime: out.restartTime, advertiseServices: out.advertiseServices };
 }
 
 function parseEncryption(mode: unknown, wg: unknown, source: string): EncryptionConfig {
@@ -97,7 +102,7 @@ export function parseConfig(text: string, source = "config.yaml"): DaemonConfig 
     directRouting: v.directRouting === true,
   };
   if (!Number.isInteger(vxlan.vni) || vxlan.vni < 1 || vxlan.vni > 16_777_215) throw bad(`${source}: vxlan.vni must be 1..16777215`);
-  for (const key of ["masquerade", "policy", "policyFailClosed", "bigTcp"]) {
+  for (const key of ["masquerade", "policy", "policyFailClosed", "bigTcp", "serviceProxy"]) {
     if (o[key] !== undefined && typeof o[key] !== "boolean") throw bad(`${source}: ${key} must be true or false`);
   }
   return {
@@ -108,6 +113,7 @@ export function parseConfig(text: string, source = "config.yaml"): DaemonConfig 
     policy: o.policy !== false,
     policyFailClosed: o.policyFailClosed !== false,
     bigTcp: o.bigTcp !== false,
+    serviceProxy: o.serviceProxy === true,
     vxlan,
     encryption: parseEncryption(o.encryption, o.wireguard, source),
     ...(o.bgp !== undefined ? { bgp: parseBgp(o.bgp, source) } : {}),

@@ -27,6 +27,10 @@ import { startHealthServer, startMetricsServer } from "./health/server.ts";
 import { PolicyController } from "./policy/controller.ts";
 import { startNoticeServer } from "./policy/notice-server.ts";
 import { watchPolicyInputs } from "./policy/watches.ts";
+import { ServiceProxy } from "./proxy/controller.ts";
+import { removeProxyTable } from "./proxy/disabled.ts";
+import { LoadBalancerAllocator } from "./proxy/lb-allocator.ts";
+import { watchProxyInputs } from "./proxy/watches.ts";
 
 const { values } = parseArgs({
   options: {
@@ -75,6 +79,14 @@ try {
   const policy = cfg.policy
     ? new PolicyController({ nodeName: node.nodeName, watches: watchPolicyInputs(kc, log, () => metrics.watchErrors.inc()), log, metrics, failClosed: cfg.policyFailClosed, podCidrs, ipamDir: node.ipamDir, resyncSeconds: node.resyncSeconds, events })
     : undefined;
+  // The service proxy, when enabled in the ConfigMap (kube-proxy removed).
+  const proxyWatches = cfg.serviceProxy ? watchProxyInputs(kc, log, () => metrics.watchErrors.inc()) : undefined;
+  // bgp.advertiseServices: the backend announces what the proxy serves (a backend without routes to announce has no advertise).
+  const onAdvertise = cfg.bgp?.advertiseServices && backend.advertise ? (p: string[]) => backend.advertise!(p) : undefined;
+  const proxy = proxyWatches ? new ServiceProxy({ nodeName: node.nodeName, watches: proxyWatches, nodes: watch, clusterCIDR: cfg.clusterCIDR, log, resyncSeconds: node.resyncSeconds, ...(onAdvertise ? { onAdvertise } : {}), metrics }) : undefined;
+  // LoadBalancer addresses from Twill's pools, with the proxy that answers them.
+  const lbAllocator = proxyWatches ? new LoadBalancerAllocator({ kc, nodeName: node.nodeName, nodes: watch, services: proxyWatches.services, log, onWatchError: () => metrics.watchErrors.inc() }) : undefined;
+  if (!proxy) await removeProxyTable(log);
   // The CNI plugin's pod notices (policy/notices.ts), beside the node file that names the socket; before the
   // agent writes that file, so the plugin never finds a socket named that nobody serves.
   // The same notices carry the plugin's ADD/DEL timing and failures (health/cni.ts).
@@ -124,7 +136,10 @@ try {
     log.error({ code: err.code, details: err.details }, err.message);
     return undefined;
   });
-  await startHealthServer(node.healthAddress, node.healthPort, agent, metrics, (req, res) => handleCtl(api, req, res, "tcp"));
+  // Ready once the dataplane is programmed and, with the proxy on, Services too: a rolling update (or a
+  // migration from kube-proxy) moves to the next node only when this one proxies.
+  const health = { live: () => agent.live(), ready: () => agent.ready() && (proxy?.programmed() ?? true) };
+  await startHealthServer(node.healthAddress, node.healthPort, health, metrics, (req, res) => handleCtl(api, req, res, "tcp"));
   // Metrics alone where Prometheus can reach them; the health port keeps the operator API (docs/observability.md).
   // Its failure (the port taken) costs the metrics, never the node's networking: logged, and the daemon goes on.
   if (node.metricsPort) {
@@ -134,7 +149,9 @@ try {
   }
   agent.start();
   policy?.start();
-  log.info({ node: node.nodeName, backend: backend.name, encryption: cfg.encryption.mode, clusterCIDR: cfg.clusterCIDR }, "twill daemon started");
+  proxy?.start();
+  lbAllocator?.start();
+  log.info({ node: node.nodeName, backend: backend.name, encryption: cfg.encryption.mode, clusterCIDR: cfg.clusterCIDR, serviceProxy: cfg.serviceProxy }, "twill daemon started");
   const shutdown = () => {
     // Leave the dataplane as it is: pods keep working while the daemon is away.
     agent.stop();
@@ -143,6 +160,8 @@ try {
     ctlServer?.close();
     drops?.stop();
     policy?.stop();
+    proxy?.stop();
+    lbAllocator?.stop();
     log.info({}, "twill daemon stopped; dataplane left in place");
     process.exit(0);
   };

@@ -32,6 +32,8 @@ export interface DaemonOptions {
   policy?: boolean;
   /** `encryption: wireguard` (wireguard-go: this kernel has no WireGuard module). */
   encryption?: "wireguard";
+  /** Twill proxies Services (no kube-proxy in the lab). */
+  serviceProxy?: boolean;
 }
 
 export function daemonConfig(opts: DaemonOptions): string {
@@ -40,6 +42,7 @@ backend: ${opts.backend}
 mtu: 0
 masquerade: ${opts.masquerade ?? true}
 policy: ${opts.policy ?? true}
+serviceProxy: ${opts.serviceProxy ?? false}
 vxlan:
   vni: 1
   port: 8472

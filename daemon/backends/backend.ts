@@ -32,6 +32,11 @@ export interface Backend {
   watch?(onChange: () => void): void;
   /** BGP sessions (state, uptime, prefixes), for the operator API; absent for backends without sessions. */
   sessions?(): BgpSession[];
+  /**
+   * Addresses this node originates besides its pod CIDRs (the service proxy's Service /32s, docs/services.md),
+   * for backends that announce routes (bgp); the others have no such method.
+   */
+  advertise?(prefixes: string[]): void;
 }
 
 /** What a routing backend reports of its sessions, for metrics and Events (daemon/health/bgp.ts). */

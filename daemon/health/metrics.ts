@@ -21,7 +21,7 @@ export function createMetrics() {
     registry,
     /** Run (concurrently, bounded in time) before each scrape: readings taken only when someone looks (drops.ts). */
     scrapeHooks: [] as (() => Promise<void>)[],
-    reconcileDuration: new Histogram({ name: "twill_reconcile_duration_seconds", help: "Time of one reconcile pass, by controller (dataplane: routes, neighbours, FDB, masquerade; policy: the NetworkPolicy table)", labelNames: ["controller"], buckets: RECONCILE_BUCKETS, registers: r }),
+    reconcileDuration: new Histogram({ name: "twill_reconcile_duration_seconds", help: "Time of one reconcile pass, by controller (dataplane: routes, neighbours, FDB, masquerade; policy: the NetworkPolicy table; proxy: the service proxy's table)", labelNames: ["controller"], buckets: RECONCILE_BUCKETS, registers: r }),
     reconcileErrors: new Counter({ name: "twill_reconcile_errors_total", help: "Reconcile passes that failed, by controller", labelNames: ["controller"], registers: r }),
     kernelChanges: new Counter({ name: "twill_kernel_changes_total", help: "Kernel objects written by reconciles", labelNames: ["kind"], registers: r }),
     programmed: new Gauge({ name: "twill_programmed_objects", help: "Kernel objects Twill has programmed, by kind", labelNames: ["kind"], registers: r }),
@@ -40,9 +40,12 @@ export function createMetrics() {
     bgpPrefixesReceived: new Gauge({ name: "twill_bgp_prefixes_received", help: "Best routes learned from the peer", labelNames: ["peer"], registers: r }),
     bgpPrefixesAdvertised: new Gauge({ name: "twill_bgp_prefixes_advertised", help: "Prefixes this node announces (its pod CIDRs)", registers: r }),
     events: new Counter({ name: "twill_events_total", help: "Kubernetes Events the daemon wrote, by reason and outcome (created, exists: another daemon wrote it, patched: a repeat counted, dropped: rate-limited, failed)", labelNames: ["reason", "outcome"], registers: r }),
+    proxyApply: new Histogram({ name: "twill_proxy_apply_duration_seconds", help: "Service proxy: time from a Service/EndpointSlice change being seen to its nft transaction committed", buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: r }),
+    proxyServices: new Gauge({ name: "twill_proxy_service_ports", help: "Service proxy: Service ports programmed, and Services left out as invalid", labelNames: ["state"], registers: r }),
   };
   // Series of known label values start at 0, so a rate over them is 0, not absent, until the first error or drop.
   for (const controller of ["dataplane", "policy"]) m.reconcileErrors.inc({ controller }, 0);
+  // (controller="proxy" appears once the service proxy runs: it is off by default.)
   for (const direction of ["ingress", "egress"]) m.policyDrops.inc({ direction }, 0);
   return m;
 }

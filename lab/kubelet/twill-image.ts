@@ -65,8 +65,9 @@ function productionModules(): string[] {
 
 export function twillImageLayer(): Buffer {
   const node = realpathSync(join(REPO, "node_modules/.bin/node"));
-  // Every program the daemon executes (daemon/, lib/: ip, bridge for the VXLAN FDB, nft; encryption: wireguard-go, wg).
-  const tools = ["/usr/sbin/ip", "/usr/sbin/bridge", "/usr/sbin/nft", "/usr/bin/wireguard-go", "/usr/bin/wg"];
+  // Every program the daemon executes (daemon/, lib/: ip, bridge for the VXLAN FDB, nft; conntrack for the service
+  // proxy's UDP flushes; encryption: wireguard-go, wg).
+  const tools = ["/usr/sbin/ip", "/usr/sbin/bridge", "/usr/sbin/nft", "/usr/sbin/conntrack", "/usr/bin/wireguard-go", "/usr/bin/wg"];
   const programs = [node, ...tools];
   const libs = [...new Set(programs.flatMap(libraries))];
   const dirs = ["usr/", "usr/sbin/", "usr/bin/", "lib/", "lib/x86_64-linux-gnu/", "lib64/", "etc/", "tmp/", "run/", "var/", "opt/", "opt/twill/", "opt/twill/node/", "opt/twill/node/bin/", "opt/twill/bin/"];
