@@ -38,7 +38,7 @@ export function createMetrics() {
     bgpSessionUp: new Gauge({ name: "twill_bgp_session_up", help: "1 while the BGP session with the peer is Established, else 0", labelNames: ["peer"], registers: r }),
     bgpSessionChanges: new Counter({ name: "twill_bgp_session_transitions_total", help: "BGP session state changes, by peer and the state entered", labelNames: ["peer", "state"], registers: r }),
     bgpPrefixesReceived: new Gauge({ name: "twill_bgp_prefixes_received", help: "Best routes learned from the peer", labelNames: ["peer"], registers: r }),
-    bgpPrefixesAdvertised: new Gauge({ name: "twill_bgp_prefixes_advertised", help: "Prefixes this node announces (its pod CIDRs)", registers: r }),
+    bgpPrefixesAdvertised: new Gauge({ name: "twill_bgp_prefixes_advertised", help: "Prefixes this node announces (its pod CIDRs, and Service addresses when the service proxy advertises them)", registers: r }),
     events: new Counter({ name: "twill_events_total", help: "Kubernetes Events the daemon wrote, by reason and outcome (created, exists: another daemon wrote it, patched: a repeat counted, dropped: rate-limited, failed)", labelNames: ["reason", "outcome"], registers: r }),
     proxyApply: new Histogram({ name: "twill_proxy_apply_duration_seconds", help: "Service proxy: time from a Service/EndpointSlice change being seen to its nft transaction committed", buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: r }),
     proxyServices: new Gauge({ name: "twill_proxy_service_ports", help: "Service proxy: Service ports programmed, and Services left out as invalid", labelNames: ["state"], registers: r }),
