@@ -117,6 +117,11 @@ export interface NodeSettings {
   ipamDir: string;
   /** The `twill` binary (bgp: sets TCP MD5 keys with `twill md5sig`); where the image has it by default. */
   twillBinary: string;
+  /** IPAM sweep (daemon/ipam): how often, 0 = off; and how long a record must belong to no pod before release. */
+  ipamSweepSeconds: number;
+  ipamGraceSeconds: number;
+  /** How often the config file is read again for changes (kubelet updates a ConfigMap volume within ~1 min). */
+  configPollSeconds: number;
 }
 
 export const DEFAULT_TWILL_BINARY = "/opt/twill/bin/twill";
@@ -133,5 +138,8 @@ export function nodeSettings(values: Record<string, string | undefined>, env: No
     resyncSeconds: Number(values["resync-seconds"] ?? 10),
     ipamDir: values["ipam-dir"] ?? "/var/lib/cni/networks",
     twillBinary: values["twill-binary"] ?? DEFAULT_TWILL_BINARY,
+    ipamSweepSeconds: Number(values["ipam-sweep-seconds"] ?? 60),
+    ipamGraceSeconds: Number(values["ipam-grace-seconds"] ?? 900),
+    configPollSeconds: Number(values["config-poll-seconds"] ?? 10),
   };
 }

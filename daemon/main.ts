@@ -1,6 +1,6 @@
 // The Twill node daemon: one per node. Wiring only; see agent.ts.
 //   node daemon/main.ts --config /etc/twill/config.yaml [--node-name N] [--kubeconfig F] [--node-file F]
-//     [--twill-binary /opt/twill/bin/twill]
+//     [--twill-binary /opt/twill/bin/twill] [--ipam-sweep-seconds 60] [--ipam-grace-seconds 900] [--config-poll-seconds 10]
 import { KubeConfig } from "@kubernetes/client-node";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
@@ -10,7 +10,10 @@ import { DAEMON_SOCKET_NAME } from "../lib/node-file.ts";
 import { Agent } from "./agent.ts";
 import { backendFactory } from "./backends/registry.ts";
 import { watchNodes } from "./cluster/watch.ts";
+import { nodeEventRecorder } from "./cluster/node-events.ts";
 import { loadConfig, nodeSettings } from "./config.ts";
+import { ConfigWatch } from "./config-watch.ts";
+import { IpamSweeper } from "./ipam/controller.ts";
 import { createMetrics } from "./health/metrics.ts";
 import { startHealthServer } from "./health/server.ts";
 import { PolicyController } from "./policy/controller.ts";
@@ -30,6 +33,9 @@ const { values } = parseArgs({
     "log-file": { type: "string" },
     "log-level": { type: "string", default: "info" },
     "twill-binary": { type: "string" },
+    "ipam-sweep-seconds": { type: "string" },
+    "ipam-grace-seconds": { type: "string" },
+    "config-poll-seconds": { type: "string" },
   },
 });
 const log = createLogger({ name: "twill-daemon", level: values["log-level"], ...(values["log-file"] ? { file: values["log-file"] } : {}) });
@@ -60,10 +66,20 @@ try {
   await startHealthServer(node.healthAddress, node.healthPort, agent, metrics);
   agent.start();
   policy?.start();
+  // The config file at run time (config-watch.ts) and the IPAM sweep (ipam/): both only report or free leaks.
+  const events = nodeEventRecorder(kc, node.nodeName, log);
+  const configWatch = new ConfigWatch({ path: values.config, running: cfg, pollSeconds: node.configPollSeconds, log, registry: metrics.registry, events });
+  configWatch.start();
+  const sweeper = node.ipamSweepSeconds > 0
+    ? new IpamSweeper({ kc, log, registry: metrics.registry, nodeName: node.nodeName, ipamDir: node.ipamDir, podCidrs, graceSeconds: node.ipamGraceSeconds, intervalSeconds: node.ipamSweepSeconds, onWatchError: () => metrics.watchErrors.inc() })
+    : undefined;
+  sweeper?.start();
   log.info({ node: node.nodeName, backend: backend.name, clusterCIDR: cfg.clusterCIDR }, "twill daemon started");
   const shutdown = () => {
     // Leave the dataplane as it is: pods keep working while the daemon is away.
     agent.stop();
+    configWatch.stop();
+    sweeper?.stop();
     notices?.close();
     policy?.stop();
     log.info({}, "twill daemon stopped; dataplane left in place");
