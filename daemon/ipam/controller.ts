@@ -74,6 +74,21 @@ export class IpamSweeper {
     this.pods.stop();
   }
 
+  /** The pod watch has listed: sweeps decide from here on. */
+  ready(): boolean {
+    return this.pods.synced();
+  }
+
+  /** status.podIPs of every pod bound to this node, as the watch has them. */
+  livePodIps(): Set<string> {
+    const ips = new Set<string>();
+    for (const p of this.pods.list()) {
+      for (const ip of p.status?.podIPs ?? []) if (ip.ip) ips.add(ip.ip);
+      if (p.status?.podIP) ips.add(p.status.podIP);
+    }
+    return ips;
+  }
+
   /** One sweep now; returns the addresses released. */
   sweepOnce(nowMs = Date.now()): string[] {
     const { log } = this.o;
@@ -83,11 +98,7 @@ export class IpamSweeper {
       return [];
     }
     try {
-      const livePodIps = new Set<string>();
-      for (const p of this.pods.list()) {
-        for (const ip of p.status?.podIPs ?? []) if (ip.ip) livePodIps.add(ip.ip);
-        if (p.status?.podIP) livePodIps.add(p.status.podIP);
-      }
+      const livePodIps = this.livePodIps();
       const { plan, released } = sweepIpam(this.o.ipamDir, { livePodIps, podCidrs, nowMs, graceMs: this.o.graceSeconds * 1000, candidateSince: this.candidates });
       this.candidates = plan.candidateSince;
       this.waiting.set(plan.candidateSince.size);
