@@ -24,6 +24,8 @@ export interface ConfigWatchOptions {
   log: Logger;
   registry: Registry;
   events: NodeEventRecorder;
+  /** Checks beyond parsing that start-up also makes (a known backend name). */
+  validate?: (cfg: DaemonConfig) => void;
 }
 
 export class ConfigWatch {
@@ -73,6 +75,7 @@ export class ConfigWatch {
     try {
       if (text.startsWith("\0")) throw Object.assign(new Error(`cannot read ${path}`), { code: "CONFIG_INVALID", details: text.slice(1) });
       next = parseConfig(text, path);
+      this.o.validate?.(next);
     } catch (err) {
       const e = err as { code?: string; message: string; details?: string };
       const code = e.code ?? "CONFIG_INVALID";

@@ -68,7 +68,7 @@ try {
   policy?.start();
   // The config file at run time (config-watch.ts) and the IPAM sweep (ipam/): both only report or free leaks.
   const events = nodeEventRecorder(kc, node.nodeName, log);
-  const configWatch = new ConfigWatch({ path: values.config, running: cfg, pollSeconds: node.configPollSeconds, log, registry: metrics.registry, events });
+  const configWatch = new ConfigWatch({ path: values.config, running: cfg, pollSeconds: node.configPollSeconds, log, registry: metrics.registry, events, validate: (c) => void backendFactory(c) });
   configWatch.start();
   const sweeper = node.ipamSweepSeconds > 0
     ? new IpamSweeper({ kc, log, registry: metrics.registry, nodeName: node.nodeName, ipamDir: node.ipamDir, podCidrs, graceSeconds: node.ipamGraceSeconds, intervalSeconds: node.ipamSweepSeconds, onWatchError: () => metrics.watchErrors.inc() })
