@@ -8,7 +8,7 @@ import { controlPlaneNs } from "../../lab/names.ts";
 import { startIn } from "../../lab/process.ts";
 import { execIn } from "../../lib/kernel/netns.ts";
 import { eventually, kernelView } from "../daemon/helpers.ts";
-import { recordFigure } from "../support/chaos-figures.ts";
+import { recordFigure } from "../../lab/chaos-figures.ts";
 import { KernelWriteMonitor } from "../support/kernel-writes.ts";
 
 // The control plane misbehaving under running daemons (issue 22), in a lab of
@@ -159,7 +159,7 @@ describe("apiserver trouble", () => {
       await core.deleteNode({ name: "rel-late" }).catch(() => {});
     }
     await eventually(async () => (await Promise.all([1, 2].map((i) => kernelView(node(i).ns)))).every((v) => !v.includes("10.244.222.0/24")), "the late node to go");
-  });
+  }, (OUTAGE_S + 420) * 1000);
 
   it("etcd restarted: no kernel write, no packet lost, and the watches carry changes afterwards", async () => {
     const mon = await monitors();
@@ -192,7 +192,7 @@ describe("apiserver trouble", () => {
     await etcd("/v3/kv/compaction", { revision, physical: true });
     await restartInCp("kube-apiserver", 500);
     await waitApiserver();
-    await eventually(async () => [1, 2].every((i, k) => /"changed":false[^\n]*node watch re-listed/.test(logOf(i).slice(marks[k]))), "both daemons to re-list their node watch", 120_000);
+    await eventually(async () => [1, 2].every((i, k) => /"changed":false[^\n]*node watch re-listed/.test(logOf(i).slice(marks[k]))), "both daemons to re-list their node watch", 60_000);
     await new Promise((r) => setTimeout(r, 6000));
     const writes = mon.flatMap((m) => m.stop());
     const [sent, received] = await f;
