@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { planRelease, recordKey, type SweepRecord } from "../../daemon/ipam/plan.ts";
 import { readRecords, sweepIpam } from "../../daemon/ipam/sweep.ts";
 import { IpamStore } from "../../lib/ipam/store.ts";
+import { recordFigure } from "../../lab/chaos-figures.ts";
 
 // The sweep's decision (pure) and the store's removal lock, on a real directory.
 
@@ -99,6 +100,25 @@ describe("sweep on a real IPAM directory", () => {
     expect(second.released.map((r) => r.ip)).toEqual(["10.244.1.31"]);
     expect(readRecords(dir).map((r) => r.containerId).sort()).toEqual(["live", "young"]);
     expect(store.findByOwner("orphan", "eth0", true)).toEqual([]);
+  });
+
+  it("a full /24 (253 records, 200 live): one sweep plans and releases only the 53 orphans", () => {
+    const store = new IpamStore(join(dir, "twill"));
+    const live = new Set<string>();
+    const now = Date.now();
+    for (let i = 2; i <= 254; i++) {
+      const ip = `10.244.1.${i}`;
+      store.claim(ip, `c${i}`, "eth0");
+      backdate(store, ip, now - HOUR);
+      if (i < 202) live.add(ip);
+    }
+    const input = { podCidrs: ["10.244.1.0/24"], livePodIps: live, graceMs: GRACE };
+    const first = sweepIpam(dir, { ...input, nowMs: now, candidateSince: new Map() });
+    const t = performance.now();
+    const second = sweepIpam(dir, { ...input, nowMs: now + GRACE, candidateSince: first.plan.candidateSince });
+    recordFigure("ipam_sweep_full_24_ms", Math.round((performance.now() - t) * 100) / 100, "ms", "253 records, 53 released");
+    expect(second.released).toHaveLength(53);
+    expect(store.list()).toHaveLength(200);
   });
 
   it("breaks a removal lock left by a killed process, and waits for a live holder", async () => {

@@ -13,6 +13,7 @@ import { createLogger } from "../../lib/log.ts";
 import { REPO, runCni } from "../support/cni.ts";
 import { sharedLab } from "../support/lab.ts";
 import { until } from "../support/until.ts";
+import { recordFigure } from "../../lab/chaos-figures.ts";
 
 // The daemon's IPAM sweep against the real apiserver: Pods bound to node1 in
 // a namespace of this file's own, and records written by the real twill-ipam
@@ -75,9 +76,12 @@ describe("daemon IPAM sweep", () => {
     let stop = false;
     const freed: string[] = [];
     // Sweeps back to back (each reads every record and the watch's pods) while pods come up.
+    let sweepMs = 0;
     const loop = (async () => {
       while (!stop) {
+        const t = performance.now();
         freed.push(...sweeper.sweepOnce());
+        sweepMs += performance.now() - t;
         sweeps++;
         await new Promise((r) => setTimeout(r, 5));
       }
@@ -97,6 +101,9 @@ describe("daemon IPAM sweep", () => {
     await new Promise((r) => setTimeout(r, 500));
     stop = true;
     await loop;
+    recordFigure("ipam_sweep_race_sweeps", sweeps, "sweeps", "back to back while 9 ADDs ran");
+    recordFigure("ipam_sweep_race_freed", freed.length, "addresses");
+    recordFigure("ipam_sweep_mean_ms", Math.round((sweepMs / sweeps) * 100) / 100, "ms", "one sweep of up to 9 records and the node's pods");
     expect(sweeps).toBeGreaterThan(50);
     expect(freed).toEqual([]);
     const have = held();
@@ -124,6 +131,7 @@ describe("daemon IPAM sweep", () => {
     expect(sweeper.sweepOnce(t + GRACE_S * 1000 - 1)).toEqual([]);
     const unreported = [...held()].find(([, c]) => c === `rel-unreported-${process.pid}`)![0];
     const released = sweeper.sweepOnce(t + GRACE_S * 1000).sort();
+    recordFigure("ipam_sweep_released_after_grace", released.length, "addresses", "of 10 records: 1 orphan, 1 deleted pod, 1 never reported; 7 live kept");
     expect(released).toEqual([orphan, deletedIp, unreported].sort());
     const after = held();
     for (const ip of live) expect(after.has(ip)).toBe(true);
