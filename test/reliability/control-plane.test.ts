@@ -3,11 +3,10 @@ import { join } from "node:path";
 import { CoreV1Api, NetworkingV1Api } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { commandLine, pidsIn, startLab, type RunningLab } from "../../lab/lab.ts";
-import { rawRequest } from "../../lab/kube.ts";
 import { controlPlaneNs } from "../../lab/names.ts";
-import { startIn } from "../../lab/process.ts";
+import { processStats, startIn } from "../../lab/process.ts";
 import { execIn } from "../../lib/kernel/netns.ts";
-import { eventually, kernelView } from "../daemon/helpers.ts";
+import { eventually, kernelView, waitApiserver } from "../daemon/helpers.ts";
 import { recordFigure } from "../../lab/chaos-figures.ts";
 import { KernelWriteMonitor } from "../support/kernel-writes.ts";
 
@@ -50,10 +49,7 @@ async function metric(i: number, name: string): Promise<number> {
   return Number((await execIn(node(i).ns, [process.execPath, "--input-type=module", "-e", script])).stdout.trim());
 }
 
-const rssKiB = async (i: number) => {
-  const [pid] = await pidsIn(node(i).ns, "daemon/main.ts");
-  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]);
-};
+const rssKiB = async (i: number) => processStats((await pidsIn(node(i).ns, "daemon/main.ts"))[0]!).rssKiB;
 
 async function restartInCp(match: string, downMs: number): Promise<void> {
   const cp = controlPlaneNs(lab.state.name);
@@ -64,9 +60,6 @@ async function restartInCp(match: string, downMs: number): Promise<void> {
   startIn(cp, match, argv, join(lab.state.dir, "logs", `${match}.log`));
 }
 
-async function waitApiserver(): Promise<void> {
-  await eventually(async () => (await rawRequest(lab.forwarder.port, lab.state.admin, "GET", "/readyz").catch(() => ({ status: 0 }))).status === 200, "the apiserver to be ready", 120_000);
-}
 
 describe("bad configuration at run time", () => {
   it("an invalid config change is rejected: last good config kept, reported (log code, metric, Event), daemons alive, no kernel write", async () => {
@@ -165,7 +158,7 @@ describe("apiserver trouble", () => {
     const mon = await monitors();
     const f = flow(podOn("node1").ns, podOn("node2").ip, 25);
     await restartInCp("etcd", 3000);
-    await waitApiserver();
+    await waitApiserver(lab);
     await new Promise((r) => setTimeout(r, 8000));
     const writes = mon.flatMap((m) => m.stop());
     const [sent, received] = await f;
@@ -191,7 +184,7 @@ describe("apiserver trouble", () => {
     const revision = Number(JSON.parse((await etcd("/v3/kv/range", { key: Buffer.from("/").toString("base64") })).stdout).header.revision);
     await etcd("/v3/kv/compaction", { revision, physical: true });
     await restartInCp("kube-apiserver", 500);
-    await waitApiserver();
+    await waitApiserver(lab);
     await eventually(async () => [1, 2].every((i, k) => /"changed":false[^\n]*node watch re-listed/.test(logOf(i).slice(marks[k]))), "both daemons to re-list their node watch", 60_000);
     await new Promise((r) => setTimeout(r, 6000));
     const writes = mon.flatMap((m) => m.stop());
