@@ -27,7 +27,7 @@ export interface SweepResult {
   released: SweepRecord[];
 }
 
-/** Plans from `input` (records read by the caller) and, unless `dryRun`, releases. */
+/** Releases what `plan` names (nothing with `dryRun`: twillctl's default), each only if it is still the planned claim. */
 export function applyPlan(ipamDir: string, plan: SweepPlan, dryRun = false): SweepResult {
   const released: SweepRecord[] = [];
   if (dryRun) return { plan, released };
@@ -41,7 +41,7 @@ export function applyPlan(ipamDir: string, plan: SweepPlan, dryRun = false): Swe
   return { plan, released };
 }
 
-/** One sweep: read, plan, release. */
+/** One sweep: read every network's records, plan (plan.ts), release. */
 export function sweepIpam(ipamDir: string, input: Omit<SweepInput, "records">, dryRun = false): SweepResult {
   return applyPlan(ipamDir, planRelease({ ...input, records: readRecords(ipamDir) }), dryRun);
 }
