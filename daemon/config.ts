@@ -148,6 +148,11 @@ export interface NodeSettings {
   wireguardKeyFile: string;
   /** wireguard-go's /run, when it must not be the machine's (the lab: several nodes on one machine); "" = /run. */
   wireguardRunDir: string;
+  /** IPAM sweep (daemon/ipam): how often, 0 = off; and how long a record must belong to no pod before release. */
+  ipamSweepSeconds: number;
+  ipamGraceSeconds: number;
+  /** How often the config file is read again for changes (kubelet updates a ConfigMap volume within ~1 min). */
+  configPollSeconds: number;
 }
 
 export const DEFAULT_TWILL_BINARY = "/opt/twill/bin/twill";
@@ -175,5 +180,8 @@ export function nodeSettings(values: Record<string, string | undefined>, env: No
     twillBinary: values["twill-binary"] ?? DEFAULT_TWILL_BINARY,
     wireguardKeyFile: values["wireguard-key-file"] ?? "/var/lib/twill/wireguard/private.key",
     wireguardRunDir: values["wireguard-run-dir"] ?? "",
+    ipamSweepSeconds: Number(values["ipam-sweep-seconds"] ?? 60),
+    ipamGraceSeconds: Number(values["ipam-grace-seconds"] ?? 900),
+    configPollSeconds: Number(values["config-poll-seconds"] ?? 10),
   };
 }

@@ -1,6 +1,6 @@
 // The Twill node daemon: one per node. Wiring only; see agent.ts.
 //   node daemon/main.ts --config /etc/twill/config.yaml [--node-name N] [--kubeconfig F] [--node-file F]
-//     [--twill-binary /opt/twill/bin/twill]
+//     [--twill-binary /opt/twill/bin/twill] [--ipam-sweep-seconds 60] [--ipam-grace-seconds 900] [--config-poll-seconds 10]
 import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { readFileSync } from "node:fs";
 import { CTL_SOCKET_NAME } from "../lib/ctl-api.ts";
@@ -22,6 +22,8 @@ import { loadConfig, nodeSettings } from "./config.ts";
 import { sessionObserver } from "./health/bgp.ts";
 import { cniObserver } from "./health/cni.ts";
 import { DropAccounting, dropReader } from "./health/drops.ts";
+import { ConfigWatch } from "./config-watch.ts";
+import { IpamSweeper } from "./ipam/controller.ts";
 import { createMetrics } from "./health/metrics.ts";
 import { startHealthServer, startMetricsServer } from "./health/server.ts";
 import { PolicyController } from "./policy/controller.ts";
@@ -51,6 +53,9 @@ const { values } = parseArgs({
     "ctl-socket-group": { type: "string" },
     "wireguard-key-file": { type: "string" },
     "wireguard-run-dir": { type: "string" },
+    "ipam-sweep-seconds": { type: "string" },
+    "ipam-grace-seconds": { type: "string" },
+    "config-poll-seconds": { type: "string" },
   },
 });
 const log = createLogger({ name: "twill-daemon", level: values["log-level"], ...(values["log-file"] ? { file: values["log-file"] } : {}) });
@@ -151,11 +156,20 @@ try {
   policy?.start();
   proxy?.start();
   lbAllocator?.start();
+  // The config file at run time (config-watch.ts) and the IPAM sweep (ipam/): both only report or free leaks.
+  const configWatch = new ConfigWatch({ path: values.config, running: cfg, pollSeconds: node.configPollSeconds, log, registry: metrics.registry, events, validate: (c) => void backendFactory(c) });
+  configWatch.start();
+  const sweeper = node.ipamSweepSeconds > 0
+    ? new IpamSweeper({ kc, log, registry: metrics.registry, nodeName: node.nodeName, ipamDir: node.ipamDir, podCidrs, graceSeconds: node.ipamGraceSeconds, intervalSeconds: node.ipamSweepSeconds, onWatchError: () => metrics.watchErrors.inc() })
+    : undefined;
+  sweeper?.start();
   log.info({ node: node.nodeName, backend: backend.name, encryption: cfg.encryption.mode, clusterCIDR: cfg.clusterCIDR, serviceProxy: cfg.serviceProxy }, "twill daemon started");
   const shutdown = () => {
     // Leave the dataplane as it is: pods keep working while the daemon is away.
     agent.stop();
     recorder.stop();
+    configWatch.stop();
+    sweeper?.stop();
     notices?.close();
     ctlServer?.close();
     drops?.stop();

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { netnsPath } from "../lib/kernel/netns.ts";
 import { TwillError } from "../lib/errors.ts";
 
@@ -52,4 +52,10 @@ export function processAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** A process's resident memory and open file descriptors (the soak's and reliability tests' leak figures). */
+export function processStats(pid: number): { rssKiB: number; fds: number } {
+  const rss = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return { rssKiB: Number(rss?.[1] ?? NaN), fds: readdirSync(`/proc/${pid}/fd`).length };
 }

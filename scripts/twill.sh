@@ -7,7 +7,7 @@ cd "$root"
 bash scripts/setup.sh
 export PATH="$root/node_modules/.bin:$PATH"
 
-step=${1:?usage: twill.sh build|test|typecheck|lab|demo|e2e|bench NAME}
+step=${1:?usage: twill.sh build|test|typecheck|lab|demo|e2e|soak|bench NAME}
 shift
 case "$step" in
   build) bash scripts/build.sh "$@" ;;
@@ -40,6 +40,11 @@ case "$step" in
     # kubelet, kube-scheduler, kube-proxy, CoreDNS, agnhost and e2e.test: the real-cluster lab and upstream's specs.
     TWILL_BUILD_KUBELET=1 TWILL_BUILD_E2E=1 bash scripts/build-controlplane.sh >/dev/null
     exec node scripts/e2e.ts "$@"
+    ;;
+  soak)
+    bash scripts/build.sh
+    bash scripts/build-controlplane.sh >/dev/null
+    exec node scripts/soak.ts "$@"
     ;;
   conformance)
     bash scripts/build.sh

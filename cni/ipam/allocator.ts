@@ -2,7 +2,7 @@ import { TwillError } from "../../lib/errors.ts";
 import { formatIp, parseIp } from "../../lib/net/cidr.ts";
 import type { IpamConfig } from "./config.ts";
 import { candidates, describeRange, rangeSetSize, type RangeSet } from "./ranges.ts";
-import { IpamStore } from "./store.ts";
+import { IpamStore } from "../../lib/ipam/store.ts";
 
 export interface Lease {
   /** Address in CIDR form with its subnet's prefix, e.g. "10.244.1.5/24". */

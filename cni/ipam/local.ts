@@ -4,7 +4,7 @@ import { allocate, collectGarbage, inRangeSet, release } from "./allocator.ts";
 import { DEFAULT_DATA_DIR, parseIpamConfig, type IpamConfig } from "./config.ts";
 import type { IpamContext, IpamDriver } from "./driver.ts";
 import { describeRange, rangeSetSize } from "./ranges.ts";
-import { IpamStore } from "./store.ts";
+import { IpamStore } from "../../lib/ipam/store.ts";
 
 /** The valid attachments a GC call lists (spec 1.1 `cni.dev/valid-attachments`), as "containerId/ifname". */
 export function validAttachments(raw: Record<string, unknown>): Set<string> {

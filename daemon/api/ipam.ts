@@ -7,7 +7,7 @@ import type { ApiContext } from "./context.ts";
 
 // The CNI plugin's IPAM records on this node as the operator sees them: one
 // file per address, <ipamDir>/<network>/<address>, holding "containerID\nifname"
-// (host-local's layout, cni/ipam/store.ts). Read here, never through the
+// (host-local's layout, lib/ipam/store.ts). Read here, never through the
 // plugin's code: the daemon and the plugin share only the format.
 
 /**

@@ -287,6 +287,11 @@ export class DaemonEvents {
     this.rec.warn({ kind: "NetworkPolicy", apiVersion: "networking.k8s.io/v1", namespace: policy.namespace, name: policy.name, ...(policy.uid ? { uid: policy.uid } : {}) }, "PolicyUnsupported", problem);
   }
 
+  /** Anything else about this node, such as a rejected config file (config-watch.ts). */
+  record(type: EventType, reason: string, message: string): void {
+    this.rec.emit(this.node(this.nodeName), type, reason, message);
+  }
+
   /** A CNI ADD on this node found no free address. */
   ipamExhausted(pod: string, podCidrs: string[]): void {
     this.rec.warn(this.node(this.nodeName), "IPAMExhausted", `no free pod address on this node (pod CIDR ${podCidrs.join(", ") || "none"}): pod ${pod} cannot start here; free addresses (twillctl ipam gc) or give the node a larger pod CIDR`);

@@ -66,11 +66,21 @@ export function watchResource<T extends Meta>(o: ResourceWatchOptions<T>): Resou
       next = page.metadata?._continue || undefined;
       version = page.metadata?.resourceVersion ?? version;
     } while (next);
+    // A re-list (after a 410, an apiserver or etcd restart) mostly finds what the cache
+    // already holds: those objects keep their identity, and consumers are woken only
+    // when something differs, so an unchanged cluster costs no reconcile and no kernel write.
+    let differs = !hasSynced || fresh.size !== cache.size;
+    for (const [k, v] of fresh) {
+      const prev = cache.get(k);
+      if (prev && JSON.stringify(prev) === JSON.stringify(v)) fresh.set(k, prev);
+      else differs = true;
+    }
     cache.clear();
     for (const [k, v] of fresh) cache.set(k, v);
     resourceVersion = version;
+    if (hasSynced) o.log.info({ objects: fresh.size, changed: differs }, `${o.what} watch re-listed`);
     hasSynced = true;
-    changed();
+    if (differs) changed();
   };
 
   const watchOnce = () =>
@@ -117,6 +127,8 @@ export function watchResource<T extends Meta>(o: ResourceWatchOptions<T>): Resou
         await watchOnce(); // returns when the server ends the watch; continue from resourceVersion
       } catch (err) {
         if (stopped) return;
+        // 410 as the HTTP status of the watch request itself (not an ERROR event): the version is gone too.
+        if ((err as { statusCode?: number })?.statusCode === 410) resourceVersion = "";
         o.onError(err);
         o.log.warn({ err: String((err as Error)?.message ?? err) }, `${o.what} watch failed; keeping the last view and retrying`);
         await new Promise((r) => setTimeout(r, o.retryMs ?? 2000));

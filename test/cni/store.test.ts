@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { allocate, collectGarbage, release } from "../../cni/ipam/allocator.ts";
 import { parseRange } from "../../cni/ipam/ranges.ts";
-import { IpamStore } from "../../cni/ipam/store.ts";
+import { IpamStore } from "../../lib/ipam/store.ts";
 
 // The IPAM store on a real directory: the owner index is written before each
 // record, so DEL reads no other record; what has no index entry is still found.

@@ -8,7 +8,7 @@ import { startDaemon } from "../../lab/daemons.ts";
 import { addNode, commandLine, pidsIn, startLab, type RunningLab } from "../../lab/lab.ts";
 import { controlPlaneNs, nodeIp, underlayNs } from "../../lab/names.ts";
 import { startIn } from "../../lab/process.ts";
-import { deleteNodeObject, eventually, kernelView, routesOf, tcpPeerAddress, unreachablePairs } from "./helpers.ts";
+import { deleteNodeObject, eventually, kernelView, routesOf, tcpPeerAddress, unreachablePairs, waitApiserver } from "./helpers.ts";
 
 // The node daemon in a lab of its own (these tests stop the apiserver and
 // kill daemons, which the shared lab's other users must not see).
@@ -211,10 +211,6 @@ describe("restarts and outages", () => {
   });
 });
 
-async function waitApiserver(l: RunningLab): Promise<void> {
-  const { rawRequest } = await import("../../lab/kube.ts");
-  await eventually(async () => (await rawRequest(l.forwarder.port, l.state.admin, "GET", "/readyz")).status === 200, "the apiserver to be ready again", 60_000);
-}
 
 
 describe("configuration that contradicts the cluster", () => {

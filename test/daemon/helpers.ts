@@ -4,6 +4,7 @@ import { execIn } from "../../lib/kernel/netns.ts";
 import type { LabPod } from "../../lab/cluster.ts";
 import type { RunningLab } from "../../lab/lab.ts";
 import { allPairs, probeMatrix } from "../../lab/matrix.ts";
+import { rawRequest } from "../../lab/kube.ts";
 
 export async function eventually<T>(fn: () => Promise<T | undefined | false>, what: string, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -54,4 +55,9 @@ export async function deleteNodeObject(lab: RunningLab, name: string): Promise<v
 
 export async function sh(cmd: string): Promise<string> {
   return (await exec(["sh", "-c", cmd])).stdout;
+}
+
+/** Waits until the lab's apiserver answers /readyz again (after a test stopped or restarted it). */
+export async function waitApiserver(l: RunningLab, timeoutMs = 120_000): Promise<void> {
+  await eventually(async () => (await rawRequest(l.forwarder.port, l.state.admin, "GET", "/readyz").catch(() => ({ status: 0 }))).status === 200, "the apiserver to be ready again", timeoutMs);
 }

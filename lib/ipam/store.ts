@@ -1,7 +1,8 @@
-import { sha256Hex } from "../../lib/hash.ts";
+import { TwillError } from "../errors.ts";
+import { sha256Hex } from "../hash.ts";
 import {
   closeSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync,
-  symlinkSync, unlinkSync, writeSync,
+  statSync, symlinkSync, unlinkSync, writeSync,
 } from "node:fs";
 import { join } from "node:path";
 
@@ -16,6 +17,17 @@ import { join } from "node:path";
 // the next allocation or GC removes). An owner symlink per attachment makes
 // the lookup by container cheap; it is only an index, rebuilt from the records
 // when missing.
+//
+// Removal is what can go wrong without a lock: a remover that decided from an
+// earlier read ("this record is stale") could unlink a record another process
+// put in its place since (the old one deleted, the address claimed again). So
+// every path that removes records (DEL, CNI GC, the daemon's sweep, twillctl)
+// holds one lock file per directory while it reads and unlinks; claims never
+// take it. Under the lock only claims can change the directory, and a claim
+// only creates a name that is absent, so a record read under the lock is the
+// one that gets unlinked.
+//
+// This module is shared by the CNI plugin and the daemon (lib/ owns the format).
 
 export interface Allocation {
   ip: string;
@@ -23,12 +35,25 @@ export interface Allocation {
   ifname: string;
 }
 
+/** A record as it is on disk: inode, owner and write time tell one claim of an address from a later one. */
+export interface AllocationRecord extends Allocation {
+  /** When the claim was written (the file's mtime): the record's own age. */
+  allocatedAtMs: number;
+  ino: number;
+}
+
 const TMP_PREFIX = ".tmp.";
 const OWNER_PREFIX = ".owner.";
 const LAST_PREFIX = "last_reserved_ip.";
+const LOCK_NAME = ".lock";
+/** Removers hold the lock for microseconds; one older than this was left by a killed process. */
+const LOCK_STALE_MS = 10_000;
+const LOCK_WAIT_MS = 5_000;
+const pause = new Int32Array(new SharedArrayBuffer(4));
 
 export class IpamStore {
   readonly dir: string;
+  private lockDepth = 0;
 
   constructor(dir: string) {
     this.dir = dir;
@@ -90,10 +115,69 @@ export class IpamStore {
 
   /** Frees every address of the attachment; returns what was freed. Idempotent. */
   release(containerId: string, ifname: string): string[] {
-    const ips = this.findByOwner(containerId, ifname, "fallback");
-    for (const ip of ips) this.remove(ip);
-    this.removeOwner(containerId, ifname);
-    return ips;
+    return this.withRemovalLock(() => {
+      const ips = this.findByOwner(containerId, ifname, "fallback");
+      for (const ip of ips) this.remove(ip);
+      this.removeOwner(containerId, ifname);
+      return ips;
+    });
+  }
+
+  /**
+   * Removes the record of `ip` only if it is still the claim `expected`
+   * describes: a record claimed again since the caller looked is left alone.
+   * Inode, owner and write time together tell claims apart (a freed inode is
+   * reused by the very next file). Returns whether it removed it.
+   */
+  removeIf(ip: string, expected: Pick<AllocationRecord, "ino" | "containerId" | "ifname" | "allocatedAtMs">): boolean {
+    return this.withRemovalLock(() => {
+      let st;
+      try {
+        st = statSync(join(this.dir, ip));
+      } catch {
+        return false;
+      }
+      const owner = this.ownerOf(ip);
+      if (st.ino !== expected.ino || st.mtimeMs !== expected.allocatedAtMs || owner?.containerId !== expected.containerId || owner.ifname !== expected.ifname) return false;
+      this.unlinkRecord(ip);
+      return true;
+    });
+  }
+
+  /**
+   * Runs `fn` holding the directory's removal lock (re-entrant within this
+   * store object). Waits up to 5 s for another remover; a lock file older than
+   * 10 s belongs to a killed process and is broken.
+   */
+  withRemovalLock<T>(fn: () => T): T {
+    if (this.lockDepth > 0) return fn();
+    const path = join(this.dir, LOCK_NAME);
+    const deadline = Date.now() + LOCK_WAIT_MS;
+    for (;;) {
+      try {
+        const fd = openSync(path, "wx", 0o644);
+        writeSync(fd, String(process.pid));
+        closeSync(fd);
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+        if (ageMs(path, Date.now()) > LOCK_STALE_MS) {
+          tryUnlink(path);
+          continue;
+        }
+        if (Date.now() > deadline) {
+          throw new TwillError("IPAM_LOCK_TIMEOUT", `another process has held ${path} for over ${LOCK_WAIT_MS / 1000} s; retry, or remove the file if no Twill process is running`);
+        }
+        Atomics.wait(pause, 0, 0, 1);
+      }
+    }
+    this.lockDepth++;
+    try {
+      return fn();
+    } finally {
+      this.lockDepth--;
+      tryUnlink(path);
+    }
   }
 
   ownerOf(ip: string): { containerId: string; ifname: string } | undefined {
@@ -109,15 +193,38 @@ export class IpamStore {
 
   list(): Allocation[] {
     const out: Allocation[] = [];
-    for (const name of readdirSync(this.dir)) {
-      if (name.startsWith(".") || name.startsWith(LAST_PREFIX)) continue;
+    for (const name of this.recordNames()) {
       const owner = this.ownerOf(name);
       if (owner) out.push({ ip: name, ...owner });
     }
     return out;
   }
 
+  /** Every record with its age and inode (what a sweep decides from). */
+  records(): AllocationRecord[] {
+    const out: AllocationRecord[] = [];
+    for (const name of this.recordNames()) {
+      let st;
+      try {
+        st = statSync(join(this.dir, name));
+      } catch {
+        continue; // released meanwhile
+      }
+      const owner = this.ownerOf(name);
+      if (owner) out.push({ ip: name, ...owner, allocatedAtMs: st.mtimeMs, ino: st.ino });
+    }
+    return out;
+  }
+
   remove(ip: string): void {
+    this.withRemovalLock(() => this.unlinkRecord(ip));
+  }
+
+  private recordNames(): string[] {
+    return readdirSync(this.dir).filter((name) => !name.startsWith(".") && !name.startsWith(LAST_PREFIX));
+  }
+
+  private unlinkRecord(ip: string): void {
     try {
       unlinkSync(join(this.dir, ip));
     } catch (err) {
@@ -263,5 +370,13 @@ function pidAlive(pid: number): boolean {
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function ageMs(path: string, now: number): number {
+  try {
+    return now - statSync(path).mtimeMs;
+  } catch {
+    return Number.POSITIVE_INFINITY;
   }
 }
