@@ -233,8 +233,14 @@ describe("twillctl trace and drops", () => {
 
   it("trace --observe: no probe, the connection the operator makes is traced on both pods' nodes", async () => {
     const observing = ctl(node1, ["trace", `${NS}/other`, `${NS}/server`, `${PORT}/tcp`, "--observe", "3", "-o", "json"]);
-    await new Promise((r) => setTimeout(r, 1000));
-    await execIn(other.ns, ["socat", "-T1", "-u", `TCP:${server.ip}:${PORT},connect-timeout=1`, "-"], { allowFailure: true });
+    // The operator's connection, repeated until the observation ends: how long twillctl takes to start
+    // observing depends on the machine's load, and a connection made before then is not seen.
+    let done = false;
+    void observing.finally(() => (done = true));
+    while (!done) {
+      await execIn(other.ns, ["socat", "-T1", "-u", `TCP:${server.ip}:${PORT},connect-timeout=1`, "-"], { allowFailure: true });
+      await new Promise((r) => setTimeout(r, 300));
+    }
     const r = await observing;
     expect(r.code).toBe(EXIT.FINDINGS);
     const d = JSON.parse(r.stdout) as { nodes: { node: string; packets: number; decision: { chain: string; verdict: string } | null }[] };

@@ -45,6 +45,7 @@ describe("rtnetlink device descriptions", () => {
   it("a VXLAN device reads as `ip -d link show` prints it: VNI, underlay index, local, port, learning", () => {
     expect(parseLink(vxlanLink, parseMessages(vxlanLink)[0]!)).toEqual({
       index: 5,
+      name: "twill.vxlan",
       flags: 0x11043,
       mtu: 1450,
       mac: "0e:ff:00:00:00:01",
@@ -57,7 +58,7 @@ describe("rtnetlink device descriptions", () => {
 
   it("a device of another kind has no VXLAN part, and other messages are not devices", () => {
     const veth = message(RTM.NEWLINK, 0, 1, concat([ifinfo(3, 1), attr(18 | NESTED, concat([attr(1, text("veth")), vxlanData]))]));
-    expect(parseLink(veth, parseMessages(veth)[0]!)).toEqual({ index: 3, flags: 1, mtu: 0, mac: "", kind: "veth", gso: { ipv4: 0, ipv6: 0 }, gro: { ipv4: 0, ipv6: 0 } });
+    expect(parseLink(veth, parseMessages(veth)[0]!)).toEqual({ index: 3, name: "", flags: 1, mtu: 0, mac: "", kind: "veth", gso: { ipv4: 0, ipv6: 0 }, gro: { ipv4: 0, ipv6: 0 } });
     const a = address(5, 2, 32, bytes(10, 199, 0, 0));
     expect(parseLink(a, parseMessages(a)[0]!)).toBeUndefined();
   });
