@@ -84,6 +84,7 @@ async function tick(): Promise<void> {
   }
 }
 backend.watch?.(() => void tick());
-setInterval(() => void tick(), 2000);
+// The agent resyncs every resync period (10 s by default); tests want it sooner.
+setInterval(() => void tick(), Number(process.env.TWILL_RESYNC_MS ?? 2000));
 void tick();
 process.stdout.write(`${JSON.stringify({ event: "ready" })}\n`);
