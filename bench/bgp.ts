@@ -7,7 +7,7 @@
 //   - the feeder enables that receiver's session;
 //   - time to kernel: from the first UPDATE the receiver's namespace sees on
 //     the wire (tcpdump) to the last of the N routes in its kernel table,
-//     counted from rtnetlink route events in that namespace (route-monitor.ts,
+//     counted from rtnetlink route events in that namespace (route-monitor.py,
 //     at real-time priority), never by polling the table;
 //   - CPU seconds (user+system, children included) and RSS, peak (VmHWM)
 //     and settled (VmRSS a few seconds after the last route);
@@ -111,7 +111,7 @@ function lines(child: ChildProcess) {
 
 /** The kernel's route events in `ns`: resolves "full" when N of the feed are in, "empty" when none are. */
 async function startMonitor(ns: string, proto: number, n: number) {
-  const child = spawn("ip", ["netns", "exec", ns, "chrt", "-f", "50", process.execPath, join(REPO, "bench/support/route-monitor.ts"), String(proto), String(n), FEED_FROM], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn("ip", ["netns", "exec", ns, "chrt", "-f", "50", "python3", join(REPO, "bench/support/route-monitor.py"), String(proto), String(n), FEED_FROM], { stdio: ["ignore", "pipe", "inherit"] });
   const l = lines(child);
   await l.next("the route monitor", (o) => o.event === "ready", 60_000);
   return { child, l };

@@ -91,6 +91,11 @@ export class Rib {
     return [...(this.adjIn.get(peerId) ?? [])].flatMap((p) => this.candidate(p, peerId) ?? []);
   }
 
+  /** Prefixes in a peer's Adj-RIB-In (what its prefix limit counts). */
+  prefixCount(peerId: string): number {
+    return this.adjIn.get(peerId)?.size ?? 0;
+  }
+
   get size(): number {
     return this.loc.size;
   }

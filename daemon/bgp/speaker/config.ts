@@ -1,3 +1,5 @@
+import type { MaxPrefixes } from "./prefix-limit.ts";
+
 // What a speaker is told: who it is, whom it talks to. Knows nothing of Kubernetes.
 
 export interface PeerConfig {
@@ -13,6 +15,8 @@ export interface PeerConfig {
   rrClient?: boolean;
   /** TCP MD5 key (RFC 2385): set on the listener, so the peer is passive (see md5.ts). */
   password?: string;
+  /** Most prefixes taken from this peer before the session is closed (prefix-limit.ts); none when unset. */
+  maxPrefixes?: MaxPrefixes;
 }
 
 export interface SpeakerConfig {

@@ -13,6 +13,7 @@ import type { Rib } from "../rib/rib.ts";
 import type { BestChange, PeerInfo, Route } from "../rib/route.ts";
 import { BGP_PORT, type PeerConfig, type SpeakerConfig } from "./config.ts";
 import { negotiate, ourOpen, type Negotiated } from "./open.ts";
+import { maxPrefixesNotification, PrefixLimit } from "./prefix-limit.ts";
 import { Session, type SessionHooks } from "./session.ts";
 
 // One configured neighbour: its connections (an outgoing one that retries, and
@@ -48,6 +49,9 @@ export class Peer implements SessionHooks {
   private sendEndOfRib = false;
   /** RFC 4724: the peer is restarting; its stale routes go when this fires or End-of-RIB arrives. */
   private restartTimer: unknown;
+  private readonly limit: PrefixLimit | undefined;
+  /** Set while the session is held down after the peer sent too many prefixes. */
+  private backoffTimer: unknown;
   /** The peer has sent End-of-RIB for IPv4 on the current session: its initial table is complete. */
   endOfRib = false;
   info: PeerInfo;
@@ -79,6 +83,7 @@ export class Peer implements SessionHooks {
       rrClient: cfg.rrClient ?? false,
     };
     rib.setPeer(this.info);
+    this.limit = cfg.maxPrefixes ? new PrefixLimit(cfg.maxPrefixes) : undefined;
     this.outgoing = new Session("outgoing", this.fsmCfg, this.target(), clock, this, this.log);
   }
 
@@ -96,11 +101,18 @@ export class Peer implements SessionHooks {
     this.incoming.clear();
     if (this.restartTimer !== undefined) this.clock.clearTimeout(this.restartTimer);
     this.restartTimer = undefined;
+    if (this.backoffTimer !== undefined) this.clock.clearTimeout(this.backoffTimer);
+    this.backoffTimer = undefined;
+  }
+
+  /** Held down after exceeding its prefix limit: no connection either way until the backoff ends. */
+  get backingOff(): boolean {
+    return this.backoffTimer !== undefined;
   }
 
   /** An accepted connection from this peer's address. */
   accept(sock: net.Socket): void {
-    if (this.stopped) {
+    if (this.stopped || this.backingOff) {
       sock.destroy();
       return;
     }
@@ -149,6 +161,7 @@ export class Peer implements SessionHooks {
     this.ctx = { fourOctetAs: this.negotiated.fourOctetAs, external: !this.info.internal, peerAs: peerAs(peer) };
     this.info.bgpId = peer.bgpId;
     this.endOfRib = false;
+    this.limit?.sessionUp();
     this.adjOut.clear();
     this.pending.clear();
     // A peer that comes back without preserving forwarding gets its stale routes swept now (RFC 4724 §4.2).
@@ -179,6 +192,7 @@ export class Peer implements SessionHooks {
     if (empty && (Object.keys(u.attrs).length === 0 || (mpUnreach && mpUnreach.withdrawn.length === 0 && Object.keys(u.attrs).length === 1))) {
       this.log.debug("End-of-RIB received");
       if (this.restartTimer !== undefined) this.endRestart();
+      this.limit?.settled(this.rib.prefixCount(this.cfg.address));
       if (!mpUnreach) {
         this.endOfRib = true;
         this.events.endOfRib?.(this.cfg.address);
@@ -190,6 +204,30 @@ export class Peer implements SessionHooks {
     if (mpReach) for (const p of mpReach.nlri) announced.push({ prefix: p, attrs, nextHop: mpReach.nextHops[0] ?? "" });
     const withdrawn = [...u.withdrawn, ...(mpUnreach?.withdrawn ?? [])];
     this.events.changes(this.rib.update(this.cfg.address, announced, withdrawn));
+    if (this.limit) this.checkLimit(s, this.limit);
+  }
+
+  /** After an UPDATE: warn near the limit; past it, close with Cease and hold the session down for the backoff. */
+  private checkLimit(s: Session, limit: PrefixLimit): void {
+    const count = this.rib.prefixCount(this.cfg.address);
+    const verdict = limit.check(count);
+    if (verdict === "warn") {
+      this.log.warn({ code: "BGP_MAX_PREFIXES_WARNING", prefixes: count, limit: limit.cfg.limit }, `BGP peer ${this.cfg.address} has sent ${count} prefixes, ${limit.cfg.warningPercent ?? 80} % or more of its limit of ${limit.cfg.limit}: past the limit the session is closed`);
+    }
+    if (verdict !== "exceeded") return;
+    const wait = limit.trip();
+    this.log.error(
+      { code: "BGP_MAX_PREFIXES", prefixes: count, limit: limit.cfg.limit, restartSeconds: wait },
+      `BGP peer ${this.cfg.address} sent more than its limit of ${limit.cfg.limit} prefixes: the session is closed (Cease, Maximum Number of Prefixes Reached) and its routes withdrawn; it may start again in ${wait} s. If the peer is right to send that many, raise spec.maxPrefixes.limit of its BGPPeer`,
+    );
+    // Held down first, so nothing the peer dials in meanwhile is accepted.
+    this.backoffTimer = this.clock.setTimeout(() => {
+      this.backoffTimer = undefined;
+      if (!this.stopped && this.outgoing.state === "Idle") this.outgoing.start();
+    }, wait * 1000);
+    s.automaticStop(maxPrefixesNotification(limit.cfg.limit));
+    this.outgoing.stop();
+    for (const other of this.incoming) if (other !== s) other.dispose();
   }
 
   onRouteRefresh(): void {
@@ -220,7 +258,7 @@ export class Peer implements SessionHooks {
     if (s.direction === "incoming") {
       // The outgoing side was parked while the incoming connection ran: dial again.
       if (this.outgoing.state === "Idle") {
-        this.clock.setTimeout(() => !this.stopped && this.outgoing.state === "Idle" && this.outgoing.start(), (this.fsmCfg.idleHoldTime || 1) * 1000);
+        this.clock.setTimeout(() => !this.stopped && !this.backingOff && this.outgoing.state === "Idle" && this.outgoing.start(), (this.fsmCfg.idleHoldTime || 1) * 1000);
       }
     }
   }
