@@ -36,6 +36,12 @@ const FEED_FROM = "11.0.0.0";
 const RTPROT = { twill: 211, bird: 12 } as const;
 type Who = keyof typeof RTPROT;
 
+/** The Node flags the DaemonSet runs the daemon with (heap limits): Twill is measured as it runs there. */
+const DAEMON_NODE_FLAGS = (() => {
+  const line = readFileSync(join(REPO, "manifests/twill.yaml"), "utf8").split("\n").find((l) => l.includes("command:") && l.includes("/opt/twill/daemon/main.ts"));
+  return (line ?? "").split(/[[\],\s]+/).filter((w) => w.startsWith("--max-"));
+})();
+
 const prefixOf = (i: number) => {
   const v = (11 << 24) + i * 256;
   return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.0/24`;
@@ -136,6 +142,8 @@ async function startFirstUpdate(ns: string): Promise<{ child: ChildProcess; at: 
 }
 
 interface Sample {
+  /** Twill closed the session at its node-wide prefix limit (memory-guard.ts) before taking all N: how many it held then. */
+  stoppedAt?: number;
   kernel: number;
   withdraw: number;
   cpu: number;
@@ -144,7 +152,9 @@ interface Sample {
   peak: number;
 }
 
-async function startReceiver(who: Who, lan: Lan): Promise<{ pid: number; stop: () => Promise<void> }> {
+type Lines = ReturnType<typeof lines>;
+
+async function startReceiver(who: Who, lan: Lan): Promise<{ pid: number; events?: Lines; stop: () => Promise<void> }> {
   if (who === "twill") {
     const spec = join(lan.dir, "twill.json");
     writeFileSync(spec, JSON.stringify({
@@ -154,14 +164,16 @@ async function startReceiver(who: Who, lan: Lan): Promise<{ pid: number; stop: (
         { name: "feeder", ip: "10.77.0.1", podCIDRs: ["10.244.1.0/24"], annotations: {} },
       ],
     }));
-    const child = spawn("ip", ["netns", "exec", lan.ns(2), process.execPath, join(REPO, "test/bgp/support/backend-runner.ts"), spec], {
+    const child = spawn("ip", ["netns", "exec", lan.ns(2), process.execPath, ...DAEMON_NODE_FLAGS, join(REPO, "test/bgp/support/backend-runner.ts"), spec], {
       stdio: ["ignore", "pipe", process.env.BENCH_DEBUG ? "inherit" : "ignore"],
       // The daemon's default resync period.
-      env: { ...process.env, TWILL_LOG_LEVEL: "warn", TWILL_RESYNC_MS: "10000" },
+      env: { ...process.env, TWILL_LOG_LEVEL: "warn", TWILL_RESYNC_MS: "10000", TWILL_BGP_REPORT: "1" },
     });
-    await lines(child).next("Twill's first reconcile", (o) => o.event === "reconciled", 60_000);
+    const events = lines(child);
+    await events.next("Twill's first reconcile", (o) => o.event === "reconciled", 60_000);
     return {
       pid: child.pid!,
+      events,
       stop: async () => {
         child.kill("SIGKILL");
         // Its own blackhole stays behind, and would make the next run a graceful restart.
@@ -194,8 +206,19 @@ async function runOnce(who: Who, lan: Lan, n: number): Promise<Sample> {
     const base = memory(receiver.pid).rss;
     const cpu0 = cpuSeconds(receiver.pid);
     await feeder("enable", `to_${who}`);
-    const full = await monitor.l.next(`all ${n} routes in ${who}'s kernel`, (o) => o.event === "full", 900_000);
+    const full = await Promise.race([
+      monitor.l.next(`all ${n} routes in ${who}'s kernel`, (o) => o.event === "full", 900_000),
+      // Twill's node-wide limit closes a feed larger than its heap holds (Cease 6/1).
+      ...(receiver.events ? [receiver.events.next("Twill's limit", (o) => o.event === "peer" && o.detail === "sent NOTIFICATION 6/1", 900_000)] : []),
+    ]);
     const firstAt = await first.at;
+    if (full.event === "peer") {
+      const held = Math.max(0, ...receiver.events!.seen.filter((o) => o.event === "rib").map((o) => o.size as number)) - 1;
+      await new Promise((r) => setTimeout(r, SETTLE_MS));
+      const m = memory(receiver.pid);
+      await feeder("disable", `to_${who}`);
+      return { stoppedAt: held, kernel: Number.NaN, withdraw: Number.NaN, cpu: cpuSeconds(receiver.pid) - cpu0, base, settled: m.rss, peak: m.hwm };
+    }
     await new Promise((r) => setTimeout(r, SETTLE_MS));
     const settled = memory(receiver.pid);
     const cpu = cpuSeconds(receiver.pid) - cpu0;
@@ -271,17 +294,29 @@ for (const n of SIZES) {
   };
   const units: Record<keyof typeof metrics, string> = { kernel: "s", withdraw: "s", cpu: "s", peak: "MiB", settled: "MiB", base: "MiB", memPerPrefix: "B", cpuPerPrefix: "µs" };
   const med: Record<Who, Record<string, number>> = { twill: {}, bird: {} };
+  const stopped = r.twill.filter((x) => x.stoppedAt !== undefined);
   for (const who of ["twill", "bird"] as const) {
+    const s = who === "twill" && stopped.length ? stopped : r[who];
+    if (who === "twill" && stopped.length) {
+      // The feed is bigger than the daemon's heap holds: the node-wide limit closed it. What it held, and the memory then.
+      figures[`twill.${n}.stoppedAt`] = { value: median(stopped.map((x) => x.stoppedAt!)), unit: "prefixes" };
+      figures[`twill.${n}.peak`] = { value: round(median(stopped.map(metrics.peak)), 1), unit: "MiB" };
+      tables.push(`| ${n} | Twill | closed by its node-wide limit (Cease 6/1) at ${fmt(stopped.map((x) => x.stoppedAt!), 0)} prefixes | — | ${fmt(per(s, metrics.cpu))} | ${fmt(per(s, metrics.base), 1)} | ${fmt(per(s, metrics.peak), 1)} | ${fmt(per(s, metrics.settled), 1)} | — | — |`);
+      continue;
+    }
     for (const [name, f] of Object.entries(metrics)) {
-      const xs = per(r[who], f);
+      const xs = per(s, f);
       const ci = medianInterval(xs);
       med[who][name] = median(xs);
       figures[`${who}.${n}.${name}`] = { value: round(median(xs), 3), unit: units[name as keyof typeof metrics] };
       figures[`${who}.${n}.${name}.low`] = { value: round(ci.low, 3), unit: units[name as keyof typeof metrics] };
       figures[`${who}.${n}.${name}.high`] = { value: round(ci.high, 3), unit: units[name as keyof typeof metrics] };
     }
-    const s = r[who];
     tables.push(`| ${n} | ${who === "twill" ? "Twill" : "BIRD"} | ${fmt(per(s, metrics.kernel))} | ${fmt(per(s, metrics.withdraw))} | ${fmt(per(s, metrics.cpu))} | ${fmt(per(s, metrics.base), 1)} | ${fmt(per(s, metrics.peak), 1)} | ${fmt(per(s, metrics.settled), 1)} | ${fmt(per(s, metrics.memPerPrefix), 0)} | ${fmt(per(s, metrics.cpuPerPrefix), 1)} |`);
+  }
+  if (stopped.length) {
+    ratioRows.push(`| ${n} | Twill stopped at its limit | — | — | — | — |`);
+    continue;
   }
   const ratio = (k: string) => round(med.twill[k]! / med.bird[k]!, 2);
   for (const k of ["kernel", "withdraw", "cpuPerPrefix", "memPerPrefix", "peak"]) figures[`ratio.${n}.${k}`] = { value: ratio(k), unit: "×" };
@@ -294,11 +329,11 @@ for (const n of SIZES) {
   process.stderr.write(`[bench:bgp] ${n}: ${ratioRows.at(-1)}\n`);
 }
 
-const path = writeResults("bgp", figures, { sizes: SIZES, runs: RUNS, runs1M: runsFor(1_000_000), settleMs: SETTLE_MS, loadAvg1m: loads });
+const path = writeResults("bgp", figures, { twillNodeFlags: DAEMON_NODE_FLAGS, sizes: SIZES, runs: RUNS, runs1M: runsFor(1_000_000), settleMs: SETTLE_MS, loadAvg1m: loads });
 updateDocSection("bgp", `
 ## BGP feed (\`npm run bench:bgp\`)
 
-Measured ${new Date().toISOString().slice(0, 10)} by bench/bgp.ts. A BIRD feeder holds all N /24s before any session starts and feeds one receiver at a time over iBGP on a veth LAN of namespaces: Twill (the bgp backend with the daemon's reconcile, resync every 10 s as the daemon's default) or BIRD 2 (its kernel protocol). The order alternates run by run (${RUNS} runs each, ${runsFor(1_000_000)} at 1M). **Time to kernel** runs from the first UPDATE the receiver's namespace sees on the wire (tcpdump's kernel stamp) to the last of the N routes in its kernel table, counted from rtnetlink route events in that namespace (a monitor at real-time priority; nothing polls the table). **Withdraw**: the feeder drops the session; until none of the N is left in the kernel. **CPU**: user+system seconds of the receiver (children included) from enabling the session to ${SETTLE_MS / 1000} s after the last route. **RSS**: base (started, no routes), peak (VmHWM), settled (${SETTLE_MS / 1000} s after the last route). Per prefix: memory (settled − base) / N, CPU / N. Cells: median (95 % interval for the median, order statistics; with fewer than 6 runs the range).
+Measured ${new Date().toISOString().slice(0, 10)} by bench/bgp.ts. A BIRD feeder holds all N /24s before any session starts and feeds one receiver at a time over iBGP on a veth LAN of namespaces: Twill (the bgp backend with the daemon's reconcile, resync every 10 s as the daemon's default, Node run with the DaemonSet's heap flags \`${DAEMON_NODE_FLAGS.join(" ")}\`) or BIRD 2 (its kernel protocol). The order alternates run by run (${RUNS} runs each, ${runsFor(1_000_000)} at 1M). **Time to kernel** runs from the first UPDATE the receiver's namespace sees on the wire (tcpdump's kernel stamp) to the last of the N routes in its kernel table, counted from rtnetlink route events in that namespace (a monitor at real-time priority; nothing polls the table). **Withdraw**: the feeder drops the session; until none of the N is left in the kernel. **CPU**: user+system seconds of the receiver (children included) from enabling the session to ${SETTLE_MS / 1000} s after the last route. **RSS**: base (started, no routes), peak (VmHWM), settled (${SETTLE_MS / 1000} s after the last route). Per prefix: memory (settled − base) / N, CPU / N. Cells: median (95 % interval for the median, order statistics; with fewer than 6 runs the range).
 
 | prefixes | receiver | time to kernel (s) | withdraw (s) | CPU (s) | base RSS (MiB) | peak RSS (MiB) | settled RSS (MiB) | memory per prefix (B) | CPU per prefix (µs) |
 |---|---|---|---|---|---|---|---|---|---|

@@ -11,6 +11,7 @@ import { twillRoutes } from "../../kernel/routes.ts";
 import type { Backend, LocalNode } from "../backend.ts";
 import { onSameL2, peersOf } from "../peers.ts";
 import type { BgpCrds } from "./crd.ts";
+import { learnedPrefixBudget } from "./memory-guard.ts";
 import { settingsFor, wantedPeers, type Settings } from "./settings.ts";
 
 // bgp: no encapsulation; every node announces its pod CIDR over BGP (iBGP
@@ -107,6 +108,7 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
         idleHoldTime: 2,
         gracefulRestart: { restartTime: started.restartTime, restarting },
         peers: [],
+        maxPrefixesTotal: learnedPrefixBudget(),
         ...(deps.twillBinary ? { md5Helper: deps.twillBinary } : {}),
       };
       const events: SpeakerEvents = {
@@ -124,7 +126,7 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
       await s.start();
       speaker = s;
       if (restarting) holdUntil = now() + started.restartTime * 1000;
-      log.info({ asn: started.asn, port: started.port, routerId: started.routerId, restarting }, "BGP speaker started");
+      log.info({ asn: started.asn, port: started.port, routerId: started.routerId, restarting, maxPrefixesTotal: sc.maxPrefixesTotal }, "BGP speaker started");
       return {};
     },
     desired(view: ClusterView, local: LocalNode): DesiredState {

@@ -4,19 +4,35 @@ import { LOCAL, type BestChange, type LocalSpeaker, type PeerInfo, type Route } 
 
 // Adj-RIB-In per peer and the Loc-RIB of best routes (RFC 4271 §3.2, §9).
 // Pure and synchronous: every call returns the best-route changes it caused.
+//
+// One table for all of it, keyed by prefix: most prefixes have one candidate,
+// and then the route itself is the entry, the Adj-RIB-In and the Loc-RIB at
+// once. Separate Loc-RIB and per-peer index maps cost ~35 bytes a prefix
+// more a prefix; what needed the per-peer
+// index (a peer's routes when its session drops) walks the table instead,
+// which is what dropping that many routes costs anyway.
+
+/** A prefix with candidates from several peers, and the best of them. */
+class Contested {
+  readonly byPeer: Map<string, Route>;
+  best: Route | undefined;
+  constructor(byPeer: Map<string, Route>, best: Route | undefined) {
+    this.byPeer = byPeer;
+    this.best = best;
+  }
+}
+
+type Slot = Route | Contested;
+
 
 export class Rib {
   readonly local: LocalSpeaker;
   private peers = new Map<string, PeerInfo>();
-  /**
-   * prefix → all candidates (the union of the Adj-RIBs-In and local routes):
-   * the route itself while there is one (the usual case: a Map per prefix
-   * cost ~200 bytes × 100k prefixes), a peer → route Map once there are more.
-   */
-  private candidates = new Map<string, Route | Map<string, Route>>();
-  /** peer → prefixes it announced (its Adj-RIB-In, indexed). */
-  private adjIn = new Map<string, Set<string>>();
-  private loc = new Map<string, Route>();
+  /** prefix → its one candidate (also the best), or all of them. */
+  private table = new Map<string, Slot>();
+  /** peer → how many prefixes it has in the table (its Adj-RIB-In's size). */
+  private counts = new Map<string, number>();
+  private learned = 0;
 
   constructor(local: LocalSpeaker) {
     this.local = local;
@@ -42,62 +58,67 @@ export class Rib {
   /** Applies what a peer announced and withdrew. Routes failing the loop checks count as withdrawn. */
   update(peerId: string, announced: { prefix: string; attrs: PathAttrs; nextHop: string }[], withdrawn: string[]): BestChange[] {
     const changes: BestChange[] = [];
-    for (const p of withdrawn) changes.push(...this.drop(peerId, p));
+    const add = (c: BestChange | undefined) => c && changes.push(c);
+    for (const p of withdrawn) add(this.drop(peerId, p)[0]);
+    // One UPDATE carries one attribute set: the loop check is the same for all its prefixes.
+    let lastAttrs: PathAttrs | undefined;
+    let loops = false;
     for (const a of announced) {
-      if (this.loops(peerId, a.attrs)) changes.push(...this.drop(peerId, a.prefix));
-      else changes.push(...this.put(peerId, a.prefix, a.attrs, a.nextHop));
+      if (a.attrs !== lastAttrs) (lastAttrs = a.attrs), (loops = this.loops(peerId, a.attrs));
+      add((loops ? this.drop(peerId, a.prefix) : this.put(peerId, a.prefix, a.attrs, a.nextHop))[0]);
     }
     return changes;
   }
 
   /** Drops everything a peer announced (its session ended without graceful restart). */
   clearPeer(peerId: string): BestChange[] {
-    const changes: BestChange[] = [];
-    for (const p of [...(this.adjIn.get(peerId) ?? [])]) changes.push(...this.drop(peerId, p));
-    return changes;
+    return this.dropWhere(peerId, () => true);
   }
 
   /** RFC 4724 §4.2: the peer restarts gracefully; its routes stay, marked stale. Returns how many. */
   markStale(peerId: string): number {
     let n = 0;
-    for (const p of this.adjIn.get(peerId) ?? []) {
-      const r = this.candidate(p, peerId);
-      if (r) {
-        r.stale = true;
-        n++;
-      }
+    for (const r of this.candidatesOf(peerId)) {
+      r.stale = true;
+      n++;
     }
     return n;
   }
 
   /** End-of-RIB or restart timer: routes still stale are removed (RFC 4724 §4.2). */
   sweepStale(peerId: string): BestChange[] {
-    const changes: BestChange[] = [];
-    for (const p of [...(this.adjIn.get(peerId) ?? [])]) {
-      if (this.candidate(p, peerId)?.stale) changes.push(...this.drop(peerId, p));
-    }
-    return changes;
+    return this.dropWhere(peerId, (r) => r.stale);
   }
 
   best(prefix: string): Route | undefined {
-    return this.loc.get(prefix);
+    const s = this.table.get(prefix);
+    return s instanceof Contested ? s.best : s;
   }
 
-  bestRoutes(): IterableIterator<Route> {
-    return this.loc.values();
+  *bestRoutes(): IterableIterator<Route> {
+    for (const s of this.table.values()) {
+      if (!(s instanceof Contested)) yield s;
+      else if (s.best) yield s.best;
+    }
   }
 
   adjRibIn(peerId: string): Route[] {
-    return [...(this.adjIn.get(peerId) ?? [])].flatMap((p) => this.candidate(p, peerId) ?? []);
+    return [...this.candidatesOf(peerId)];
   }
 
   /** Prefixes in a peer's Adj-RIB-In (what its prefix limit counts). */
   prefixCount(peerId: string): number {
-    return this.adjIn.get(peerId)?.size ?? 0;
+    return this.counts.get(peerId) ?? 0;
   }
 
+  /** Prefixes in every peer's Adj-RIB-In together (what the node-wide limit counts). */
+  get learnedCount(): number {
+    return this.learned;
+  }
+
+  /** Prefixes with a best route. */
   get size(): number {
-    return this.loc.size;
+    return this.table.size;
   }
 
   /** RFC 4271 §9.1.2 (own AS in an eBGP path) and RFC 4456 §8 (our ORIGINATOR_ID or cluster ID come back). */
@@ -109,45 +130,72 @@ export class Rib {
     return cluster !== undefined && (attrs.clusterList?.includes(cluster) ?? false);
   }
 
-  private candidate(prefix: string, peerId: string): Route | undefined {
-    const c = this.candidates.get(prefix);
-    if (c instanceof Map) return c.get(peerId);
-    return c?.peer === peerId ? c : undefined;
+  private *candidatesOf(peerId: string): IterableIterator<Route> {
+    if (!this.counts.get(peerId)) return;
+    for (const s of this.table.values()) {
+      const r = s instanceof Contested ? s.byPeer.get(peerId) : s.peer === peerId ? s : undefined;
+      if (r) yield r;
+    }
   }
 
+  private dropWhere(peerId: string, test: (r: Route) => boolean): BestChange[] {
+    const prefixes: string[] = [];
+    for (const r of this.candidatesOf(peerId)) if (test(r)) prefixes.push(r.prefix);
+    const changes: BestChange[] = [];
+    for (const p of prefixes) {
+      const c = this.drop(peerId, p)[0];
+      if (c) changes.push(c);
+    }
+    return changes;
+  }
+
+  private count(peerId: string, by: number): void {
+    this.counts.set(peerId, (this.counts.get(peerId) ?? 0) + by);
+    if (peerId !== LOCAL) this.learned += by;
+  }
+
+  /** At most one change: returned as a list for the callers that gather them. */
   private put(peerId: string, prefix: string, attrs: PathAttrs, nextHop: string): BestChange[] {
     const route: Route = { prefix, peer: peerId, attrs, nextHop, stale: false };
-    const c = this.candidates.get(prefix);
-    if (c instanceof Map) c.set(peerId, route);
-    else if (c && c.peer !== peerId) this.candidates.set(prefix, new Map([[c.peer, c], [peerId, route]]));
-    else this.candidates.set(prefix, route);
-    let set = this.adjIn.get(peerId);
-    if (!set) this.adjIn.set(peerId, (set = new Set()));
-    set.add(prefix);
-    return this.decide(prefix);
+    const s = this.table.get(prefix);
+    if (s === undefined || (!(s instanceof Contested) && s.peer === peerId)) {
+      if (s === undefined) this.count(peerId, 1);
+      this.table.set(prefix, route);
+      // A replaced route object counts as a change even from the same peer: its attributes may differ.
+      return [{ prefix, best: route }];
+    }
+    if (s instanceof Contested) {
+      if (!s.byPeer.has(peerId)) this.count(peerId, 1);
+      s.byPeer.set(peerId, route);
+      return this.decide(prefix, s);
+    }
+    this.count(peerId, 1);
+    const c = new Contested(new Map([[s.peer, s], [peerId, route]]), s);
+    this.table.set(prefix, c);
+    return this.decide(prefix, c);
   }
 
   private drop(peerId: string, prefix: string): BestChange[] {
-    const c = this.candidates.get(prefix);
-    if (c instanceof Map) {
-      if (!c.delete(peerId)) return [];
-      if (c.size === 1) this.candidates.set(prefix, c.values().next().value!);
-    } else {
-      if (c?.peer !== peerId) return [];
-      this.candidates.delete(prefix);
+    const s = this.table.get(prefix);
+    if (s === undefined) return [];
+    if (!(s instanceof Contested)) {
+      if (s.peer !== peerId) return [];
+      this.table.delete(prefix);
+      this.count(peerId, -1);
+      return [{ prefix, best: undefined }];
     }
-    this.adjIn.get(peerId)?.delete(prefix);
-    return this.decide(prefix);
+    if (!s.byPeer.delete(peerId)) return [];
+    this.count(peerId, -1);
+    if (s.byPeer.size > 1) return this.decide(prefix, s);
+    const only = s.byPeer.values().next().value!;
+    this.table.set(prefix, only);
+    return s.best === only ? [] : [{ prefix, best: only }];
   }
 
-  private decide(prefix: string): BestChange[] {
-    const before = this.loc.get(prefix);
-    const c = this.candidates.get(prefix);
-    const all = c instanceof Map ? [...c.values()] : c ? [c] : [];
-    const best = selectBest(all, (id) => this.peers.get(id));
-    if (best) this.loc.set(prefix, best);
-    else this.loc.delete(prefix);
-    // A replaced route object counts as a change even from the same peer: its attributes may differ.
+  private decide(prefix: string, s: Contested): BestChange[] {
+    const before = s.best;
+    const best = selectBest([...s.byPeer.values()], (id) => this.peers.get(id));
+    s.best = best;
     return before === best ? [] : [{ prefix, best }];
   }
 }

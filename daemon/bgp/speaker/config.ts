@@ -37,6 +37,12 @@ export interface SpeakerConfig {
   /** Reflect routes between iBGP peers with this cluster ID (RFC 4456). */
   clusterId?: string;
   peers: PeerConfig[];
+  /**
+   * Most prefixes learned from all peers together: the peer whose UPDATE
+   * goes past it is closed as past its own limit. Set from the memory the
+   * process may use, so no feed can exhaust it.
+   */
+  maxPrefixesTotal?: number;
   /** The `twill` binary that sets TCP MD5 keys (`twill md5sig`); without it peers with a password are left out. */
   md5Helper?: string;
 }

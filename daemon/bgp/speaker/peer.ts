@@ -49,7 +49,7 @@ export class Peer implements SessionHooks {
   private sendEndOfRib = false;
   /** RFC 4724: the peer is restarting; its stale routes go when this fires or End-of-RIB arrives. */
   private restartTimer: unknown;
-  private readonly limit: PrefixLimit | undefined;
+  private readonly limit: PrefixLimit;
   /** Set while the session is held down after the peer sent too many prefixes. */
   private backoffTimer: unknown;
   /** The peer has sent End-of-RIB for IPv4 on the current session: its initial table is complete. */
@@ -83,7 +83,8 @@ export class Peer implements SessionHooks {
       rrClient: cfg.rrClient ?? false,
     };
     rib.setPeer(this.info);
-    this.limit = cfg.maxPrefixes ? new PrefixLimit(cfg.maxPrefixes) : undefined;
+    // Without a limit of its own a peer still backs off when it takes the node past its total.
+    this.limit = new PrefixLimit(cfg.maxPrefixes ?? { limit: Number.MAX_SAFE_INTEGER });
     this.outgoing = new Session("outgoing", this.fsmCfg, this.target(), clock, this, this.log);
   }
 
@@ -161,7 +162,7 @@ export class Peer implements SessionHooks {
     this.ctx = { fourOctetAs: this.negotiated.fourOctetAs, external: !this.info.internal, peerAs: peerAs(peer) };
     this.info.bgpId = peer.bgpId;
     this.endOfRib = false;
-    this.limit?.sessionUp();
+    this.limit.sessionUp();
     this.adjOut.clear();
     this.pending.clear();
     // A peer that comes back without preserving forwarding gets its stale routes swept now (RFC 4724 §4.2).
@@ -192,7 +193,7 @@ export class Peer implements SessionHooks {
     if (empty && (Object.keys(u.attrs).length === 0 || (mpUnreach && mpUnreach.withdrawn.length === 0 && Object.keys(u.attrs).length === 1))) {
       this.log.debug("End-of-RIB received");
       if (this.restartTimer !== undefined) this.endRestart();
-      this.limit?.settled(this.rib.prefixCount(this.cfg.address));
+      this.limit.settled(this.rib.prefixCount(this.cfg.address));
       if (!mpUnreach) {
         this.endOfRib = true;
         this.events.endOfRib?.(this.cfg.address);
@@ -204,28 +205,37 @@ export class Peer implements SessionHooks {
     if (mpReach) for (const p of mpReach.nlri) announced.push({ prefix: p, attrs, nextHop: mpReach.nextHops[0] ?? "" });
     const withdrawn = [...u.withdrawn, ...(mpUnreach?.withdrawn ?? [])];
     this.events.changes(this.rib.update(this.cfg.address, announced, withdrawn));
-    if (this.limit) this.checkLimit(s, this.limit);
+    this.checkLimit(s, this.limit);
   }
 
-  /** After an UPDATE: warn near the limit; past it, close with Cease and hold the session down for the backoff. */
+  /** After an UPDATE: warn near the limit; past it (or past the node's total), close with Cease and hold the session down for the backoff. */
   private checkLimit(s: Session, limit: PrefixLimit): void {
     const count = this.rib.prefixCount(this.cfg.address);
     const verdict = limit.check(count);
     if (verdict === "warn") {
       this.log.warn({ code: "BGP_MAX_PREFIXES_WARNING", prefixes: count, limit: limit.cfg.limit }, `BGP peer ${this.cfg.address} has sent ${count} prefixes, ${limit.cfg.warningPercent ?? 80} % or more of its limit of ${limit.cfg.limit}: past the limit the session is closed`);
     }
-    if (verdict !== "exceeded") return;
+    const total = this.speaker.maxPrefixesTotal;
+    const overNode = total !== undefined && this.rib.learnedCount > total;
+    if (verdict !== "exceeded" && !overNode) return;
     const wait = limit.trip();
-    this.log.error(
-      { code: "BGP_MAX_PREFIXES", prefixes: count, limit: limit.cfg.limit, restartSeconds: wait },
-      `BGP peer ${this.cfg.address} sent more than its limit of ${limit.cfg.limit} prefixes: the session is closed (Cease, Maximum Number of Prefixes Reached) and its routes withdrawn; it may start again in ${wait} s. If the peer is right to send that many, raise spec.maxPrefixes.limit of its BGPPeer`,
-    );
+    if (verdict === "exceeded") {
+      this.log.error(
+        { code: "BGP_MAX_PREFIXES", prefixes: count, limit: limit.cfg.limit, restartSeconds: wait },
+        `BGP peer ${this.cfg.address} sent more than its limit of ${limit.cfg.limit} prefixes: the session is closed (Cease, Maximum Number of Prefixes Reached) and its routes withdrawn; it may start again in ${wait} s. If the peer is right to send that many, raise spec.maxPrefixes.limit of its BGPPeer`,
+      );
+    } else {
+      this.log.error(
+        { code: "BGP_MAX_PREFIXES_NODE", prefixes: count, learned: this.rib.learnedCount, limit: total, restartSeconds: wait },
+        `BGP peer ${this.cfg.address} took this node past ${total} learned prefixes, what the daemon's memory limit holds: the session is closed (Cease, Maximum Number of Prefixes Reached) and its routes withdrawn; it may start again in ${wait} s. Lower the peers' spec.maxPrefixes, filter on the peer, or give the daemon more memory (resources.limits.memory and --max-old-space-size in manifests/twill.yaml)`,
+      );
+    }
     // Held down first, so nothing the peer dials in meanwhile is accepted.
     this.backoffTimer = this.clock.setTimeout(() => {
       this.backoffTimer = undefined;
       if (!this.stopped && this.outgoing.state === "Idle") this.outgoing.start();
     }, wait * 1000);
-    s.automaticStop(maxPrefixesNotification(limit.cfg.limit));
+    s.automaticStop(maxPrefixesNotification(verdict === "exceeded" ? limit.cfg.limit : Math.min(total!, 0xffffffff)));
     this.outgoing.stop();
     for (const other of this.incoming) if (other !== s) other.dispose();
   }

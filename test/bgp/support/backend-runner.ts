@@ -48,7 +48,7 @@ const backend = bgpBackend(cfg, {
       ...events,
       onPeerState: (peer, state, detail) => {
         events.onPeerState?.(peer, state, detail);
-        if (report) process.stdout.write(`${JSON.stringify({ event: "peer", peer, state, at: Date.now() })}\n`);
+        if (report) process.stdout.write(`${JSON.stringify({ event: "peer", peer, state, detail, at: Date.now() })}\n`);
       },
       onBest: (changes) => {
         events.onBest?.(changes);
