@@ -30,7 +30,7 @@ const SIZES = (process.env.BENCH_BGP_SIZES ?? "1000,10000,100000,1000000").split
 const RUNS = Number(process.env.BENCH_BGP_RUNS ?? 6);
 /** 1M prefixes take a minute a run: fewer runs there (the interval is then the range). */
 const runsFor = (n: number) => (n >= 1_000_000 ? Number(process.env.BENCH_BGP_RUNS_1M ?? 2) : RUNS);
-const SETTLE_MS = 4000;
+const SETTLE_MS = 8000;
 const TICKS = 100; // USER_HZ
 const FEED_FROM = "11.0.0.0";
 const RTPROT = { twill: 211, bird: 12 } as const;
