@@ -3,6 +3,7 @@ import { parseBgpPeer } from "../../daemon/backends/bgp/crd.ts";
 import { DEFAULT_PEER_MAX_PREFIXES, wantedPeers } from "../../daemon/backends/bgp/settings.ts";
 import { decodeMessage } from "../../daemon/bgp/codec/decode.ts";
 import { encodeMessage } from "../../daemon/bgp/codec/encode.ts";
+import { learnedPrefixBudget, PEAK_HEAP_BYTES_PER_PREFIX } from "../../daemon/backends/bgp/memory-guard.ts";
 import { maxPrefixesNotification, PrefixLimit } from "../../daemon/bgp/speaker/prefix-limit.ts";
 
 // The per-peer prefix limit's pure parts: the verdicts, the backoff, the
@@ -45,5 +46,15 @@ describe("per-peer maximum prefix count", () => {
     // Mesh peers (other Twill nodes, announcing their pod CIDRs) have no limit.
     const mesh = wantedPeers(self, true, 64512, [{ name: "m", ip: "10.0.0.2", podCIDRs: [], annotations: {} }], [], local);
     expect(mesh.get("10.0.0.2")?.maxPrefixes).toBeUndefined();
+  });
+});
+
+describe("node-wide learned-prefix budget", () => {
+  it("is what the heap left after the daemon's own use holds at the peak cost per prefix, never below a floor", () => {
+    const MiB = 1 << 20;
+    const heap = (limit: number, used: number) => ({ heap_size_limit: limit * MiB, used_heap_size: used * MiB }) as ReturnType<typeof import("node:v8").getHeapStatistics>;
+    expect(learnedPrefixBudget(heap(140, 36))).toBe(Math.floor(((140 - 36 - 48) * MiB) / PEAK_HEAP_BYTES_PER_PREFIX));
+    expect(learnedPrefixBudget(heap(268, 36))).toBeGreaterThan(learnedPrefixBudget(heap(140, 36)));
+    expect(learnedPrefixBudget(heap(64, 60))).toBe(10_000);
   });
 });
