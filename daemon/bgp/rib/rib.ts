@@ -24,6 +24,8 @@ class Contested {
 
 type Slot = Route | Contested;
 
+const listOf = (c: BestChange | undefined): BestChange[] => (c ? [c] : []);
+
 
 export class Rib {
   readonly local: LocalSpeaker;
@@ -48,24 +50,35 @@ export class Rib {
 
   /** Routes Twill originates (its pod CIDR). */
   originate(prefix: string, attrs: PathAttrs, nextHop: string): BestChange[] {
-    return this.put(LOCAL, prefix, attrs, nextHop);
+    return listOf(this.put(LOCAL, prefix, attrs, nextHop));
   }
 
   withdrawLocal(prefix: string): BestChange[] {
-    return this.drop(LOCAL, prefix);
+    return listOf(this.drop(LOCAL, prefix));
   }
 
   /** Applies what a peer announced and withdrew. Routes failing the loop checks count as withdrawn. */
   update(peerId: string, announced: { prefix: string; attrs: PathAttrs; nextHop: string }[], withdrawn: string[]): BestChange[] {
-    const changes: BestChange[] = [];
-    const add = (c: BestChange | undefined) => c && changes.push(c);
-    for (const p of withdrawn) add(this.drop(peerId, p)[0]);
-    // One UPDATE carries one attribute set: the loop check is the same for all its prefixes.
-    let lastAttrs: PathAttrs | undefined;
-    let loops = false;
-    for (const a of announced) {
-      if (a.attrs !== lastAttrs) (lastAttrs = a.attrs), (loops = this.loops(peerId, a.attrs));
-      add((loops ? this.drop(peerId, a.prefix) : this.put(peerId, a.prefix, a.attrs, a.nextHop))[0]);
+    const changes = this.withdraw(peerId, withdrawn);
+    for (const a of announced) this.announce(peerId, [a.prefix], a.attrs, a.nextHop, changes);
+    return changes;
+  }
+
+  /** A peer withdrew these prefixes; the changes are added to `changes`. */
+  withdraw(peerId: string, prefixes: readonly string[], changes: BestChange[] = []): BestChange[] {
+    for (const p of prefixes) {
+      const c = this.drop(peerId, p);
+      if (c) changes.push(c);
+    }
+    return changes;
+  }
+
+  /** A peer announced prefixes with one attribute set (one UPDATE); failing the loop checks, they count as withdrawn. */
+  announce(peerId: string, prefixes: readonly string[], attrs: PathAttrs, nextHop: string, changes: BestChange[] = []): BestChange[] {
+    const loops = this.loops(peerId, attrs);
+    for (const p of prefixes) {
+      const c = loops ? this.drop(peerId, p) : this.put(peerId, p, attrs, nextHop);
+      if (c) changes.push(c);
     }
     return changes;
   }
@@ -142,11 +155,7 @@ export class Rib {
     const prefixes: string[] = [];
     for (const r of this.candidatesOf(peerId)) if (test(r)) prefixes.push(r.prefix);
     const changes: BestChange[] = [];
-    for (const p of prefixes) {
-      const c = this.drop(peerId, p)[0];
-      if (c) changes.push(c);
-    }
-    return changes;
+    return this.withdraw(peerId, prefixes);
   }
 
   private count(peerId: string, by: number): void {
@@ -154,15 +163,15 @@ export class Rib {
     if (peerId !== LOCAL) this.learned += by;
   }
 
-  /** At most one change: returned as a list for the callers that gather them. */
-  private put(peerId: string, prefix: string, attrs: PathAttrs, nextHop: string): BestChange[] {
+  /** The best-route change a new candidate makes, if any. */
+  private put(peerId: string, prefix: string, attrs: PathAttrs, nextHop: string): BestChange | undefined {
     const route: Route = { prefix, peer: peerId, attrs, nextHop, stale: false };
     const s = this.table.get(prefix);
     if (s === undefined || (!(s instanceof Contested) && s.peer === peerId)) {
       if (s === undefined) this.count(peerId, 1);
       this.table.set(prefix, route);
       // A replaced route object counts as a change even from the same peer: its attributes may differ.
-      return [{ prefix, best: route }];
+      return { prefix, best: route };
     }
     if (s instanceof Contested) {
       if (!s.byPeer.has(peerId)) this.count(peerId, 1);
@@ -175,27 +184,27 @@ export class Rib {
     return this.decide(prefix, c);
   }
 
-  private drop(peerId: string, prefix: string): BestChange[] {
+  private drop(peerId: string, prefix: string): BestChange | undefined {
     const s = this.table.get(prefix);
-    if (s === undefined) return [];
+    if (s === undefined) return undefined;
     if (!(s instanceof Contested)) {
-      if (s.peer !== peerId) return [];
+      if (s.peer !== peerId) return undefined;
       this.table.delete(prefix);
       this.count(peerId, -1);
-      return [{ prefix, best: undefined }];
+      return { prefix, best: undefined };
     }
-    if (!s.byPeer.delete(peerId)) return [];
+    if (!s.byPeer.delete(peerId)) return undefined;
     this.count(peerId, -1);
     if (s.byPeer.size > 1) return this.decide(prefix, s);
     const only = s.byPeer.values().next().value!;
     this.table.set(prefix, only);
-    return s.best === only ? [] : [{ prefix, best: only }];
+    return s.best === only ? undefined : { prefix, best: only };
   }
 
-  private decide(prefix: string, s: Contested): BestChange[] {
+  private decide(prefix: string, s: Contested): BestChange | undefined {
     const before = s.best;
     const best = selectBest([...s.byPeer.values()], (id) => this.peers.get(id));
     s.best = best;
-    return before === best ? [] : [{ prefix, best }];
+    return before === best ? undefined : { prefix, best };
   }
 }

@@ -125,7 +125,11 @@ export class Peer implements SessionHooks {
   /** Best-route changes from anywhere: queue what this peer should now hear. */
   offer(changes: BestChange[]): void {
     if (!this.established) return;
-    for (const c of changes) this.pending.set(c.prefix, c.best ? this.exportOf(c.best) : undefined);
+    for (const c of changes) {
+      // A route this peer sent, or a prefix gone, where nothing was announced or queued to it: nothing to tell.
+      if ((!c.best || c.best.peer === this.cfg.address) && !this.adjOut.has(c.prefix) && !this.pending.has(c.prefix)) continue;
+      this.pending.set(c.prefix, c.best ? this.exportOf(c.best) : undefined);
+    }
     this.scheduleFlush();
   }
 
@@ -200,11 +204,12 @@ export class Peer implements SessionHooks {
       }
       return;
     }
-    const announced: { prefix: string; attrs: PathAttrs; nextHop: string }[] = [];
-    for (const p of u.nlri) announced.push({ prefix: p, attrs, nextHop: attrs.nextHop ?? "" });
-    if (mpReach) for (const p of mpReach.nlri) announced.push({ prefix: p, attrs, nextHop: mpReach.nextHops[0] ?? "" });
-    const withdrawn = [...u.withdrawn, ...(mpUnreach?.withdrawn ?? [])];
-    this.events.changes(this.rib.update(this.cfg.address, announced, withdrawn));
+    // Withdrawals first, then each group of prefixes with its next hop (no object per prefix: a feed is 100,000s).
+    const changes = this.rib.withdraw(this.cfg.address, u.withdrawn);
+    if (mpUnreach) this.rib.withdraw(this.cfg.address, mpUnreach.withdrawn, changes);
+    this.rib.announce(this.cfg.address, u.nlri, attrs, attrs.nextHop ?? "", changes);
+    if (mpReach) this.rib.announce(this.cfg.address, mpReach.nlri, attrs, mpReach.nextHops[0] ?? "", changes);
+    this.events.changes(changes);
     this.checkLimit(s, this.limit);
   }
 
