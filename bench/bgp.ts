@@ -52,12 +52,16 @@ function writeConf(path: string, text: string): string {
   return path;
 }
 
-function feederConf(dir: string, n: number): string {
+function feederConf(dir: string, n: number, runs: number): string {
   const statics: string[] = [];
   for (let i = 0; i < n; i++) statics.push(`  route ${prefixOf(i)} blackhole;`);
   const peer = (name: string, addr: string) =>
     `protocol bgp ${name} { local as 64512; neighbor ${addr} as 64512; direct; hold time 90; connect retry time 1; rr client; disabled; ipv4 { import none; export all; }; }`;
-  return writeConf(join(dir, "feeder.conf"), `router id 10.77.0.1;\nprotocol device {}\nprotocol static feed { ipv4;\n${statics.join("\n")}\n}\n${peer("to_twill", "10.77.0.2")}\n${peer("to_bird", "10.77.0.3")}\n`);
+  // A session of its own for every run: a BIRD protocol enabled a second time sent its first UPDATE ~3 s
+  // before the rest, one run in two, for either receiver.
+  const sessions: string[] = [];
+  for (let r = 0; r < runs; r++) sessions.push(peer(`to_twill_${r}`, "10.77.0.2"), peer(`to_bird_${r}`, "10.77.0.3"));
+  return writeConf(join(dir, "feeder.conf"), `router id 10.77.0.1;\nprotocol device {}\nprotocol static feed { ipv4;\n${statics.join("\n")}\n}\n${sessions.join("\n")}\n`);
 }
 
 function receiverConf(dir: string): string {
@@ -194,7 +198,7 @@ async function startReceiver(who: Who, lan: Lan): Promise<{ pid: number; events?
   };
 }
 
-async function runOnce(who: Who, lan: Lan, n: number): Promise<Sample> {
+async function runOnce(who: Who, lan: Lan, n: number, run: number): Promise<Sample> {
   const ns = who === "twill" ? lan.ns(2) : lan.ns(3);
   const feeder = (...a: string[]) => birdc(lan.ns(1), lan.dir, "feeder", ...a);
   const receiver = await startReceiver(who, lan);
@@ -205,7 +209,7 @@ async function runOnce(who: Who, lan: Lan, n: number): Promise<Sample> {
     await new Promise((r) => setTimeout(r, 1500));
     const base = memory(receiver.pid).rss;
     const cpu0 = cpuSeconds(receiver.pid);
-    await feeder("enable", `to_${who}`);
+    await feeder("enable", `to_${who}_${run}`);
     const full = await Promise.race([
       monitor.l.next(`all ${n} routes in ${who}'s kernel`, (o) => o.event === "full", 900_000),
       // Twill's node-wide limit closes a feed larger than its heap holds (Cease 6/1).
@@ -216,7 +220,7 @@ async function runOnce(who: Who, lan: Lan, n: number): Promise<Sample> {
       const held = Math.max(0, ...receiver.events!.seen.filter((o) => o.event === "rib").map((o) => o.size as number)) - 1;
       await new Promise((r) => setTimeout(r, SETTLE_MS));
       const m = memory(receiver.pid);
-      await feeder("disable", `to_${who}`);
+      await feeder("disable", `to_${who}_${run}`);
       return { stoppedAt: held, kernel: Number.NaN, withdraw: Number.NaN, cpu: cpuSeconds(receiver.pid) - cpu0, base, settled: m.rss, peak: m.hwm };
     }
     await new Promise((r) => setTimeout(r, SETTLE_MS));
@@ -224,7 +228,7 @@ async function runOnce(who: Who, lan: Lan, n: number): Promise<Sample> {
     const cpu = cpuSeconds(receiver.pid) - cpu0;
     const from = monitor.l.seen.length;
     const dropAt = Date.now();
-    await feeder("disable", `to_${who}`);
+    await feeder("disable", `to_${who}_${run}`);
     const empty = await monitor.l.next(`${who}'s kernel clean`, (o) => o.event === "empty", 900_000, from);
     if (monitor.l.seen.some((o) => o.event === "lost")) process.stderr.write(`[bench:bgp] ${who} ${n}: route events were lost and re-read (ENOBUFS)\n`);
     return { kernel: ((full.at as number) - firstAt) / 1000, withdraw: ((empty.at as number) - dropAt) / 1000, cpu, base: base, settled: settled.rss, peak: settled.hwm };
@@ -240,7 +244,7 @@ async function runSize(n: number): Promise<Record<Who, Sample[]>> {
   const out: Record<Who, Sample[]> = { twill: [], bird: [] };
   let feeder: ChildProcess | undefined;
   try {
-    feeder = startBird(lan.ns(1), lan.dir, feederConf(lan.dir, n), "feeder");
+    feeder = startBird(lan.ns(1), lan.dir, feederConf(lan.dir, n, runsFor(n)), "feeder");
     await waitFor("the feeder's table", async () => {
       const m = /(\d+) of \d+ routes/.exec(await birdc(lan.ns(1), lan.dir, "feeder", "show", "route", "count"));
       return m && Number(m[1]) >= n ? true : undefined;
@@ -248,7 +252,7 @@ async function runSize(n: number): Promise<Record<Who, Sample[]>> {
     for (let run = 0; run < runsFor(n); run++) {
       const order: Who[] = run % 2 === 0 ? ["twill", "bird"] : ["bird", "twill"];
       for (const who of order) {
-        const s = await runOnce(who, lan, n);
+        const s = await runOnce(who, lan, n, run);
         out[who].push(s);
         process.stderr.write(`[bench:bgp] ${n} run ${run + 1} ${who}: ${JSON.stringify(s)} load ${loadavg()[0]!.toFixed(2)}\n`);
       }
