@@ -26,7 +26,7 @@ const speaker = new Speaker(cfg, log, {
     }
     for (const c of changes) emit({ event: "best", prefix: c.prefix, nextHop: c.best?.nextHop, peer: c.best?.peer, stale: c.best?.stale });
   },
-  onPeerState: (peer, state, detail) => emit({ event: "peer", peer, state, detail }),
+  onPeerState: (peer, state, detail) => emit({ event: "peer", peer, state, detail, at: Date.now() }),
 });
 await speaker.start();
 for (const p of cfg.announce ?? []) speaker.announce(p);

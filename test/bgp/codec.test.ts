@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { decodeMessage } from "../../daemon/bgp/codec/decode.ts";
 import { encodeMessage, myAsField } from "../../daemon/bgp/codec/encode.ts";
+import { decodePrefixes, encodePrefixes } from "../../daemon/bgp/codec/prefix.ts";
 import { AS_TRANS, peerAs, type Message, type Open } from "../../daemon/bgp/codec/types.ts";
 
 const open: Open = {
@@ -140,6 +141,23 @@ describe("BGP codec under fuzzing", () => {
         expect(decodeMessage(bytes)).toEqual({ ok: true, message: m, length: bytes.length });
       }),
       { numRuns: 500 },
+    );
+  });
+});
+
+describe("NLRI prefixes", () => {
+  it("IPv4 prefixes decode to the CIDR text they encode from, host bits cleared", () => {
+    fc.assert(
+      fc.property(fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)), fc.integer({ min: 0, max: 32 }), (octets, len) => {
+        const v = octets.reduce((a, o) => a * 256 + o, 0);
+        const net = len === 0 ? 0 : (v & ~((2 ** (32 - len) - 1) >>> 0)) >>> 0;
+        const text = `${net >>> 24}.${(net >>> 16) & 255}.${(net >>> 8) & 255}.${net & 255}/${len}`;
+        const n = (len + 7) >> 3;
+        // The host bits go on the wire set: the decoder must clear them.
+        expect(decodePrefixes(Uint8Array.from([len, ...octets.slice(0, n)]), 1)).toEqual([text]);
+        expect(decodePrefixes(Uint8Array.from(encodePrefixes([text])), 1)).toEqual([text]);
+      }),
+      { numRuns: 2000 },
     );
   });
 });

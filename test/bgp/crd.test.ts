@@ -87,7 +87,9 @@ afterAll(async () => {
 describe("bgp backend settings from BGPConfiguration and BGPPeer", () => {
   it("applies the cluster config, selects peers by node labels, honours per-node AS annotations, logs invalid objects once", async () => {
     await create("bgpconfigurations", "BGPConfiguration", "default", { asNumber: 65010, nodeToNodeMesh: false, listenPort: 1179, gracefulRestartSeconds: 60 });
-    await create("bgppeers", "BGPPeer", peerName("tor"), { peerIP: "172.30.0.1", asNumber: 65001, nodeSelector: "rack=r1", holdTimeSeconds: 30 });
+    await create("bgppeers", "BGPPeer", peerName("tor"), { peerIP: "172.30.0.1", asNumber: 65001, nodeSelector: "rack=r1", holdTimeSeconds: 30, maxPrefixes: { limit: 500 } });
+    // The schema refuses a negative prefix limit before Twill sees it.
+    await expect(create("bgppeers", "BGPPeer", peerName("bad-limit"), { peerIP: "172.30.0.5", asNumber: 65005, maxPrefixes: { limit: -1 } })).rejects.toThrow();
     await create("bgppeers", "BGPPeer", peerName("other-rack"), { peerIP: "172.30.0.2", asNumber: 65002, nodeSelector: "rack in (r2,r3)" });
     // Accepted by the apiserver's schema, rejected by Twill (the password's Secret is one the daemon may not read).
     await create("bgppeers", "BGPPeer", peerName("bad-selector"), { peerIP: "172.30.0.3", asNumber: 65003, nodeSelector: "rack in (r1" });
@@ -110,7 +112,9 @@ describe("bgp backend settings from BGPConfiguration and BGPPeer", () => {
     expect(speaker!.cfg).toMatchObject({ asn: 65010, listen: { port: 1179 }, routerId: "172.30.0.11", gracefulRestart: { restartTime: 60 } });
     backend.desired(view, local, 1500);
     // Mesh off: only the BGPPeer whose selector matches node a's labels.
-    expect([...speaker!.peers.values()]).toEqual([{ address: "172.30.0.1", asn: 65001, port: 179, holdTime: 30 }]);
+    // The apiserver fills in the limit's defaults (warning at 80 %, 60 s backoff).
+    const limit = { limit: 500, warningPercent: 80, restartSeconds: 60 };
+    expect([...speaker!.peers.values()]).toEqual([{ address: "172.30.0.1", asn: 65001, port: 179, holdTime: 30, maxPrefixes: limit }]);
 
     // Mesh on: node b joins in its own AS (annotation), so that session is eBGP.
     await patch("bgpconfigurations", "default", [{ op: "replace", path: "/spec/nodeToNodeMesh", value: true }]);
@@ -122,7 +126,7 @@ describe("bgp backend settings from BGPConfiguration and BGPPeer", () => {
     await patch("bgppeers", peerName("tor"), [{ op: "replace", path: "/spec/holdTimeSeconds", value: 9 }]);
     await waitFor("the hold time change", () => (mine().find((p) => p.name === peerName("tor"))?.holdTime === 9 ? true : undefined));
     backend.desired(view, local, 1500);
-    expect(speaker!.peers.get("172.30.0.1")).toEqual({ address: "172.30.0.1", asn: 65001, port: 179, holdTime: 9 });
+    expect(speaker!.peers.get("172.30.0.1")).toEqual({ address: "172.30.0.1", asn: 65001, port: 179, holdTime: 9, maxPrefixes: limit });
     await api.deleteClusterCustomObject({ ...group, plural: "bgppeers", name: peerName("tor") });
     await waitFor("the BGPPeer to go", () => (mine().some((p) => p.name === peerName("tor")) ? undefined : true));
     backend.desired(view, local, 1500);

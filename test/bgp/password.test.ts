@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseBgpPeer, withPasswords, type BgpPeerSpec } from "../../daemon/backends/bgp/crd.ts";
 import { passwordFor, PASSWORD_SECRET } from "../../daemon/backends/bgp/password.ts";
-import { wantedPeers } from "../../daemon/backends/bgp/settings.ts";
+import { DEFAULT_PEER_MAX_PREFIXES, wantedPeers } from "../../daemon/backends/bgp/settings.ts";
 import { TwillError } from "../../lib/errors.ts";
 
 // BGPPeer spec.password → the speaker's PeerConfig.password, without an apiserver.
@@ -50,7 +50,7 @@ describe("BGPPeer passwords from the Secret", () => {
   it("the password reaches the speaker's peer config; a new password is a different config (the peer is re-created)", () => {
     const md5 = parseBgpPeer(peerObj("md5", ref("tor1")));
     const cfg = (pw: string) => wantedPeers(self, false, 64512, [], withPasswords([md5], { synced: true, data: { tor1: b64(pw) } }).peers, local).get("10.0.0.1");
-    expect(cfg("one")).toEqual({ address: "10.0.0.1", asn: 65001, port: 179, password: "one" });
+    expect(cfg("one")).toEqual({ address: "10.0.0.1", asn: 65001, port: 179, password: "one", maxPrefixes: { limit: DEFAULT_PEER_MAX_PREFIXES } });
     expect(JSON.stringify(cfg("one"))).not.toBe(JSON.stringify(cfg("two")));
   });
 });

@@ -13,6 +13,7 @@ import { twillRoutes } from "../../kernel/routes.ts";
 import type { Backend, LocalNode, SessionObserver } from "../backend.ts";
 import { onSameL2, peersOf } from "../peers.ts";
 import type { BgpCrds } from "./crd.ts";
+import { learnedPrefixBudget } from "./memory-guard.ts";
 import { settingsFor, wantedPeers, type Settings } from "./settings.ts";
 
 // bgp: no encapsulation; every node announces its pod CIDR over BGP (iBGP
@@ -51,6 +52,9 @@ const isV4 = (s: string) => !s.includes(":");
 /** How long changes are gathered after the first: a base, plus time in proportion to the table a pass goes over. */
 const GATHER_MS = 50;
 const GATHER_MS_PER_ROUTE = 0.01;
+/** While a peer sends its initial table (established, no End-of-RIB yet): at least this long between passes. */
+const INITIAL_GATHER_MS = 2000;
+const INITIAL_LOAD_MAX_MS = 30_000;
 
 export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backend {
   const bgp = cfg.bgp ?? DEFAULT_BGP;
@@ -77,7 +81,15 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
   // while a 100k feed streams in, reconciles take about a third of the
   // thread the speaker decodes it on. The agent folds changes that arrive
   // during a pass into the next one. A peer's End-of-RIB ends the wait: its
-  // table is complete, nothing more is coming to gather.
+  // table is complete, nothing more is coming to gather. Until then (a
+  // peer's initial table) passes are at least INITIAL_GATHER_MS apart: each
+  // one diffs the whole table so far on the thread that decodes the feed,
+  // and its per-route garbage, promoted while the pass waits on the kernel,
+  // was most of the daemon's memory growth for a 100k feed; the End-of-RIB
+  // pass writes what is left in one go (docs/bgp.md has the figures).
+  // A peer that never sends End-of-RIB (RFC 4724 is optional) counts as loading for INITIAL_LOAD_MAX_MS only.
+  const loading = new Map<string, number>();
+  const isLoading = () => [...loading.values()].some((since) => now() - since < INITIAL_LOAD_MAX_MS);
   let lastRoutes = 0;
   let gatherTimer: NodeJS.Timeout | undefined;
   const kick = () => {
@@ -85,7 +97,7 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
     gatherTimer = setTimeout(() => {
       gatherTimer = undefined;
       onChange?.();
-    }, GATHER_MS + lastRoutes * GATHER_MS_PER_ROUTE);
+    }, Math.max(isLoading() ? INITIAL_GATHER_MS : 0, GATHER_MS + lastRoutes * GATHER_MS_PER_ROUTE));
     gatherTimer.unref();
   };
   const reconcileNow = () => {
@@ -125,15 +137,21 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
         idleHoldTime: 2,
         gracefulRestart: { restartTime: started.restartTime, restarting },
         peers: [],
+        maxPrefixesTotal: learnedPrefixBudget(),
         ...(deps.twillBinary ? { md5Helper: deps.twillBinary } : {}),
       };
       const events: SpeakerEvents = {
         onBest: kick,
-        onEndOfRib: reconcileNow,
+        onEndOfRib: (peer) => {
+          loading.delete(peer);
+          reconcileNow();
+        },
         onPeerState: (peer, state, detail) => {
           log.info({ peer, state, detail }, "BGP peer");
           sessionState.set(peer, { state: state === "established" ? "Established" : "Down", since: now() });
           deps.sessions?.peerState(peer, state === "established", detail);
+          if (state === "established") loading.set(peer, now());
+          else loading.delete(peer);
           kick();
         },
       };
@@ -144,7 +162,7 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
       await s.start();
       speaker = s;
       if (restarting) holdUntil = now() + started.restartTime * 1000;
-      log.info({ asn: started.asn, port: started.port, routerId: started.routerId, restarting }, "BGP speaker started");
+      log.info({ asn: started.asn, port: started.port, routerId: started.routerId, restarting, maxPrefixesTotal: sc.maxPrefixesTotal }, "BGP speaker started");
       return {};
     },
     desired(view: ClusterView, local: LocalNode): DesiredState {

@@ -4,6 +4,7 @@ import type { Logger } from "../../../lib/log.ts";
 import { parseIp } from "../../../lib/net/cidr.ts";
 import { watchResource, type ListPage, type ResourceWatch } from "../../cluster/resource-watch.ts";
 import { PASSWORD_NAMESPACE, PASSWORD_SECRET, passwordFor, watchPasswordSecret, type PasswordSecret, type PasswordWatch, type SecretRef } from "./password.ts";
+import type { MaxPrefixes } from "../../bgp/speaker/prefix-limit.ts";
 import { parseSelector } from "./selector.ts";
 
 // The bgp backend's cluster settings from the apiserver: the BGPConfiguration
@@ -35,6 +36,8 @@ export interface BgpPeerSpec {
   restartTime?: number;
   /** spec.password.secretKeyRef: where the TCP MD5 password is. */
   passwordRef?: SecretRef;
+  /** spec.maxPrefixes; undefined = the default for external peers, limit 0 = no limit. */
+  maxPrefixes?: MaxPrefixes;
   /** The password itself, once read from the Secret (BgpCrds.peers() fills it in). */
   password?: string;
 }
@@ -100,6 +103,14 @@ export function parseBgpPeer(o: Obj): BgpPeerSpec {
     if (ref.name !== PASSWORD_SECRET) throw invalid("BGPPeer", name, `spec.password.secretKeyRef.name is "${ref.name}", but the daemon may read only Secret ${PASSWORD_NAMESPACE}/${PASSWORD_SECRET}: put the password under a key there and name that Secret`);
     passwordRef = { name: ref.name, key: ref.key };
   }
+  let maxPrefixes: MaxPrefixes | undefined;
+  if (s.maxPrefixes !== undefined) {
+    const m = s.maxPrefixes as { limit?: unknown; warningPercent?: unknown; restartSeconds?: unknown };
+    if (!isInt(m.limit, 0, 0xffffffff)) throw invalid("BGPPeer", name, "spec.maxPrefixes.limit must be 0 (no limit) or a prefix count up to 4294967295");
+    if (m.warningPercent !== undefined && !isInt(m.warningPercent, 1, 100)) throw invalid("BGPPeer", name, "spec.maxPrefixes.warningPercent must be 1..100");
+    if (m.restartSeconds !== undefined && !isInt(m.restartSeconds, 1, 86400)) throw invalid("BGPPeer", name, "spec.maxPrefixes.restartSeconds must be 1..86400");
+    maxPrefixes = { limit: m.limit, ...(m.warningPercent !== undefined ? { warningPercent: m.warningPercent as number } : {}), ...(m.restartSeconds !== undefined ? { restartSeconds: m.restartSeconds as number } : {}) };
+  }
   let selects: BgpPeerSpec["selects"];
   try {
     selects = parseSelector(typeof s.nodeSelector === "string" ? s.nodeSelector : "");
@@ -115,6 +126,7 @@ export function parseBgpPeer(o: Obj): BgpPeerSpec {
     ...(hold !== undefined ? { holdTime: hold as number } : {}),
     ...(gr !== undefined ? { restartTime: gr as number } : {}),
     ...(passwordRef ? { passwordRef } : {}),
+    ...(maxPrefixes ? { maxPrefixes } : {}),
   };
 }
 

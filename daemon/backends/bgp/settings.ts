@@ -15,6 +15,14 @@ export interface Settings {
   restartTime: number;
 }
 
+/**
+ * A BGPPeer's prefix limit when its spec names none. An external router
+ * that leaks a full table (~1M prefixes) must not take the node's memory
+ * (manifests/twill.yaml limits the daemon to 512 MiB): this many fit with
+ * room to spare (docs/bgp.md has the measured cost per prefix).
+ */
+export const DEFAULT_PEER_MAX_PREFIXES = 100_000;
+
 const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 
 /** A node's AS: its annotation when valid, else the cluster's. */
@@ -60,7 +68,15 @@ export function wantedPeers(self: Settings, mesh: boolean, clusterAsn: number, o
       warnOnce(log, `v6 ${p.name}`, `BGPPeer ${p.name} has an IPv6 address: the bgp backend peers over IPv4 only for now; the peer is ignored`);
       continue;
     }
-    out.set(p.address, { address: p.address, asn: p.asn, port: BGP_PORT, ...(p.holdTime !== undefined ? { holdTime: p.holdTime } : {}), ...(p.password !== undefined ? { password: p.password } : {}) });
+    const max = p.maxPrefixes ?? { limit: DEFAULT_PEER_MAX_PREFIXES };
+    out.set(p.address, {
+      address: p.address,
+      asn: p.asn,
+      port: BGP_PORT,
+      ...(p.holdTime !== undefined ? { holdTime: p.holdTime } : {}),
+      ...(p.password !== undefined ? { password: p.password } : {}),
+      ...(max.limit > 0 ? { maxPrefixes: max } : {}),
+    });
   }
   return out;
 }

@@ -10,6 +10,12 @@ export type TimerName = "connectRetry" | "hold" | "keepalive" | "idleHold";
 export type FsmEvent =
   | { type: "ManualStart" }
   | { type: "ManualStop" }
+  /**
+   * RFC 4271 event 8: the local system stops the session by itself (here: the
+   * peer sent more prefixes than its limit), with the NOTIFICATION to send. No
+   * automatic restart follows: the peer decides when to start it again.
+   */
+  | { type: "AutomaticStop"; error: Notification }
   | { type: "AutomaticStart" }
   | { type: "ConnectRetryTimerExpires" }
   | { type: "HoldTimerExpires" }
@@ -88,6 +94,11 @@ export class Fsm {
       if (s === "OpenSent" || s === "OpenConfirm" || s === "Established") a.push(send(notification(Err.CEASE, CEASE_ADMIN_SHUTDOWN)));
       this.connectRetryCounter = 0;
       return this.toIdle(a, s, "stopped", false);
+    }
+    if (ev.type === "AutomaticStop") {
+      if (s === "OpenSent" || s === "OpenConfirm" || s === "Established") a.push(send(ev.error));
+      this.connectRetryCounter++;
+      return this.toIdle(a, s, `sent NOTIFICATION ${ev.error.code}/${ev.error.subcode}`, false);
     }
     switch (s) {
       case "Idle":

@@ -1,3 +1,5 @@
+import type { MaxPrefixes } from "./prefix-limit.ts";
+
 // What a speaker is told: who it is, whom it talks to. Knows nothing of Kubernetes.
 
 export interface PeerConfig {
@@ -13,6 +15,8 @@ export interface PeerConfig {
   rrClient?: boolean;
   /** TCP MD5 key (RFC 2385): set on the listener, so the peer is passive (see md5.ts). */
   password?: string;
+  /** Most prefixes taken from this peer before the session is closed (prefix-limit.ts); none when unset. */
+  maxPrefixes?: MaxPrefixes;
 }
 
 export interface SpeakerConfig {
@@ -33,6 +37,12 @@ export interface SpeakerConfig {
   /** Reflect routes between iBGP peers with this cluster ID (RFC 4456). */
   clusterId?: string;
   peers: PeerConfig[];
+  /**
+   * Most prefixes learned from all peers together: the peer whose UPDATE
+   * goes past it is closed as past its own limit. Set from the memory the
+   * process may use, so no feed can exhaust it.
+   */
+  maxPrefixesTotal?: number;
   /** The `twill` binary that sets TCP MD5 keys (`twill md5sig`); without it peers with a password are left out. */
   md5Helper?: string;
 }

@@ -13,6 +13,7 @@ import type { Rib } from "../rib/rib.ts";
 import type { BestChange, PeerInfo, Route } from "../rib/route.ts";
 import { BGP_PORT, type PeerConfig, type SpeakerConfig } from "./config.ts";
 import { negotiate, ourOpen, type Negotiated } from "./open.ts";
+import { maxPrefixesNotification, PrefixLimit } from "./prefix-limit.ts";
 import { Session, type SessionHooks } from "./session.ts";
 
 // One configured neighbour: its connections (an outgoing one that retries, and
@@ -48,6 +49,9 @@ export class Peer implements SessionHooks {
   private sendEndOfRib = false;
   /** RFC 4724: the peer is restarting; its stale routes go when this fires or End-of-RIB arrives. */
   private restartTimer: unknown;
+  private readonly limit: PrefixLimit;
+  /** Set while the session is held down after the peer sent too many prefixes. */
+  private backoffTimer: unknown;
   /** The peer has sent End-of-RIB for IPv4 on the current session: its initial table is complete. */
   endOfRib = false;
   info: PeerInfo;
@@ -79,6 +83,8 @@ export class Peer implements SessionHooks {
       rrClient: cfg.rrClient ?? false,
     };
     rib.setPeer(this.info);
+    // Without a limit of its own a peer still backs off when it takes the node past its total.
+    this.limit = new PrefixLimit(cfg.maxPrefixes ?? { limit: Number.MAX_SAFE_INTEGER });
     this.outgoing = new Session("outgoing", this.fsmCfg, this.target(), clock, this, this.log);
   }
 
@@ -96,11 +102,18 @@ export class Peer implements SessionHooks {
     this.incoming.clear();
     if (this.restartTimer !== undefined) this.clock.clearTimeout(this.restartTimer);
     this.restartTimer = undefined;
+    if (this.backoffTimer !== undefined) this.clock.clearTimeout(this.backoffTimer);
+    this.backoffTimer = undefined;
+  }
+
+  /** Held down after exceeding its prefix limit: no connection either way until the backoff ends. */
+  get backingOff(): boolean {
+    return this.backoffTimer !== undefined;
   }
 
   /** An accepted connection from this peer's address. */
   accept(sock: net.Socket): void {
-    if (this.stopped) {
+    if (this.stopped || this.backingOff) {
       sock.destroy();
       return;
     }
@@ -112,7 +125,11 @@ export class Peer implements SessionHooks {
   /** Best-route changes from anywhere: queue what this peer should now hear. */
   offer(changes: BestChange[]): void {
     if (!this.established) return;
-    for (const c of changes) this.pending.set(c.prefix, c.best ? this.exportOf(c.best) : undefined);
+    for (const c of changes) {
+      // A route this peer sent, or a prefix gone, where nothing was announced or queued to it: nothing to tell.
+      if ((!c.best || c.best.peer === this.cfg.address) && !this.adjOut.has(c.prefix) && !this.pending.has(c.prefix)) continue;
+      this.pending.set(c.prefix, c.best ? this.exportOf(c.best) : undefined);
+    }
     this.scheduleFlush();
   }
 
@@ -149,6 +166,7 @@ export class Peer implements SessionHooks {
     this.ctx = { fourOctetAs: this.negotiated.fourOctetAs, external: !this.info.internal, peerAs: peerAs(peer) };
     this.info.bgpId = peer.bgpId;
     this.endOfRib = false;
+    this.limit.sessionUp();
     this.adjOut.clear();
     this.pending.clear();
     // A peer that comes back without preserving forwarding gets its stale routes swept now (RFC 4724 §4.2).
@@ -179,17 +197,52 @@ export class Peer implements SessionHooks {
     if (empty && (Object.keys(u.attrs).length === 0 || (mpUnreach && mpUnreach.withdrawn.length === 0 && Object.keys(u.attrs).length === 1))) {
       this.log.debug("End-of-RIB received");
       if (this.restartTimer !== undefined) this.endRestart();
+      this.limit.settled(this.rib.prefixCount(this.cfg.address));
       if (!mpUnreach) {
         this.endOfRib = true;
         this.events.endOfRib?.(this.cfg.address);
       }
       return;
     }
-    const announced: { prefix: string; attrs: PathAttrs; nextHop: string }[] = [];
-    for (const p of u.nlri) announced.push({ prefix: p, attrs, nextHop: attrs.nextHop ?? "" });
-    if (mpReach) for (const p of mpReach.nlri) announced.push({ prefix: p, attrs, nextHop: mpReach.nextHops[0] ?? "" });
-    const withdrawn = [...u.withdrawn, ...(mpUnreach?.withdrawn ?? [])];
-    this.events.changes(this.rib.update(this.cfg.address, announced, withdrawn));
+    // Withdrawals first, then each group of prefixes with its next hop (no object per prefix: a feed is 100,000s).
+    const changes = this.rib.withdraw(this.cfg.address, u.withdrawn);
+    if (mpUnreach) this.rib.withdraw(this.cfg.address, mpUnreach.withdrawn, changes);
+    this.rib.announce(this.cfg.address, u.nlri, attrs, attrs.nextHop ?? "", changes);
+    if (mpReach) this.rib.announce(this.cfg.address, mpReach.nlri, attrs, mpReach.nextHops[0] ?? "", changes);
+    this.events.changes(changes);
+    this.checkLimit(s, this.limit);
+  }
+
+  /** After an UPDATE: warn near the limit; past it (or past the node's total), close with Cease and hold the session down for the backoff. */
+  private checkLimit(s: Session, limit: PrefixLimit): void {
+    const count = this.rib.prefixCount(this.cfg.address);
+    const verdict = limit.check(count);
+    if (verdict === "warn") {
+      this.log.warn({ code: "BGP_MAX_PREFIXES_WARNING", prefixes: count, limit: limit.cfg.limit }, `BGP peer ${this.cfg.address} has sent ${count} prefixes, ${limit.cfg.warningPercent ?? 80} % or more of its limit of ${limit.cfg.limit}: past the limit the session is closed`);
+    }
+    const total = this.speaker.maxPrefixesTotal;
+    const overNode = total !== undefined && this.rib.learnedCount > total;
+    if (verdict !== "exceeded" && !overNode) return;
+    const wait = limit.trip();
+    if (verdict === "exceeded") {
+      this.log.error(
+        { code: "BGP_MAX_PREFIXES", prefixes: count, limit: limit.cfg.limit, restartSeconds: wait },
+        `BGP peer ${this.cfg.address} sent more than its limit of ${limit.cfg.limit} prefixes: the session is closed (Cease, Maximum Number of Prefixes Reached) and its routes withdrawn; it may start again in ${wait} s. If the peer is right to send that many, raise spec.maxPrefixes.limit of its BGPPeer`,
+      );
+    } else {
+      this.log.error(
+        { code: "BGP_MAX_PREFIXES_NODE", prefixes: count, learned: this.rib.learnedCount, limit: total, restartSeconds: wait },
+        `BGP peer ${this.cfg.address} took this node past ${total} learned prefixes, what the daemon's memory limit holds: the session is closed (Cease, Maximum Number of Prefixes Reached) and its routes withdrawn; it may start again in ${wait} s. Lower the peers' spec.maxPrefixes, filter on the peer, or give the daemon more memory (resources.limits.memory and --max-old-space-size in manifests/twill.yaml)`,
+      );
+    }
+    // Held down first, so nothing the peer dials in meanwhile is accepted.
+    this.backoffTimer = this.clock.setTimeout(() => {
+      this.backoffTimer = undefined;
+      if (!this.stopped && this.outgoing.state === "Idle") this.outgoing.start();
+    }, wait * 1000);
+    s.automaticStop(maxPrefixesNotification(verdict === "exceeded" ? limit.cfg.limit : Math.min(total!, 0xffffffff)));
+    this.outgoing.stop();
+    for (const other of this.incoming) if (other !== s) other.dispose();
   }
 
   onRouteRefresh(): void {
@@ -220,7 +273,7 @@ export class Peer implements SessionHooks {
     if (s.direction === "incoming") {
       // The outgoing side was parked while the incoming connection ran: dial again.
       if (this.outgoing.state === "Idle") {
-        this.clock.setTimeout(() => !this.stopped && this.outgoing.state === "Idle" && this.outgoing.start(), (this.fsmCfg.idleHoldTime || 1) * 1000);
+        this.clock.setTimeout(() => !this.stopped && !this.backingOff && this.outgoing.state === "Idle" && this.outgoing.start(), (this.fsmCfg.idleHoldTime || 1) * 1000);
       }
     }
   }

@@ -83,6 +83,11 @@ export class Session {
     this.feed({ type: "OpenCollisionDump" });
   }
 
+  /** Closes the session with `error` and stays Idle (RFC 4271 AutomaticStop): whoever owns it restarts it. */
+  automaticStop(error: Notification): void {
+    this.feed({ type: "AutomaticStop", error });
+  }
+
   /** The UPDATE codec said session reset. */
   updateError(error: Notification): void {
     this.feed({ type: "UpdateMsgErr", error });

@@ -48,7 +48,7 @@ const backend = bgpBackend(cfg, {
       ...events,
       onPeerState: (peer, state, detail) => {
         events.onPeerState?.(peer, state, detail);
-        if (report) process.stdout.write(`${JSON.stringify({ event: "peer", peer, state, at: Date.now() })}\n`);
+        if (report) process.stdout.write(`${JSON.stringify({ event: "peer", peer, state, detail, at: Date.now() })}\n`);
       },
       onBest: (changes) => {
         events.onBest?.(changes);
@@ -84,6 +84,7 @@ async function tick(): Promise<void> {
   }
 }
 backend.watch?.(() => void tick());
-setInterval(() => void tick(), 2000);
+// The agent resyncs every resync period (10 s by default); tests want it sooner.
+setInterval(() => void tick(), Number(process.env.TWILL_RESYNC_MS ?? 2000));
 void tick();
 process.stdout.write(`${JSON.stringify({ event: "ready" })}\n`);
