@@ -35,6 +35,8 @@ export interface DaemonConfig {
   policyFailClosed: boolean;
   /** New pods' veths take the underlay's GSO/GRO sizes when above 64 KiB (BIG TCP; backends without encapsulation). */
   bigTcp: boolean;
+  /** Twill proxies Services on this node (daemon/proxy, docs/services.md); kube-proxy must not run. Off by default. */
+  serviceProxy: boolean;
   vxlan: VxlanConfig;
   /** Present when config.yaml has a bgp section; the bgp backend defaults it otherwise. */
   bgp?: BgpConfig;
@@ -80,7 +82,7 @@ export function parseConfig(text: string, source = "config.yaml"): DaemonConfig 
     directRouting: v.directRouting === true,
   };
   if (!Number.isInteger(vxlan.vni) || vxlan.vni < 1 || vxlan.vni > 16_777_215) throw bad(`${source}: vxlan.vni must be 1..16777215`);
-  for (const key of ["masquerade", "policy", "policyFailClosed", "bigTcp"]) {
+  for (const key of ["masquerade", "policy", "policyFailClosed", "bigTcp", "serviceProxy"]) {
     if (o[key] !== undefined && typeof o[key] !== "boolean") throw bad(`${source}: ${key} must be true or false`);
   }
   return {
@@ -91,6 +93,7 @@ export function parseConfig(text: string, source = "config.yaml"): DaemonConfig 
     policy: o.policy !== false,
     policyFailClosed: o.policyFailClosed !== false,
     bigTcp: o.bigTcp !== false,
+    serviceProxy: o.serviceProxy === true,
     vxlan,
     ...(o.bgp !== undefined ? { bgp: parseBgp(o.bgp, source) } : {}),
   };

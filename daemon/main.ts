@@ -16,6 +16,8 @@ import { startHealthServer } from "./health/server.ts";
 import { PolicyController } from "./policy/controller.ts";
 import { startNoticeServer } from "./policy/notice-server.ts";
 import { watchPolicyInputs } from "./policy/watches.ts";
+import { ServiceProxy } from "./proxy/controller.ts";
+import { watchProxyInputs } from "./proxy/watches.ts";
 
 const { values } = parseArgs({
   options: {
@@ -53,6 +55,10 @@ try {
   const policy = cfg.policy
     ? new PolicyController({ nodeName: node.nodeName, watches: watchPolicyInputs(kc, log, () => metrics.watchErrors.inc()), log, metrics, failClosed: cfg.policyFailClosed, podCidrs, ipamDir: node.ipamDir, resyncSeconds: node.resyncSeconds })
     : undefined;
+  // The service proxy, when enabled in the ConfigMap (kube-proxy removed).
+  const proxy = cfg.serviceProxy
+    ? new ServiceProxy({ nodeName: node.nodeName, watches: watchProxyInputs(kc, log, () => metrics.watchErrors.inc()), nodes: watch, clusterCIDR: cfg.clusterCIDR, log, resyncSeconds: node.resyncSeconds })
+    : undefined;
   // The CNI plugin's pod notices (policy/notices.ts), beside the node file that names the socket; before the
   // agent writes that file, so the plugin never finds a socket named that nobody serves.
   const notices = policy ? await startNoticeServer(join(dirname(node.nodeFile), DAEMON_SOCKET_NAME), (n) => policy.notice(n), log) : undefined;
@@ -60,12 +66,14 @@ try {
   await startHealthServer(node.healthAddress, node.healthPort, agent, metrics);
   agent.start();
   policy?.start();
-  log.info({ node: node.nodeName, backend: backend.name, clusterCIDR: cfg.clusterCIDR }, "twill daemon started");
+  proxy?.start();
+  log.info({ node: node.nodeName, backend: backend.name, clusterCIDR: cfg.clusterCIDR, serviceProxy: cfg.serviceProxy }, "twill daemon started");
   const shutdown = () => {
     // Leave the dataplane as it is: pods keep working while the daemon is away.
     agent.stop();
     notices?.close();
     policy?.stop();
+    proxy?.stop();
     log.info({}, "twill daemon stopped; dataplane left in place");
     process.exit(0);
   };

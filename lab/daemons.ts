@@ -30,6 +30,8 @@ export interface DaemonOptions {
   directRouting?: boolean;
   masquerade?: boolean;
   policy?: boolean;
+  /** Twill proxies Services (no kube-proxy in the lab). */
+  serviceProxy?: boolean;
 }
 
 export function daemonConfig(opts: DaemonOptions): string {
@@ -38,6 +40,7 @@ backend: ${opts.backend}
 mtu: 0
 masquerade: ${opts.masquerade ?? true}
 policy: ${opts.policy ?? true}
+serviceProxy: ${opts.serviceProxy ?? false}
 vxlan:
   vni: 1
   port: 8472

@@ -22,7 +22,7 @@ import type { LabImages } from "./kubelet/node.ts";
 import { applyDaemonSet, waitDaemonSetReady } from "./kubelet/daemonset.ts";
 import { controlPlaneBinaries } from "./binaries.ts";
 import { applyObject } from "./install.ts";
-import { waitEndpointsProgrammed, type ProxyMode } from "./addons/kube-proxy.ts";
+import { TWILL_PROXY, waitEndpointsProgrammed, type ProxyMode } from "./addons/kube-proxy.ts";
 import { corednsObjects, waitDeploymentAvailable } from "./addons/coredns.ts";
 import { ECHO_NAMESPACE, ECHO_TARGET_PORT, echoObjects } from "./addons/echo.ts";
 
@@ -153,6 +153,8 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
   const dir = labDir(name);
   mkdirSync(join(dir, "pki"), { recursive: true });
   const daemon = opts.daemon ?? true;
+  // No kube-proxy: the daemon proxies Services.
+  const serviceProxy = addons?.proxyMode === TWILL_PROXY;
   const state: LabState = { name, ownerPid: process.pid, dir, backend: opts.backend, socket: "", admin: { ca: "" }, daemon, ...(kubeletMode ? { kubelet: true } : {}), ...(opts.daemonSet ? { daemonSet: true } : {}), ...(opts.underlayGso ? { underlayGso: opts.underlayGso } : {}), bin, ...(addons ? { addons: { proxyMode: addons.proxyMode, coredns: true, echo: true } } : {}), nodes: [], pods: [] };
   saveState(state);
   try {
@@ -188,14 +190,14 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
     const at = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
     log(`nodes registered after ${at()}: ${state.nodes.map((n) => `${n.name} ${n.ip} podCIDR ${n.podCIDR}`).join(", ")}`);
     if (daemon && opts.daemonSet) {
-      const config = { ...(opts.clusterCIDR ? { clusterCIDR: opts.clusterCIDR } : {}), ...(opts.directRouting ? { "vxlan.directRouting": true } : {}), masquerade: opts.masquerade ?? true, policy: opts.policy ?? true };
+      const config = { ...(opts.clusterCIDR ? { clusterCIDR: opts.clusterCIDR } : {}), ...(opts.directRouting ? { "vxlan.directRouting": true } : {}), masquerade: opts.masquerade ?? true, policy: opts.policy ?? true, ...(serviceProxy ? { serviceProxy } : {}) };
       await applyDaemonSet(cp.forwarder.port, state.admin, opts.backend, { kubectl: join(bin, "kubectl"), dir, config });
       await waitDaemonSetReady(kc, state.nodes);
       log(`twill DaemonSet (kubectl apply -k of ${join(dir, "twill-overlay")}; image built by the lab, in every node's containerd) ready on every node after ${at()}`);
     } else if (daemon) {
       await applyManifests(cp.forwarder.port, state.admin);
       const token = await serviceAccountToken(kc);
-      state.daemonFiles = writeDaemonFiles(dir, pki.ca, token, { backend: opts.backend, ...(opts.clusterCIDR ? { clusterCIDR: opts.clusterCIDR } : {}), ...(opts.directRouting ? { directRouting: true } : {}), masquerade: opts.masquerade ?? true, policy: opts.policy ?? true });
+      state.daemonFiles = writeDaemonFiles(dir, pki.ca, token, { backend: opts.backend, ...(opts.clusterCIDR ? { clusterCIDR: opts.clusterCIDR } : {}), ...(opts.directRouting ? { directRouting: true } : {}), masquerade: opts.masquerade ?? true, policy: opts.policy ?? true, ...(serviceProxy ? { serviceProxy } : {}) });
       saveState(state);
       const procs = state.nodes.map((n) => startDaemon(n, state.daemonFiles!));
       await Promise.all(state.nodes.map((n, k) => waitDaemonReady(n, procs[k]!)));

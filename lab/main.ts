@@ -1,5 +1,5 @@
 // npm run lab [-- --check] [--nodes N] [--pods N] [--backend vxlan|host-gw|bgp] [--direct-routing] [--underlay-gso BYTES]
-//              [--proxy-mode nftables|iptables] [--kubelet] [--fast [--no-daemon]]
+//              [--proxy kube-proxy|twill] [--proxy-mode nftables|iptables] [--kubelet] [--fast [--no-daemon]]
 // npm run lab -- down
 // The lab: a real Kubernetes cluster — control plane, kubelet + containerd,
 // kube-proxy and CoreDNS on every node, Twill as its DaemonSet — all as
@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import { destroyLab, staleLabs, startLab, type Backend, type LabOptions, type RunningLab } from "./lab.ts";
 import { allPairs, matrixPasses, probeMatrix, renderMatrix, sameNodeOnly } from "./matrix.ts";
 import { probeTcpMatrix, TCP_PROBE_PORT } from "./tcp-probe.ts";
-import { PROXY_MODES, type ProxyMode } from "./addons/kube-proxy.ts";
+import { PROXY_MODES, TWILL_PROXY, type ProxyMode } from "./addons/kube-proxy.ts";
 import { clusterStatus, probeClusterIps, probeNodePorts, renderServiceTable, serviceTablePasses } from "./services.ts";
 
 const say = (m: string) => console.log(`[lab] ${m}`);
@@ -42,6 +42,8 @@ async function main(): Promise<number> {
       daemonset: { type: "boolean", default: false },
       fast: { type: "boolean", default: false },
       "proxy-mode": { type: "string", default: "nftables" },
+      // twill: no kube-proxy; the Twill daemon proxies Services (serviceProxy: true).
+      proxy: { type: "string", default: "kube-proxy" },
     },
   });
   if (positionals[0] === "down") return down();
@@ -56,8 +58,12 @@ async function main(): Promise<number> {
     console.error("--nodes and --pods take a whole number from 1 to 50");
     return 2;
   }
-  const proxyMode = values["proxy-mode"] as ProxyMode;
-  if (!PROXY_MODES.includes(proxyMode)) {
+  if (values.proxy !== "kube-proxy" && values.proxy !== TWILL_PROXY) {
+    console.error(`unknown proxy "${values.proxy}": use kube-proxy or twill`);
+    return 2;
+  }
+  const proxyMode = (values.proxy === TWILL_PROXY ? TWILL_PROXY : values["proxy-mode"]) as ProxyMode;
+  if (proxyMode !== TWILL_PROXY && !PROXY_MODES.includes(proxyMode)) {
     console.error(`unknown proxy mode "${values["proxy-mode"]}": use ${PROXY_MODES.join(" or ")} (this kernel has no IPVS)`);
     return 2;
   }
@@ -101,7 +107,7 @@ async function main(): Promise<number> {
     console.log(`  outside        namespace ${s.name}-rt: 172.30.0.1, every node's default gateway`);
     for (const n of s.nodes) {
       const pods = s.pods.filter((p) => p.node === n.name).map((p) => `${p.name} ${p.ip}`).join(", ");
-      const runs = `${n.kubelet ? ", containerd + kubelet" : ""}${n.kubelet?.kubeProxyLog ? ` + kube-proxy (${s.addons?.proxyMode})` : ""}${s.daemon ? (s.daemonSet ? ", twill DaemonSet pod" : ", twill daemon") : ""}`;
+      const runs = `${n.kubelet ? ", containerd + kubelet" : ""}${n.kubelet?.kubeProxyLog ? ` + kube-proxy (${s.addons?.proxyMode})` : ""}${s.daemon ? (s.daemonSet ? ", twill DaemonSet pod" : ", twill daemon") : ""}${s.addons?.proxyMode === TWILL_PROXY ? " (Services: Twill's proxy, no kube-proxy)" : ""}`;
       console.log(`  ${n.name.padEnd(13)}  namespace ${n.ns}: ${n.ip}, pod CIDR ${n.podCIDR}${runs}; pods: ${pods}`);
     }
     let ok = true;

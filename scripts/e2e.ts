@@ -1,4 +1,4 @@
-// npm run e2e [-- --focus REGEX] [--skip REGEX] [--backend vxlan|host-gw|bgp] [--proxy-mode nftables|iptables] [--nodes N]
+// npm run e2e [-- --focus REGEX] [--skip REGEX] [--backend vxlan|host-gw|bgp] [--proxy kube-proxy|twill] [--proxy-mode nftables|iptables] [--nodes N]
 // Upstream's network e2e specs against a fresh real-cluster lab (docs/e2e.md):
 // streams each spec as it finishes, ends with one line "N passed, N failed,
 // N skipped", records the results in bench-results/e2e.json and docs/e2e.md,
@@ -22,6 +22,8 @@ async function main(): Promise<number> {
       skip: { type: "string", default: DEFAULT_SKIP },
       backend: { type: "string", default: "vxlan" },
       "proxy-mode": { type: "string", default: "nftables" },
+      // twill: no kube-proxy, the Twill daemon proxies Services.
+      proxy: { type: "string", default: "kube-proxy" },
       nodes: { type: "string", default: "2" },
       "timeout-minutes": { type: "string", default: "180" },
       "no-record": { type: "boolean", default: false },
@@ -32,8 +34,12 @@ async function main(): Promise<number> {
     console.error(`unknown backend "${backend}": use vxlan, host-gw or bgp`);
     return 2;
   }
-  const proxyMode = values["proxy-mode"] as ProxyMode;
-  if (!["nftables", "iptables"].includes(proxyMode)) {
+  if (values.proxy !== "kube-proxy" && values.proxy !== "twill") {
+    console.error(`unknown proxy "${values.proxy}": use kube-proxy or twill`);
+    return 2;
+  }
+  const proxyMode = (values.proxy === "twill" ? "twill" : values["proxy-mode"]) as ProxyMode;
+  if (!["nftables", "iptables", "twill"].includes(proxyMode)) {
     console.error(`unknown proxy mode "${proxyMode}": use nftables or iptables`);
     return 2;
   }

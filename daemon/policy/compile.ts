@@ -196,6 +196,10 @@ export interface NftSet {
   name: string;
   type: string;
   flags?: string;
+  /** More declaration lines, as nft lists them after the flags (`timeout 3h`): the service proxy's affinity sets. */
+  extra?: string[];
+  /** Elements are the datapath's (`update @set`), not Twill's: none are written, none are compared. */
+  dynamic?: boolean;
   elements: string[];
 }
 
@@ -320,7 +324,7 @@ export function describeNode(pods: (PodRules | RenderedPod)[], opts: DescribeOpt
   return { table: TABLE, sets, chains };
 }
 
-const setBody = (s: NftSet) => `{ type ${s.type};${s.flags ? ` flags ${s.flags};` : ""} }`;
+const setBody = (s: NftSet) => `{ type ${s.type};${s.flags ? ` flags ${s.flags};` : ""}${(s.extra ?? []).map((l) => ` ${l};`).join("")} }`;
 
 /** The whole table as `nft -f` text (the table block only). */
 export function renderDescription(d: NftDescription): string {
@@ -328,6 +332,7 @@ export function renderDescription(d: NftDescription): string {
   for (const s of d.sets) {
     lines.push(`  ${s.kind} ${s.name} {`, `    type ${s.type}`);
     if (s.flags) lines.push(`    flags ${s.flags}`);
+    for (const l of s.extra ?? []) lines.push(`    ${l}`);
     if (s.elements.length) lines.push(`    elements = { ${s.elements.join(", ")} }`);
     lines.push("  }");
   }
@@ -366,7 +371,7 @@ export function diffTransaction(old: NftDescription | undefined, next: NftDescri
   const newChains = new Map(next.chains.map((c) => [c.name, c]));
   const recreated = (s: NftSet) => {
     const o = oldSets.get(s.name);
-    return !!o && (o.kind !== s.kind || o.type !== s.type || o.flags !== s.flags);
+    return !!o && (o.kind !== s.kind || o.type !== s.type || o.flags !== s.flags || (o.extra ?? []).join(";") !== (s.extra ?? []).join(";"));
   };
   const recreatedChain = (c: NftChain) => {
     const o = oldChains.get(c.name);

@@ -23,8 +23,11 @@ export class NftSession {
   private buffer = "";
   private pending: { resolve: (out: string) => void; reject: (e: Error) => void; timer: NodeJS.Timeout } | undefined;
 
-  constructor(netns?: string) {
+  private readonly what: string;
+
+  constructor(netns?: string, what = "NetworkPolicy") {
     this.netns = netns;
+    this.what = what;
   }
 
   private errors = "";
@@ -88,7 +91,7 @@ export class NftSession {
       proc.stdin.write(`${line}\n${SENTINEL}\n`);
     }).then((out) => {
       const before = out.slice(0, out.lastIndexOf("ct expression"));
-      if (/Error:/.test(before)) throw new TwillError("NFT_APPLY", "nft rejected the NetworkPolicy transaction; the previous table stays in force", before.trim().slice(0, 2000));
+      if (/Error:/.test(before)) throw new TwillError("NFT_APPLY", `nft rejected the ${this.what} transaction; the previous table stays in force`, before.trim().slice(0, 2000));
     });
   }
 

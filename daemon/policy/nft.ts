@@ -20,11 +20,11 @@ export interface ApplyResult {
 }
 
 /** Runs one `nft -f -` transaction, inside network namespace `netns` when given. */
-export async function runNft(text: string, netns?: string): Promise<void> {
+export async function runNft(text: string, netns?: string, what = "NetworkPolicy"): Promise<void> {
   const argv = netns ? ["ip", "netns", "exec", netns, "nft", "-f", "-"] : ["nft", "-f", "-"];
   const r = await exec(argv, { input: text, allowFailure: true });
   if (r.code !== 0) {
-    throw new TwillError("NFT_APPLY", `nft rejected the NetworkPolicy transaction${netns ? ` in namespace ${netns}` : ""}; the previous table stays in force`, r.stderr.trim());
+    throw new TwillError("NFT_APPLY", `nft rejected the ${what} transaction${netns ? ` in namespace ${netns}` : ""}; the previous table stays in force`, r.stderr.trim());
   }
 }
 
@@ -44,9 +44,13 @@ export class PolicyTable {
   /** Applies started: a verify that saw this change answers nothing (its listing may show either table). */
   private applies = 0;
 
-  constructor(netns?: string) {
+  /** Whose table this is, for messages ("NetworkPolicy", "service proxy"). */
+  private readonly what: string;
+
+  constructor(netns?: string, what = "NetworkPolicy") {
     this.netns = netns;
-    this.session = new NftSession(netns);
+    this.what = what;
+    this.session = new NftSession(netns, what);
   }
 
   close(): void {
@@ -65,13 +69,13 @@ export class PolicyTable {
     const mode = this.programmed ? "diff" : "replace";
     try {
       if (mode === "diff" && text.length <= SESSION_MAX_BYTES) await this.session.run(text);
-      else await runNft(text, this.netns);
+      else await runNft(text, this.netns, this.what);
     } catch (err) {
       if (!this.programmed) throw err;
       // The kernel no longer matches memory (someone flushed or edited the
       // table): heal with a whole replace.
       this.programmed = undefined;
-      await runNft(replaceDescription(next), this.netns);
+      await runNft(replaceDescription(next), this.netns, this.what);
       this.programmed = next;
       return { mode: "replace", commands: countCommands(replaceDescription(next)) };
     }
@@ -122,7 +126,7 @@ export class PolicyTable {
     const drift = compareListing(want, have, full);
     if (!have.present) return applies === this.applies ? drift : undefined;
     // Sets whose declaration differs were reported above; their elements say nothing more.
-    const sets = want.sets.filter((s) => (full || !s.flags?.includes("interval")) && have.sets.get(s.name)?.kind === s.kind && !drift.some((d) => d.startsWith(`${s.kind} ${s.name} `)));
+    const sets = want.sets.filter((s) => !s.dynamic && (full || !s.flags?.includes("interval")) && have.sets.get(s.name)?.kind === s.kind && !drift.some((d) => d.startsWith(`${s.kind} ${s.name} `)));
     const byName = new Map<string, NftSet>(sets.map((s) => [s.name, s]));
     const seen = new Set<string>();
     await this.streamLines(["-j", "-i"], sets.map((s) => `list ${s.kind} ${t} ${s.name}\n`).join(""), (line) => {
@@ -162,7 +166,7 @@ export class PolicyTable {
   private async nft(args: string[], input?: string, missingOk = false): Promise<string> {
     const r = await exec(this.argv(args), { ...(input === undefined ? {} : { input }), allowFailure: true });
     if (r.code === 0 || (missingOk && /No such file or directory/.test(r.stderr))) return r.stdout;
-    throw new TwillError("NFT_LIST", "listing the NetworkPolicy table failed", r.stderr.trim().slice(0, 2000));
+    throw new TwillError("NFT_LIST", `listing the ${this.what} table failed`, r.stderr.trim().slice(0, 2000));
   }
 
   /** Runs nft with `input` on stdin and hands each line of its stdout to onLine (a listing of sets can be megabytes). */

@@ -79,7 +79,7 @@ export function parseListing(text: string, table: string): Listing {
   return out;
 }
 
-const setLines = (s: NftSet) => [`type ${s.type}`, ...(s.flags ? [`flags ${s.flags}`] : [])];
+const setLines = (s: NftSet) => [`type ${s.type}`, ...(s.flags ? [`flags ${s.flags}`] : []), ...(s.extra ?? [])];
 
 /**
  * Differences between the listed table and `want`. `withRules`: the listing

@@ -17,8 +17,12 @@ import { startIn, tail, type LabProcess } from "../process.ts";
 // RBAC binds to ClusterRole system:node-proxier (list/watch Services,
 // EndpointSlices, Nodes; write Events) — exactly what a kubeadm node has.
 
-export type ProxyMode = "nftables" | "iptables";
+/** kube-proxy's modes, or "twill": no kube-proxy, Twill's daemon proxies Services (serviceProxy: true, daemon/proxy). */
+export type ProxyMode = "nftables" | "iptables" | "twill";
 export const PROXY_MODES: readonly ProxyMode[] = ["nftables", "iptables"];
+export const TWILL_PROXY = "twill";
+/** Whether kube-proxy runs at all in this mode. */
+export const runsKubeProxy = (mode: ProxyMode) => mode !== TWILL_PROXY;
 
 /** kube-proxy's healthz port (upstream's default), served on the node's own address. */
 export const KUBE_PROXY_HEALTHZ_PORT = 10256;
@@ -104,14 +108,14 @@ export async function waitKubeProxyHealthy(netns: string, n: KubeProxyNode, p: L
   throw new TwillError("LAB_KUBE_PROXY", `kube-proxy on ${n.name} was not healthy within ${timeoutMs / 1000} s (${url}: ${last || "no answer"})`, tail(p.log, 25));
 }
 
-/** kube-proxy's rules on a node, as text: its nftables table, or the iptables-nft nat table. */
+/** The proxy's rules on a node, as text: kube-proxy's nftables table or the iptables-nft nat table, or Twill's table. */
 export async function proxyRules(netns: string, mode: ProxyMode): Promise<string> {
-  const argv = mode === "nftables" ? ["nft", "list", "table", "ip", "kube-proxy"] : ["iptables-nft-save", "-t", "nat"];
+  const argv = mode === "twill" ? ["nft", "list", "table", "inet", "twill-proxy"] : mode === "nftables" ? ["nft", "list", "table", "ip", "kube-proxy"] : ["iptables-nft-save", "-t", "nat"];
   return (await execIn(netns, argv, { allowFailure: true })).stdout;
 }
 
-/** An endpoint as kube-proxy's DNAT names it: nftables mode maps to `ip . port` (numgen into a map), iptables to `ip:port`. */
-export const dnatTarget = (mode: ProxyMode, ip: string, port: number) => (mode === "nftables" ? `${ip} . ${port}` : `${ip}:${port}`);
+/** An endpoint as the proxy's DNAT names it: kube-proxy's nftables mode maps to `ip . port` (numgen into a map), iptables to `ip:port`, Twill's endpoint chains end in `dnat ip to ip:port`. */
+export const dnatTarget = (mode: ProxyMode, ip: string, port: number) => (mode === "twill" ? `dnat ip to ${ip}:${port}\n` : mode === "nftables" ? `${ip} . ${port}` : `${ip}:${port}`);
 
 /**
  * Waits until every node's kube-proxy has programmed these endpoints. A Deployment is Available once its pods

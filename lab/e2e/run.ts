@@ -161,7 +161,7 @@ export async function runUpstreamE2e(o: E2eOptions): Promise<E2eRun> {
   const work = mkdtempSync(join(tmpdir(), "twill-e2e-"));
   const selected = await selectedSpecs(bin, o.focus, o.skip, work);
   if (selected.length === 0) throw new TwillError("E2E_NO_SPECS", `no spec matches --focus ${JSON.stringify(o.focus)}${o.skip ? ` --skip ${JSON.stringify(o.skip)}` : ""}`);
-  log(`${selected.length} specs selected; starting a ${o.nodes ?? 2}-node lab (kubelet, Twill DaemonSet, backend ${o.backend}, kube-proxy ${o.proxyMode}, CoreDNS, e2e images)`);
+  log(`${selected.length} specs selected; starting a ${o.nodes ?? 2}-node lab (kubelet, Twill DaemonSet, backend ${o.backend}, ${o.proxyMode === "twill" ? "Twill's service proxy (no kube-proxy)" : `kube-proxy ${o.proxyMode}`}, CoreDNS, e2e images)`);
   let lab: RunningLab | undefined;
   try {
     // The specs' images, under upstream's names; the lab's image seed imports (and caches) them for every node.

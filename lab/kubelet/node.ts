@@ -11,7 +11,7 @@ import { startContainerd, writeContainerdConfig, type ContainerdPaths } from "./
 import { cloneSeed } from "./image-seed.ts";
 import { startKubelet, writeKubeletFiles } from "./kubelet.ts";
 import { createNodeMountNs } from "./mountns.ts";
-import { startKubeProxy, writeKubeProxyFiles, type ProxyMode } from "../addons/kube-proxy.ts";
+import { runsKubeProxy, startKubeProxy, writeKubeProxyFiles, type ProxyMode } from "../addons/kube-proxy.ts";
 
 // A lab node run by a real kubelet: the node's namespaces, its cgroup root,
 // Twill's CNI files installed by `twill install`, containerd with the lab's
@@ -115,7 +115,7 @@ export async function startKubeletNode(lab: string, labDir: string, i: number, p
   // kube-proxy needs nothing of containerd's or kubelet's: started first, its rules are there by the time pods are.
   let kubeProxy: LabProcess | undefined;
   let kubeProxyLog: string | undefined;
-  if (proxy) {
+  if (proxy && runsKubeProxy(proxy.mode)) {
     const pn = { name, ip: nodeIp(i), dir };
     const pf = await writeKubeProxyFiles(pki, pn, proxy.mode, proxy.clusterCIDR);
     kubeProxy = startKubeProxy(bin, ns, mountNs, pn, pf);

@@ -66,7 +66,7 @@ function productionModules(): string[] {
 export function twillImageLayer(): Buffer {
   const node = realpathSync(join(REPO, "node_modules/.bin/node"));
   // Every program the daemon executes (daemon/, lib/: ip, bridge for the VXLAN FDB, nft).
-  const tools = ["/usr/sbin/ip", "/usr/sbin/bridge", "/usr/sbin/nft"];
+  const tools = ["/usr/sbin/ip", "/usr/sbin/bridge", "/usr/sbin/nft", "/usr/sbin/conntrack"];
   const programs = [node, ...tools];
   const libs = [...new Set(programs.flatMap(libraries))];
   const dirs = ["usr/", "usr/sbin/", "lib/", "lib/x86_64-linux-gnu/", "lib64/", "etc/", "tmp/", "run/", "var/", "opt/", "opt/twill/", "opt/twill/node/", "opt/twill/node/bin/", "opt/twill/bin/"];
