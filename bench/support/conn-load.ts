@@ -1,7 +1,7 @@
 // bench:services' TCP load, run inside a lab namespace (`ip netns exec NS node conn-load.ts MODE …`):
 //   serve PORT                      accept and keep nothing (the client resets)
 //   wait IP PORT TIMEOUT_MS         a connection every 10 ms until one succeeds; prints {"t": its start, epoch ms}
-//   latency IP PORT COUNT           COUNT connections one after another; prints {"us": [handshake µs…], "failed": n}
+//   latency IP PORT COUNT           COUNT connections one after another (after 20 not counted); prints {"us": [handshake µs…], "failed": n}
 //   rate IP PORT CONCURRENCY SECONDS  CONCURRENCY connections at a time for SECONDS; prints {"connections", "failed", "seconds"}
 // Every client connection ends with a reset (SO_LINGER 0): no TIME_WAIT to run out of ports, and conntrack
 // forgets the flow within seconds, so the machine-wide conntrack table never fills.
@@ -47,6 +47,8 @@ if (mode === "serve") {
   const [ip, port, count] = [a[0]!, Number(a[1]), Number(a[2])];
   const us: number[] = [];
   let failed = 0;
+  // Warm-up, not counted: the loader's first connections pay for JIT compilation and neighbour resolution.
+  for (let i = 0; i < 20; i++) await once(ip, port, 1000);
   for (let i = 0; i < count; i++) {
     const r = await once(ip, port, 1000);
     if (r === undefined) failed++;

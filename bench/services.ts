@@ -1,0 +1,396 @@
+// npm run bench:services [-- --sizes 1000,10000 --changes 40 --proxies all]
+//
+// Service proxies side by side: the real kube-proxy (nftables and iptables
+// modes, at its defaults and tuned to minSyncPeriod 0) and Twill's service
+// proxy (daemon/proxy, serviceProxy: true), each started in turn on a fresh
+// node namespace of a kubelet-less lab (etcd, kube-apiserver,
+// kube-controller-manager), against 1,000 then 10,000 Services of 3
+// endpoints each. Per proxy and size: full sync (start → the last-created
+// Service answers, then confirmed against the whole ruleset), one
+// EndpointSlice change → its kernel transaction (nft monitor in the node's
+// namespace), rule/element counts, RSS, new connections/s through a
+// ClusterIP and first-packet (handshake) latency to the last-created Service.
+// Ratios against kube-proxy nftables tuned.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { controlPlaneBinaries } from "../lab/binaries.ts";
+import type { LabNode } from "../lab/cluster.ts";
+import { rawRequest } from "../lab/kube.ts";
+import { startLab, type RunningLab } from "../lab/lab.ts";
+import { CLUSTER_CIDR, podNs } from "../lab/names.ts";
+import { pkiFiles } from "../lab/pki.ts";
+import { stop, tail, type LabProcess } from "../lab/process.ts";
+import { createNodeHost } from "../lab/topology.ts";
+import { addNetns, deleteNetns, execIn } from "../lib/kernel/netns.ts";
+import { formatIp, parseCidr } from "../lib/net/cidr.ts";
+import { startNftMonitor } from "./support/nft-monitor.ts";
+import { ALL_PROXIES, REFERENCE, type BenchContext, type ProxyUnderTest } from "./support/proxies.ts";
+import { barChart, REPO, updateDocSection, writeResults, type Figure } from "./support/report.ts";
+import { addressesPresent, countRuleset, firstWith, transactions, type RulesetCounts } from "./support/ruleset.ts";
+import { BENCH_NAMESPACE, benchService, benchSlice, changedEndpoint, fakeEndpoints, SERVICE_PORT, serviceName, sliceName, TARGET_PORT } from "./support/service-objects.ts";
+import { median, percentile, round } from "./support/stats.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    sizes: { type: "string", default: "1000,10000" },
+    changes: { type: "string", default: "40" },
+    proxies: { type: "string", default: "all" },
+    "latency-count": { type: "string", default: "300" },
+    rounds: { type: "string", default: "5" },
+    "rate-seconds": { type: "string", default: "3" },
+    concurrency: { type: "string", default: "8" },
+  },
+});
+const SIZES = args.sizes.split(",").map(Number).sort((a, b) => a - b);
+const CHANGES = Number(args.changes);
+const LATENCY_COUNT = Number(args["latency-count"]);
+const ROUNDS = Number(args.rounds);
+const RATE_SECONDS = Number(args["rate-seconds"]);
+const CONCURRENCY = Number(args.concurrency);
+const PROXIES = ALL_PROXIES().filter((p) => args.proxies === "all" || args.proxies.split(",").some((want) => p.id.toLowerCase().includes(want.trim().toLowerCase())));
+const LOADER = join(REPO, "bench/support/conn-load.ts");
+const say = (m: string) => process.stderr.write(`[bench:services] ${m}\n`);
+const now = () => performance.timeOrigin + performance.now();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+
+async function pool<T>(items: T[], width: number, fn: (x: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  }));
+}
+
+function api(lab: RunningLab, method: string, path: string, body?: unknown, type?: string) {
+  return rawRequest(lab.forwarder.port, lab.state.admin, method, path, body, type).then((r) => {
+    if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${r.body.slice(0, 300)}`);
+    return r;
+  });
+}
+
+const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+
+/** A pod-like namespace with a routed veth to the node (the shape of Twill's CNI: /32, gateway 169.254.1.1). */
+interface BenchPod {
+  ns: string;
+  ip: string;
+  dev: string;
+}
+
+/** (Re)connects the bench's pods to a node namespace; their namespaces and servers outlive node namespaces. */
+async function plumb(node: LabNode, pods: BenchPod[]): Promise<void> {
+  for (const p of pods) {
+    await execIn(node.ns, ["ip", "link", "add", p.dev, "type", "veth", "peer", "name", "eth0", "netns", p.ns]);
+    await execIn(node.ns, ["ip", "link", "set", p.dev, "up"]);
+    await execIn(p.ns, ["ip", "addr", "replace", `${p.ip}/32`, "dev", "eth0"]);
+    await execIn(p.ns, ["ip", "link", "set", "eth0", "up"]);
+    await execIn(p.ns, ["ip", "route", "replace", "169.254.1.1", "dev", "eth0", "scope", "link"]);
+    await execIn(p.ns, ["ip", "route", "replace", "default", "via", "169.254.1.1", "dev", "eth0"]);
+    const mac = (await execIn(node.ns, ["cat", `/sys/class/net/${p.dev}/address`])).stdout.trim();
+    await execIn(p.ns, ["ip", "neigh", "replace", "169.254.1.1", "lladdr", mac, "dev", "eth0", "nud", "permanent"]);
+    await execIn(node.ns, ["ip", "route", "replace", `${p.ip}/32`, "dev", p.dev]);
+  }
+}
+
+/** The loader in the client namespace; its one JSON line. */
+async function load<T>(client: BenchPod, argv: string[]): Promise<T> {
+  const r = await execIn(client.ns, [process.execPath, LOADER, ...argv], { allowFailure: true });
+  if (r.code !== 0) throw new Error(`conn-load ${argv.join(" ")} in ${client.ns} failed (${r.code}): ${r.stderr.trim()}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+async function startServer(pod: BenchPod): Promise<ChildProcess> {
+  const child = spawn("ip", ["netns", "exec", pod.ns, process.execPath, LOADER, "serve", String(TARGET_PORT)], { stdio: ["ignore", "pipe", "inherit"] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once("data", () => resolve());
+    child.once("exit", (code) => reject(new Error(`the server in ${pod.ns} exited (${code})`)));
+  });
+  return child;
+}
+
+interface RunResult {
+  proxy: string;
+  size: number;
+  error?: string;
+  syncS?: number;
+  /** Whether the listing held every Service's ClusterIP when the last-created one first answered. */
+  syncConfirmedAtProbe?: boolean;
+  changeMs?: number[];
+  changeApiMs?: number[];
+  counts?: RulesetCounts;
+  rssSyncMiB?: number;
+  rssChangesMiB?: number;
+  firstPacketUs?: { roundMedians: number[]; p50: number; p99: number };
+  connPerSec?: number[];
+  load: Record<string, string>;
+}
+
+interface World {
+  lab: RunningLab;
+  ctx: BenchContext;
+  node: LabNode;
+  client: BenchPod;
+  pods: BenchPod[];
+  /** ClusterIP of every bench Service, by name. */
+  clusterIps: Map<string, string>;
+  /** Current endpoint addresses of each fake Service. */
+  fakes: Map<string, string[]>;
+  changes: number;
+}
+
+async function measure(w: World, proxy: ProxyUnderTest, size: number, target: string): Promise<RunResult> {
+  const res: RunResult = { proxy: proxy.id, size, load: {} };
+  const targetIp = w.clusterIps.get(target)!;
+  const dir = join(w.lab.state.dir, "svcbench", `${proxy.id.replaceAll(" ", "-")}-${size}`);
+  mkdirSync(dir, { recursive: true });
+  // A fresh node: nothing of the previous proxy (rules, sysctls, conntrack) survives.
+  await deleteNetns(w.node.ns);
+  await createNodeHost(w.lab.state.name, 1);
+  await plumb(w.node, w.pods);
+  let proc: LabProcess | undefined;
+  try {
+    const t0 = now();
+    proc = await proxy.start(w.ctx, w.node, dir);
+    const p = proc;
+    const died = (async () => {
+      while (!p.exited()) await sleep(200);
+      throw new Error(`${proxy.id} exited; see ${p.log}\n${tail(p.log, 20)}`);
+    })();
+    const answered = await Promise.race([load<{ t: number }>(w.client, ["wait", targetIp, String(SERVICE_PORT), "600000"]), died]);
+    const wanted = new Set([...w.clusterIps.values()].slice(0, size));
+    let present = addressesPresent((await execIn(w.node.ns, ["nft", "list", "ruleset"])).stdout, wanted);
+    res.syncConfirmedAtProbe = present === wanted.size;
+    let syncEnd = answered.t;
+    while (present < wanted.size) {
+      if (p.exited()) throw new Error(`${proxy.id} exited; see ${p.log}`);
+      if (now() - t0 > 600_000) throw new Error(`${proxy.id}: only ${present} of ${wanted.size} ClusterIPs in the ruleset after 600 s`);
+      await sleep(500);
+      present = addressesPresent((await execIn(w.node.ns, ["nft", "list", "ruleset"])).stdout, wanted);
+      syncEnd = now();
+    }
+    res.syncS = (syncEnd - t0) / 1000;
+    res.load.sync = loadavg();
+    say(`${proxy.id}, ${size}: full sync ${res.syncS.toFixed(2)} s${res.syncConfirmedAtProbe ? "" : " (completed after the target answered)"}; load ${res.load.sync}`);
+
+    await sleep(2000);
+    res.counts = countRuleset((await execIn(w.node.ns, ["nft", "-j", "list", "ruleset"])).stdout);
+    res.rssSyncMiB = rssMiB(p.pid);
+    say(`${proxy.id}, ${size}: ${JSON.stringify(res.counts)}; RSS ${res.rssSyncMiB.toFixed(0)} MiB`);
+
+    // One EndpointSlice change at a time: a fake Service's third endpoint moves to an address never seen before.
+    const monitor = await startNftMonitor(w.node.ns, "");
+    res.changeMs = [];
+    res.changeApiMs = [];
+    const fakeNames = [...w.fakes.keys()].slice(0, size - 1);
+    try {
+      for (let k = 0; k < CHANGES; k++) {
+        const svc = fakeNames[Math.floor(Math.random() * fakeNames.length)]!;
+        const fresh = changedEndpoint(w.changes++);
+        const eps = [...w.fakes.get(svc)!.slice(0, 2), fresh];
+        monitor.lines.splice(0);
+        const c0 = now();
+        await api(w.lab, "PATCH", `/apis/discovery.k8s.io/v1/namespaces/${BENCH_NAMESPACE}/endpointslices/${sliceName(svc)}`, { endpoints: (benchSlice(svc, eps) as { endpoints: unknown[] }).endpoints }, "application/merge-patch+json");
+        res.changeApiMs.push(now() - c0);
+        w.fakes.set(svc, eps);
+        for (;;) {
+          const tx = firstWith(transactions(monitor.lines), c0, fresh);
+          if (tx) {
+            res.changeMs.push(tx.t - c0);
+            break;
+          }
+          if (now() - c0 > 30_000) throw new Error(`${proxy.id}: endpoint ${fresh} of ${svc} not in the kernel 30 s after the change`);
+          if (p.exited()) throw new Error(`${proxy.id} exited; see ${p.log}`);
+          await sleep(5);
+        }
+        // Isolated changes, further apart than the default minSyncPeriod (1 s).
+        await sleep(1100 + Math.random() * 500);
+      }
+    } finally {
+      await monitor.stop();
+    }
+    res.load.changes = loadavg();
+    res.rssChangesMiB = rssMiB(p.pid);
+    say(`${proxy.id}, ${size}: change → kernel p50 ${percentile(res.changeMs, 50).toFixed(1)} ms, p99 ${percentile(res.changeMs, 99).toFixed(1)} ms; load ${res.load.changes}`);
+
+    const rounds: number[][] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const out = await load<{ us: number[]; failed: number }>(w.client, ["latency", targetIp, String(SERVICE_PORT), String(LATENCY_COUNT)]);
+      if (out.failed) say(`${proxy.id}, ${size}: ${out.failed} of ${LATENCY_COUNT} handshakes failed`);
+      rounds.push(out.us);
+    }
+    const all = rounds.flat();
+    res.firstPacketUs = { roundMedians: rounds.map((r) => median(r)), p50: median(rounds.map((r) => median(r))), p99: percentile(all, 99) };
+    res.load.firstPacket = loadavg();
+    res.connPerSec = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      await execIn(w.node.ns, ["conntrack", "-F"], { allowFailure: true });
+      const out = await load<{ connections: number; failed: number; seconds: number }>(w.client, ["rate", targetIp, String(SERVICE_PORT), String(CONCURRENCY), String(RATE_SECONDS)]);
+      if (out.failed) say(`${proxy.id}, ${size}: ${out.failed} connections failed during the rate run`);
+      res.connPerSec.push(out.connections / out.seconds);
+    }
+    await execIn(w.node.ns, ["conntrack", "-F"], { allowFailure: true });
+    res.load.rate = loadavg();
+    say(`${proxy.id}, ${size}: first packet p50 ${res.firstPacketUs.p50.toFixed(0)} µs p99 ${res.firstPacketUs.p99.toFixed(0)} µs; ${median(res.connPerSec).toFixed(0)} connections/s at ${CONCURRENCY}; load ${res.load.rate}`);
+  } catch (err) {
+    res.error = String(err instanceof Error ? err.message : err).split("\n")[0];
+    say(`${proxy.id}, ${size}: FAILED: ${String(err)}`);
+  } finally {
+    if (proc) {
+      stop(proc);
+      while (!proc.exited()) await sleep(50);
+    }
+  }
+  return res;
+}
+
+/** Creates Services up to `size` (fakes, then one target with the real servers as endpoints); returns the target's name. */
+async function growTo(w: World, size: number, servers: BenchPod[]): Promise<string> {
+  const have = w.clusterIps.size;
+  const fakes = Array.from({ length: size - 1 - have }, (_, k) => serviceName(w.fakes.size + k));
+  const target = `target-${size}`;
+  const t = now();
+  const create = async (name: string, eps: string[]) => {
+    const r = await api(w.lab, "POST", `/api/v1/namespaces/${BENCH_NAMESPACE}/services`, benchService(name));
+    w.clusterIps.set(name, (JSON.parse(r.body) as { spec: { clusterIP: string } }).spec.clusterIP);
+    await api(w.lab, "POST", `/apis/discovery.k8s.io/v1/namespaces/${BENCH_NAMESPACE}/endpointslices`, benchSlice(name, eps));
+  };
+  await pool(fakes, 16, async (name) => {
+    const eps = fakeEndpoints(Number(name.slice(4)));
+    await create(name, eps);
+    w.fakes.set(name, eps);
+  });
+  // Created last, on its own: the last-created Service (iptables mode's chain grows with every one before it).
+  await create(target, servers.map((s) => s.ip));
+  say(`${size} Services in the apiserver (${fakes.length} created in ${((now() - t) / 1000).toFixed(0)} s); target ${target} at ${w.clusterIps.get(target)}`);
+  return target;
+}
+
+function figures(results: RunResult[]): Record<string, Figure> {
+  const fig: Record<string, Figure> = {};
+  const summary = (r: RunResult): Record<string, Figure> => (r.error || !r.changeMs ? {} : {
+    "full sync": { value: round(r.syncS!, 3), unit: "s" },
+    "one EndpointSlice change → kernel p50": { value: round(percentile(r.changeMs, 50), 1), unit: "ms" },
+    "one EndpointSlice change → kernel p99": { value: round(percentile(r.changeMs, 99), 1), unit: "ms" },
+    "nft rules": { value: r.counts!.rules, unit: "rules" },
+    "nft chains": { value: r.counts!.chains, unit: "chains" },
+    "nft sets and maps": { value: r.counts!.sets + r.counts!.maps, unit: "sets" },
+    "nft set and map elements": { value: r.counts!.elements, unit: "elements" },
+    "RSS after full sync": { value: round(r.rssSyncMiB!, 1), unit: "MiB" },
+    "RSS after changes": { value: round(r.rssChangesMiB!, 1), unit: "MiB" },
+    "new connections per second": { value: round(median(r.connPerSec!), 0), unit: "connections/s" },
+    "first-packet latency p50": { value: round(r.firstPacketUs!.p50, 0), unit: "µs" },
+    "first-packet latency p99": { value: round(r.firstPacketUs!.p99, 0), unit: "µs" },
+  });
+  for (const r of results) for (const [k, v] of Object.entries(summary(r))) fig[`${r.proxy}, ${r.size} Services: ${k}`] = v;
+  for (const r of results) {
+    const ref = results.find((x) => x.proxy === REFERENCE && x.size === r.size);
+    if (!ref || r.proxy === REFERENCE) continue;
+    const a = summary(r);
+    const b = summary(ref);
+    for (const k of Object.keys(a)) if (b[k] && b[k]!.value) fig[`ratio ${r.proxy} ÷ ${REFERENCE}, ${r.size} Services: ${k}`] = { value: round(a[k]!.value / b[k]!.value, 3), unit: "ratio" };
+  }
+  const [lo, hi] = [SIZES[0]!, SIZES[SIZES.length - 1]!];
+  for (const id of new Set(results.map((r) => r.proxy))) {
+    const a = results.find((r) => r.proxy === id && r.size === lo)?.firstPacketUs;
+    const b = results.find((r) => r.proxy === id && r.size === hi)?.firstPacketUs;
+    if (a && b && lo !== hi) fig[`ratio first-packet latency p50 ${hi} ÷ ${lo} Services, ${id}`] = { value: round(b.p50 / a.p50, 3), unit: "ratio" };
+  }
+  return fig;
+}
+
+const GOALS: [string, string, (v: number) => boolean][] = [
+  ["one EndpointSlice change → kernel p99", "≤ 0.5×", (v) => v <= 0.5],
+  ["full sync", "≤ 0.5× (at 10,000)", (v) => v <= 0.5],
+  ["new connections per second", "≥ 1.0×", (v) => v >= 1.0],
+  ["RSS after full sync", "≤ 1.0×", (v) => v <= 1.0],
+];
+
+function report(results: RunResult[], fig: Record<string, Figure>, skipped: ProxyUnderTest[]): string {
+  const sections: string[] = [];
+  for (const size of SIZES) {
+    const rows = results.filter((r) => r.size === size).map((r) => {
+      if (r.error || !r.changeMs) return `| ${r.proxy} | failed: ${r.error ?? "?"} |||||||||`;
+      const f = (k: string) => fig[`${r.proxy}, ${size} Services: ${k}`]!.value;
+      return `| ${r.proxy} | ${f("full sync")} | ${f("one EndpointSlice change → kernel p50")} / ${f("one EndpointSlice change → kernel p99")} | ${f("nft rules")} / ${f("nft chains")} | ${f("nft sets and maps")} / ${f("nft set and map elements")} | ${f("RSS after full sync")} / ${f("RSS after changes")} | ${f("new connections per second")} | ${f("first-packet latency p50")} / ${f("first-packet latency p99")} | ${r.load.sync} · ${r.load.changes} · ${r.load.rate} |`;
+    });
+    for (const s of skipped) rows.push(`| ${s.id} | not run: ${s.unavailable} |||||||||`);
+    sections.push(`### ${size.toLocaleString("en")} Services
+
+| proxy | full sync (s) | change → kernel p50 / p99 (ms) | rules / chains | sets+maps / elements | RSS sync / after changes (MiB) | new conn/s (median) | first packet p50 / p99 (µs) | load (sync · changes · rate) |
+|---|---|---|---|---|---|---|---|---|
+${rows.join("\n")}`);
+  }
+  const ratioRows = Object.entries(fig).filter(([k]) => k.startsWith("ratio ")).map(([k, v]) => {
+    const goal = GOALS.find(([g]) => k.startsWith("ratio Twill") && k.endsWith(`: ${g}`) && (g !== "full sync" || k.includes(`${SIZES[SIZES.length - 1]} Services`)));
+    return `| ${k.slice(6)} | ${v.value}× | ${goal ? `${goal[1]}: ${goal[2](v.value) ? "met" : "not met"}` : ""} |`;
+  });
+  const hi = SIZES[SIZES.length - 1]!;
+  const bars = results.filter((r) => r.size === hi && fig[`${r.proxy}, ${hi} Services: one EndpointSlice change → kernel p99`]).map((r) => ({ label: r.proxy, value: fig[`${r.proxy}, ${hi} Services: one EndpointSlice change → kernel p99`]!.value }));
+  return `## Service proxies (\`npm run bench:services\`)
+
+Measured ${new Date().toISOString().slice(0, 10)} on this machine (2 cores, shared with other work: the load columns are /proc/loadavg at the end of each phase). A lab without kubelets (etcd, kube-apiserver, kube-controller-manager) holds ${SIZES.map((s) => s.toLocaleString("en")).join(" then ")} Services of 3 endpoints each. The bench writes the EndpointSlices itself (Services without selectors, slices labelled with the Service's name, as a controller would): a change is then one apiserver write timed from the bench's own request, not kube-controller-manager's batching, and 10,000 Services need no 30,000 Pod objects. The endpoints are addresses no packet reaches, except the last-created Service's: three server namespaces on the node. Each proxy runs alone, in turn, in a fresh node namespace (the machine's own namespace is never touched), client and servers attached by routed veths:
+
+- full sync: proxy start → the last-created Service answers a TCP connection from the client namespace (tried every 10 ms), then checked against \`nft list ruleset\`: every Service's ClusterIP must be there (if not, the time the listing was complete);
+- change → kernel: a PATCH of one random Service's EndpointSlice moving one endpoint to a never-used address, until \`nft monitor\` in the node's namespace shows the committed transaction holding that address (the time its first event was read); ${CHANGES} changes, 1.1–1.6 s apart (longer than kube-proxy's default minSyncPeriod of 1 s, so a default kube-proxy is not rate-limited);
+- counts: \`nft -j list ruleset\` in the node's namespace (iptables-nft rules are nftables rules);
+- RSS: VmRSS of the proxy's process (for Twill the whole node daemon, proxy only: masquerade and NetworkPolicy off);
+- new connections/s: ${CONCURRENCY} connections at a time for ${RATE_SECONDS} s to the last-created Service's ClusterIP (a Node.js loader in the client namespace, each connection reset after its handshake), median of ${ROUNDS} rounds;
+- first packet: the TCP handshake to that ClusterIP, ${LATENCY_COUNT} one after another per round, median of ${ROUNDS} round medians (p99 over all). A new connection's SYN walks the nat chains; iptables mode's KUBE-SERVICES is a linear list (in Go map order, so the target sits at a random place in it).
+
+${sections.join("\n\n")}
+
+Ratios against ${REFERENCE} in the same run (goals of issue 17 for Twill):
+
+| ratio | value | goal |
+|---|---|---|
+${ratioRows.join("\n")}
+
+${bars.length ? barChart(`One EndpointSlice change → kernel, p99 (ms), ${hi.toLocaleString("en")} Services`, "ms", bars) : ""}`;
+}
+
+async function main(): Promise<void> {
+  const bin = await controlPlaneBinaries(say, true);
+  let lab: RunningLab | undefined;
+  const servers: ChildProcess[] = [];
+  const onSignal = async () => {
+    for (const s of servers) s.kill();
+    await lab?.close();
+    process.exit(130);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  lab = await startLab({ nodes: 1, podsPerNode: 0, backend: "host-gw", daemon: false, log: (m) => say(`lab: ${m}`) });
+  try {
+    const node = lab.state.nodes[0]!;
+    const base = parseCidr(node.podCIDR).network;
+    const pod = (name: string, host: number, dev: string): BenchPod => ({ ns: podNs(lab!.state.name, `svcb-${name}`), ip: formatIp(4, base + BigInt(host)), dev });
+    const serverPods = [1, 2, 3].map((k) => pod(`server${k}`, 10 + k, `svcbs${k}`));
+    const client = pod("client", 20, "svcbc");
+    const pods = [client, ...serverPods];
+    for (const p of pods) await addNetns(p.ns);
+    for (const s of serverPods) servers.push(await startServer(s));
+    const ctx: BenchContext = { bin, pki: pkiFiles(join(lab.state.dir, "pki")), clusterCIDR: CLUSTER_CIDR, kc: lab.kc, apiPort: lab.forwarder.port, admin: lab.state.admin };
+    const w: World = { lab, ctx, node, client, pods, clusterIps: new Map(), fakes: new Map(), changes: 0 };
+    await api(lab, "POST", "/api/v1/namespaces", { metadata: { name: BENCH_NAMESPACE } });
+    const runnable = PROXIES.filter((p) => !p.unavailable);
+    const skipped = PROXIES.filter((p) => p.unavailable);
+    for (const s of skipped) say(`${s.id}: not run: ${s.unavailable}`);
+    const results: RunResult[] = [];
+    for (const size of SIZES) {
+      const target = await growTo(w, size, serverPods);
+      for (const p of runnable) results.push(await measure(w, p, size, target));
+    }
+    const fig = figures(results);
+    for (const [k, v] of Object.entries(fig).filter(([k]) => k.startsWith("ratio "))) say(`${k}: ${v.value}`);
+    writeResults("services", fig, { sizes: SIZES, changes: CHANGES, concurrency: CONCURRENCY, rateSeconds: RATE_SECONDS, latencyCount: LATENCY_COUNT, rounds: ROUNDS, reference: REFERENCE, notRun: Object.fromEntries(skipped.map((s) => [s.id, s.unavailable])), runs: results });
+    updateDocSection("services", report(results, fig, skipped));
+    say("results in bench-results/services.json and docs/benchmarks.md");
+  } finally {
+    for (const s of servers) s.kill();
+    await lab.close();
+  }
+}
+
+await main();
