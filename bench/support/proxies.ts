@@ -69,7 +69,8 @@ export function twillProxy(): ProxyUnderTest {
       writeFileSync(config, daemonConfig({ backend: "host-gw", clusterCIDR: ctx.clusterCIDR, masquerade: false, policy: false, serviceProxy: true }));
       const kubeconfig = join(dir, "kubeconfig");
       writeFileSync(kubeconfig, underlayKubeconfig(ctx.pki.ca, "twill", `{token: "${token}"}`), { mode: 0o600 });
-      return startDaemon({ ...node, dir, nodeFile: join(dir, "node.json"), ipamDir: join(dir, "ipam") }, { config, kubeconfig });
+      // At the daemon's default resync (10 s, as the manifest runs it), not the lab's 5 s.
+      return startDaemon({ ...node, dir, nodeFile: join(dir, "node.json"), ipamDir: join(dir, "ipam") }, { config, kubeconfig }, 10);
     },
   };
 }
