@@ -215,7 +215,7 @@ export async function startLab(opts: LabOptions): Promise<RunningLab> {
         const [pods] = await Promise.all([createKubeletPods(kc, name, state.nodes, opts.podsPerNode), waitDeploymentAvailable(kc, "kube-system", "coredns"), waitDeploymentAvailable(kc, ECHO_NAMESPACE, "echo")]);
         state.pods.push(...pods);
         await waitEndpointsProgrammed(state.nodes, addons.proxyMode, await addonEndpoints(kc));
-        log(`CoreDNS (kube-dns ${DNS_SERVICE_IP}) and the echo Deployment Available and in every kube-proxy's rules, the lab's pods Ready after ${at()}`);
+        log(`CoreDNS (kube-dns ${DNS_SERVICE_IP}) and the echo Deployment Available and in every node's ${serviceProxy ? "Twill proxy" : "kube-proxy"} rules, the lab's pods Ready after ${at()}`);
       } else {
         state.pods.push(...(await createKubeletPods(kc, name, state.nodes, opts.podsPerNode)));
       }

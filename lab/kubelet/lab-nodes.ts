@@ -10,7 +10,7 @@ import { kubeletFailed } from "./kubelet.ts";
 import { imageArchives, startKubeletNode, type LabImages, type NodeProxy } from "./node.ts";
 import { seedRoot } from "./image-seed.ts";
 import { createNodeMountNs } from "./mountns.ts";
-import { waitKubeProxyHealthy } from "../addons/kube-proxy.ts";
+import { runsKubeProxy, waitKubeProxyHealthy } from "../addons/kube-proxy.ts";
 import { attachReadyPod, kubeletPodSpec } from "./pods.ts";
 
 // The lab's --kubelet mode: N nodes run by kubelet + containerd, registered
@@ -85,7 +85,7 @@ export async function seedImages(lab: string, dir: string, images: Promise<LabIm
 
 export async function startKubeletNodes(kc: KubeConfig, lab: string, dir: string, count: number, pki: Pki, bin: string, seed: Promise<string>, daemonSet: boolean, log: (m: string) => void, o: KubeletNodesOptions = {}): Promise<KubeletNodes> {
   const started = await Promise.all(Array.from({ length: count }, (_, k) => startKubeletNode(lab, dir, k + 1, pki, bin, seed, daemonSet, o.proxy)));
-  log(`containerd + kubelet${o.proxy ? ` + kube-proxy (${o.proxy.mode})` : ""} started on ${count} nodes; waiting for kubelet to register them`);
+  log(`containerd + kubelet${o.proxy ? (runsKubeProxy(o.proxy.mode) ? ` + kube-proxy (${o.proxy.mode})` : " (no kube-proxy: Twill's daemon proxies Services)") : ""} started on ${count} nodes; waiting for kubelet to register them`);
   const nodes: LabNode[] = [];
   for (let i = 1; i <= count; i++) {
     const s = started[i - 1]!;
@@ -99,7 +99,7 @@ export async function startKubeletNodes(kc: KubeConfig, lab: string, dir: string
     ready: async () => {
       await Promise.all(nodes.map((n, k) => waitNodeReady(kc, n.name, kubelets[k]!)));
       await Promise.all(nodes.map((n, k) => (started[k]!.kubeProxy ? waitKubeProxyHealthy(n.ns, n, started[k]!.kubeProxy!) : undefined)));
-      log(`nodes Ready (registered by kubelet)${o.proxy ? ", kube-proxy healthy" : ""}: ${nodes.map((n) => n.name).join(", ")}`);
+      log(`nodes Ready (registered by kubelet)${o.proxy && runsKubeProxy(o.proxy.mode) ? ", kube-proxy healthy" : ""}: ${nodes.map((n) => n.name).join(", ")}`);
     },
   };
 }

@@ -1,0 +1,167 @@
+import type { V1EndpointSlice, V1Service } from "@kubernetes/client-node";
+import { describe, expect, it } from "vitest";
+import { compilePort, describeProxy, nftDuration } from "../../daemon/proxy/compile.ts";
+import { udpFlushes } from "../../daemon/proxy/controller.ts";
+import { flushArgs } from "../../daemon/proxy/conntrack.ts";
+import { isInvalid, planService, type ServicePlan, type ServicePort } from "../../daemon/proxy/model.ts";
+import { chooseEndpoints } from "../../daemon/proxy/select.ts";
+
+// The service proxy's pure parts: Service + slices → plans, which endpoints a
+// node uses, what the table says, which UDP entries go. The kernel and the
+// apiserver are exercised in services.test.ts.
+
+const CIDR = "10.244.0.0/16";
+
+function service(spec: V1Service["spec"], name = "web", labels?: Record<string, string>): V1Service {
+  return { metadata: { name, namespace: "ns", ...(labels ? { labels } : {}) }, spec: { clusterIP: "10.96.0.5", ...spec } };
+}
+
+type Ep = { ip: string; node?: string; ready?: boolean; serving?: boolean; terminating?: boolean; zones?: string[] };
+function slice(eps: Ep[], ports = [{ name: "http", port: 8080, protocol: "TCP" }], name = "web-a"): V1EndpointSlice {
+  return {
+    metadata: { name, namespace: "ns", labels: { "kubernetes.io/service-name": "web" } },
+    addressType: "IPv4",
+    ports,
+    endpoints: eps.map((e) => ({
+      addresses: [e.ip],
+      ...(e.node ? { nodeName: e.node } : {}),
+      conditions: { ...(e.ready !== undefined ? { ready: e.ready } : {}), ...(e.serving !== undefined ? { serving: e.serving } : {}), ...(e.terminating !== undefined ? { terminating: e.terminating } : {}) },
+      ...(e.zones ? { hints: { forZones: e.zones.map((z) => ({ name: z })) } } : {}),
+    })),
+  };
+}
+
+const HTTP = [{ name: "http", port: 80, protocol: "TCP", targetPort: "http" as unknown as number }];
+const onePort = (svc: V1Service, slices: V1EndpointSlice[]): ServicePort => (planService(svc, slices) as ServicePlan).ports[0]!;
+
+describe("planService", () => {
+  it("takes a named target port's number from the slices, per Service port name", () => {
+    const p = planService(service({ ports: [...HTTP, { name: "metrics", port: 9000, protocol: "TCP" }] }), [slice([{ ip: "10.244.1.2" }], [{ name: "http", port: 8080, protocol: "TCP" }, { name: "metrics", port: 9100, protocol: "TCP" }])]) as ServicePlan;
+    expect(p.ports.map((x) => [x.id, x.endpoints.map((e) => `${e.ip}:${e.port}`)])).toEqual([
+      ["ns/web/tcp/http", ["10.244.1.2:8080"]],
+      ["ns/web/tcp/metrics", ["10.244.1.2:9100"]],
+    ]);
+  });
+
+  it("merges slices and keeps one copy of an address listed twice (the ready one)", () => {
+    const p = onePort(service({ ports: HTTP }), [slice([{ ip: "10.244.1.2", ready: false }, { ip: "10.244.1.3" }]), slice([{ ip: "10.244.1.2" }], undefined, "web-b")]);
+    expect(p.endpoints.map((e) => [e.ip, e.ready])).toEqual([["10.244.1.2", true], ["10.244.1.3", true]]);
+  });
+
+  it("leaves out what no proxy handles and what another proxy owns", () => {
+    expect(planService(service({ clusterIP: "None", ports: HTTP }), [])).toBeUndefined();
+    expect(planService(service({ type: "ExternalName", externalName: "example.org" }), [])).toBeUndefined();
+    expect(planService(service({ ports: HTTP }, "web", { "service.kubernetes.io/service-proxy-name": "other" }), [])).toBeUndefined();
+  });
+
+  it("rejects a malformed Service with a code and a reason", () => {
+    const bad = planService(service({ sessionAffinity: "ClientIP", sessionAffinityConfig: { clientIP: { timeoutSeconds: 0 } }, ports: HTTP }), []);
+    expect(isInvalid(bad) && bad.code).toBe("SERVICE_INVALID");
+    const badIp = planService(service({ clusterIP: "10.96.0.300", ports: HTTP }), []);
+    expect(isInvalid(badIp) && badIp.reason).toMatch(/not an IP address/);
+  });
+});
+
+describe("chooseEndpoints", () => {
+  const node = { name: "node1", zone: "a" };
+  it("uses terminating endpoints that still serve only when none is ready", () => {
+    const svc = service({ ports: HTTP });
+    const mixed = onePort(svc, [slice([{ ip: "10.244.1.2" }, { ip: "10.244.1.3", ready: false, serving: true, terminating: true }])]);
+    expect(chooseEndpoints(mixed, node).cluster.map((e) => e.ip)).toEqual(["10.244.1.2"]);
+    const draining = onePort(svc, [slice([{ ip: "10.244.1.3", ready: false, serving: true, terminating: true }, { ip: "10.244.1.4", ready: false, serving: false, terminating: true }])]);
+    expect(chooseEndpoints(draining, node).cluster.map((e) => e.ip)).toEqual(["10.244.1.3"]);
+    const gone = onePort(svc, [slice([{ ip: "10.244.1.4", ready: false, serving: false, terminating: true }])]);
+    expect(chooseEndpoints(gone, node).reachable).toBe(false);
+  });
+
+  it("holds Local policies to this node's endpoints", () => {
+    const eps = [slice([{ ip: "10.244.1.2", node: "node1" }, { ip: "10.244.2.2", node: "node2" }])];
+    const etp = chooseEndpoints(onePort(service({ type: "NodePort", externalTrafficPolicy: "Local", ports: [{ ...HTTP[0]!, nodePort: 30080 }] }), eps), node);
+    expect([etp.cluster.length, etp.local.map((e) => e.ip)]).toEqual([2, ["10.244.1.2"]]);
+    const itp = chooseEndpoints(onePort(service({ internalTrafficPolicy: "Local", ports: HTTP }), eps), { name: "node3" });
+    expect([itp.usesCluster, itp.local.length, itp.reachable]).toEqual([false, 0, false]);
+  });
+
+  it("follows zone hints only when every ready endpoint has one and one names this zone", () => {
+    const svc = service({ ports: HTTP });
+    const hinted = onePort(svc, [slice([{ ip: "10.244.1.2", zones: ["a"] }, { ip: "10.244.2.2", zones: ["b"] }])]);
+    expect(chooseEndpoints(hinted, node).cluster.map((e) => e.ip)).toEqual(["10.244.1.2"]);
+    expect(chooseEndpoints(hinted, { name: "node1", zone: "c" }).cluster).toHaveLength(2);
+    const partial = onePort(svc, [slice([{ ip: "10.244.1.2", zones: ["a"] }, { ip: "10.244.2.2" }])]);
+    expect(chooseEndpoints(partial, node).cluster).toHaveLength(2);
+  });
+});
+
+describe("compilePort", () => {
+  const node = { name: "node1" };
+  it("puts a port without endpoints in the reject maps and programs no DNAT", () => {
+    const p = onePort(service({ type: "NodePort", ports: [{ ...HTTP[0]!, nodePort: 30080 }] }), []);
+    const f = compilePort(p, chooseEndpoints(p, node), CIDR);
+    expect(f.noEndpointServices).toEqual(["10.96.0.5 . tcp . 80 : goto reject-chain"]);
+    expect(f.noEndpointNodePorts).toEqual(["tcp . 30080 : goto reject-chain"]);
+    expect([f.chains, f.clusterIps, f.nodePorts]).toEqual([[], [], []]);
+  });
+
+  it("picks among endpoints with numgen, masquerades off-cluster clients and hairpins", () => {
+    const p = onePort(service({ ports: HTTP }), [slice([{ ip: "10.244.1.2" }, { ip: "10.244.2.2" }])]);
+    const f = compilePort(p, chooseEndpoints(p, node), CIDR);
+    const svc = f.chains.find((c) => c.name === "svc-ns/web/tcp/http")!;
+    expect(svc.rules).toEqual([
+      "ip daddr 10.96.0.5 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
+      "numgen random mod 2 vmap { 0 : goto ep-ns/web/tcp/http__10.244.1.2/8080, 1 : goto ep-ns/web/tcp/http__10.244.2.2/8080 }",
+    ]);
+    expect(f.chains.find((c) => c.name === "ep-ns/web/tcp/http__10.244.2.2/8080")!.rules).toEqual(["ip saddr 10.244.2.2 jump mark-for-masquerade", "meta l4proto tcp dnat ip to 10.244.2.2:8080"]);
+    expect(f.clusterIps).toEqual(["10.96.0.5 . tcp . 80 : goto svc-ns/web/tcp/http"]);
+  });
+
+  it("gives ClientIP affinity one dynamic set per endpoint with the Service's timeout", () => {
+    const p = onePort(service({ sessionAffinity: "ClientIP", sessionAffinityConfig: { clientIP: { timeoutSeconds: 90 } }, ports: HTTP }), [slice([{ ip: "10.244.1.2" }])]);
+    const f = compilePort(p, chooseEndpoints(p, node), CIDR);
+    expect(f.sets).toEqual([{ kind: "set", name: "aff-ns/web/tcp/http__10.244.1.2/8080", type: "ipv4_addr", extra: ["size 65535", "flags dynamic,timeout", "timeout 1m30s"], dynamic: true, elements: [] }]);
+    expect(f.chains.find((c) => c.name.startsWith("ep-"))!.rules).toContain("update @aff-ns/web/tcp/http__10.244.1.2/8080 { ip saddr }");
+  });
+
+  it("drops ETP Local traffic from outside on a node without a local endpoint, but pods still reach the Service", () => {
+    const p = onePort(service({ type: "NodePort", externalTrafficPolicy: "Local", ports: [{ ...HTTP[0]!, nodePort: 30081 }] }), [slice([{ ip: "10.244.2.2", node: "node2" }])]);
+    const f = compilePort(p, chooseEndpoints(p, node), CIDR);
+    expect(f.chains.find((c) => c.name === "ext-ns/web/tcp/http")!.rules).toEqual([
+      "ip saddr 10.244.0.0/16 goto svc-ns/web/tcp/http",
+      "fib saddr type local jump mark-for-masquerade",
+      "fib saddr type local goto svc-ns/web/tcp/http",
+      "goto local-ns/web/tcp/http",
+    ]);
+    expect(f.chains.find((c) => c.name === "local-ns/web/tcp/http")!.rules).toEqual(["drop"]);
+    expect(f.nodePorts).toEqual(["tcp . 30081 : goto ext-ns/web/tcp/http"]);
+  });
+
+  it("describes one table whose maps gather every fragment", () => {
+    const p = onePort(service({ ports: HTTP }), [slice([{ ip: "10.244.1.2" }])]);
+    const d = describeProxy([compilePort(p, chooseEndpoints(p, node), CIDR)], ["172.30.0.11"]);
+    expect(d.table).toBe("twill-proxy");
+    expect(d.sets.find((s) => s.name === "cluster-ips")!.elements).toEqual(["10.96.0.5 . tcp . 80 : goto svc-ns/web/tcp/http"]);
+    expect(d.sets.find((s) => s.name === "node-ips")!.elements).toEqual(["172.30.0.11"]);
+  });
+
+  it("prints durations the way nft lists them", () => {
+    expect([nftDuration(10800), nftDuration(90), nftDuration(86401)]).toEqual(["3h", "1m30s", "1d1s"]);
+  });
+});
+
+describe("udpFlushes", () => {
+  const node = { name: "node1" };
+  const udp = (eps: Ep[]) => {
+    const p = onePort(service({ type: "NodePort", ports: [{ name: "dns", port: 53, protocol: "UDP", nodePort: 30053 }] }), [slice(eps, [{ name: "dns", port: 5353, protocol: "UDP" }])]);
+    return [{ port: p, chosen: chooseEndpoints(p, node) }];
+  };
+  it("deletes a removed endpoint's entries by ClusterIP and NodePort", () => {
+    expect(udpFlushes(udp([{ ip: "10.244.1.2" }, { ip: "10.244.1.3" }]), udp([{ ip: "10.244.1.3" }]))).toEqual([
+      { kind: "endpoint", vip: "10.96.0.5", endpoint: "10.244.1.2" },
+      { kind: "nodeport-endpoint", nodePort: 30053, endpoint: "10.244.1.2" },
+    ]);
+    expect(flushArgs({ kind: "endpoint", vip: "10.96.0.5", endpoint: "10.244.1.2" })).toEqual(["-D", "-p", "udp", "--orig-dst", "10.96.0.5", "--reply-src", "10.244.1.2"]);
+  });
+  it("clears what a rejecting port left once it gets an endpoint", () => {
+    expect(udpFlushes(udp([]), udp([{ ip: "10.244.1.2" }]))).toEqual([{ kind: "vip", vip: "10.96.0.5" }, { kind: "nodeport", nodePort: 30053 }]);
+    expect(udpFlushes(udp([{ ip: "10.244.1.2" }]), udp([{ ip: "10.244.1.2" }]))).toEqual([]);
+  });
+});
