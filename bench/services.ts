@@ -119,6 +119,8 @@ interface RunResult {
   syncConfirmedAtProbe?: boolean;
   changeMs?: number[];
   changeApiMs?: number[];
+  /** Events (nft monitor lines) in each change's transaction: how big a one-endpoint change is in the kernel. */
+  changeEvents?: number[];
   counts?: RulesetCounts;
   rssSyncMiB?: number;
   rssChangesMiB?: number;
@@ -183,6 +185,7 @@ async function measure(w: World, proxy: ProxyUnderTest, size: number, target: st
     const monitor = await startNftMonitor(w.node.ns, "");
     res.changeMs = [];
     res.changeApiMs = [];
+    res.changeEvents = [];
     const fakeNames = [...w.fakes.keys()].slice(0, size - 1);
     try {
       for (let k = 0; k < CHANGES; k++) {
@@ -198,6 +201,7 @@ async function measure(w: World, proxy: ProxyUnderTest, size: number, target: st
           const tx = firstWith(transactions(monitor.lines), c0, fresh);
           if (tx) {
             res.changeMs.push(tx.t - c0);
+            res.changeEvents.push(tx.lines.length);
             break;
           }
           if (now() - c0 > 30_000) throw new Error(`${proxy.id}: endpoint ${fresh} of ${svc} not in the kernel 30 s after the change`);
@@ -212,7 +216,7 @@ async function measure(w: World, proxy: ProxyUnderTest, size: number, target: st
     }
     res.load.changes = loadavg();
     res.rssChangesMiB = rssMiB(p.pid);
-    say(`${proxy.id}, ${size}: change → kernel p50 ${percentile(res.changeMs, 50).toFixed(1)} ms, p99 ${percentile(res.changeMs, 99).toFixed(1)} ms; load ${res.load.changes}`);
+    say(`${proxy.id}, ${size}: change → kernel p50 ${percentile(res.changeMs, 50).toFixed(1)} ms, p99 ${percentile(res.changeMs, 99).toFixed(1)} ms (apiserver write p50 ${percentile(res.changeApiMs, 50).toFixed(1)} ms), ${median(res.changeEvents)} kernel events per change; load ${res.load.changes}`);
 
     const rounds: number[][] = [];
     for (let r = 0; r < ROUNDS; r++) {
@@ -273,6 +277,7 @@ function figures(results: RunResult[]): Record<string, Figure> {
     "full sync": { value: round(r.syncS!, 3), unit: "s" },
     "one EndpointSlice change → kernel p50": { value: round(percentile(r.changeMs, 50), 1), unit: "ms" },
     "one EndpointSlice change → kernel p99": { value: round(percentile(r.changeMs, 99), 1), unit: "ms" },
+    "kernel events per change (median)": { value: median(r.changeEvents!), unit: "events" },
     "nft rules": { value: r.counts!.rules, unit: "rules" },
     "nft chains": { value: r.counts!.chains, unit: "chains" },
     "nft sets and maps": { value: r.counts!.sets + r.counts!.maps, unit: "sets" },
@@ -311,15 +316,15 @@ function report(results: RunResult[], fig: Record<string, Figure>, skipped: Prox
   const sections: string[] = [];
   for (const size of SIZES) {
     const rows = results.filter((r) => r.size === size).map((r) => {
-      if (r.error || !r.changeMs) return `| ${r.proxy} | failed: ${r.error ?? "?"} |||||||||`;
+      if (r.error || !r.changeMs) return `| ${r.proxy} | failed: ${r.error ?? "?"} ||||||||||`;
       const f = (k: string) => fig[`${r.proxy}, ${size} Services: ${k}`]!.value;
-      return `| ${r.proxy} | ${f("full sync")} | ${f("one EndpointSlice change → kernel p50")} / ${f("one EndpointSlice change → kernel p99")} | ${f("nft rules")} / ${f("nft chains")} | ${f("nft sets and maps")} / ${f("nft set and map elements")} | ${f("RSS after full sync")} / ${f("RSS after changes")} | ${f("new connections per second")} | ${f("first-packet latency p50")} / ${f("first-packet latency p99")} | ${r.load.sync} · ${r.load.changes} · ${r.load.rate} |`;
+      return `| ${r.proxy} | ${f("full sync")} | ${f("one EndpointSlice change → kernel p50")} / ${f("one EndpointSlice change → kernel p99")} | ${f("kernel events per change (median)")} | ${f("nft rules")} / ${f("nft chains")} | ${f("nft sets and maps")} / ${f("nft set and map elements")} | ${f("RSS after full sync")} / ${f("RSS after changes")} | ${f("new connections per second")} | ${f("first-packet latency p50")} / ${f("first-packet latency p99")} | ${r.load.sync} · ${r.load.changes} · ${r.load.rate} |`;
     });
-    for (const s of skipped) rows.push(`| ${s.id} | not run: ${s.unavailable} |||||||||`);
+    for (const s of skipped) rows.push(`| ${s.id} | not run: ${s.unavailable} ||||||||||`);
     sections.push(`### ${size.toLocaleString("en")} Services
 
-| proxy | full sync (s) | change → kernel p50 / p99 (ms) | rules / chains | sets+maps / elements | RSS sync / after changes (MiB) | new conn/s (median) | first packet p50 / p99 (µs) | load (sync · changes · rate) |
-|---|---|---|---|---|---|---|---|---|
+| proxy | full sync (s) | change → kernel p50 / p99 (ms) | kernel events per change | rules / chains | sets+maps / elements | RSS sync / after changes (MiB) | new conn/s (median) | first packet p50 / p99 (µs) | load (sync · changes · rate) |
+|---|---|---|---|---|---|---|---|---|---|
 ${rows.join("\n")}`);
   }
   const ratioRows = Object.entries(fig).filter(([k]) => k.startsWith("ratio ")).map(([k, v]) => {
