@@ -63,11 +63,29 @@ async function pool<T>(items: T[], width: number, fn: (x: T) => Promise<void>): 
   }));
 }
 
-function api(lab: RunningLab, method: string, path: string, body?: unknown, type?: string) {
-  return rawRequest(lab.forwarder.port, lab.state.admin, method, path, body, type).then((r) => {
-    if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${r.body.slice(0, 300)}`);
-    return r;
-  });
+/**
+ * One apiserver write, tried again when the apiserver times out or is overloaded (a shared 2-core machine
+ * under load does both). A POST whose first try landed answers 409 on the next: then the object is read back.
+ */
+async function api(lab: RunningLab, method: string, path: string, body?: unknown, type?: string): Promise<{ status: number; body: string }> {
+  for (let attempt = 1; ; attempt++) {
+    let r: { status: number; body: string } | undefined;
+    let err: unknown;
+    try {
+      r = await rawRequest(lab.forwarder.port, lab.state.admin, method, path, body, type);
+    } catch (e) {
+      err = e;
+    }
+    if (r && r.status === 409 && method === "POST" && attempt > 1) {
+      const name = (body as { metadata: { name: string } }).metadata.name;
+      return api(lab, "GET", `${path}/${name}`);
+    }
+    if (r && r.status < 300) return r;
+    const retry = !r || r.status === 429 || r.status >= 500;
+    if (!retry || attempt >= 6) throw new Error(`${method} ${path}: ${r ? `${r.status} ${r.body.slice(0, 300)}` : String(err)}`);
+    say(`${method} ${path}: ${r ? r.status : String(err)}; trying again`);
+    await sleep(500 * attempt);
+  }
 }
 
 const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
@@ -260,7 +278,7 @@ async function growTo(w: World, size: number, servers: BenchPod[]): Promise<stri
     w.clusterIps.set(name, (JSON.parse(r.body) as { spec: { clusterIP: string } }).spec.clusterIP);
     await api(w.lab, "POST", `/apis/discovery.k8s.io/v1/namespaces/${BENCH_NAMESPACE}/endpointslices`, benchSlice(name, eps));
   };
-  await pool(fakes, 16, async (name) => {
+  await pool(fakes, 32, async (name) => {
     const eps = fakeEndpoints(Number(name.slice(4)));
     await create(name, eps);
     w.fakes.set(name, eps);
@@ -312,7 +330,7 @@ const GOALS: [string, string, (v: number) => boolean][] = [
   ["RSS after full sync", "≤ 1.0×", (v) => v <= 1.0],
 ];
 
-function report(results: RunResult[], fig: Record<string, Figure>, skipped: ProxyUnderTest[]): string {
+function report(results: RunResult[], fig: Record<string, Figure>, skipped: ProxyUnderTest[], complete: boolean): string {
   const sections: string[] = [];
   for (const size of SIZES) {
     const rows = results.filter((r) => r.size === size).map((r) => {
@@ -334,7 +352,7 @@ ${rows.join("\n")}`);
   const hi = SIZES[SIZES.length - 1]!;
   const bars = results.filter((r) => r.size === hi && fig[`${r.proxy}, ${hi} Services: one EndpointSlice change → kernel p99`]).map((r) => ({ label: r.proxy, value: fig[`${r.proxy}, ${hi} Services: one EndpointSlice change → kernel p99`]!.value }));
   return `## Service proxies (\`npm run bench:services\`)
-
+${complete ? "" : "\n**Partial: the run did not finish; the rows below are what it measured.**\n"}
 Measured ${new Date().toISOString().slice(0, 10)} on this machine (2 cores, shared with other work: the load columns are /proc/loadavg at the end of each phase). A lab without kubelets (etcd, kube-apiserver, kube-controller-manager) holds ${SIZES.map((s) => s.toLocaleString("en")).join(" then ")} Services of 3 endpoints each. The bench writes the EndpointSlices itself (Services without selectors, slices labelled with the Service's name, as a controller would): a change is then one apiserver write timed from the bench's own request, not kube-controller-manager's batching, and 10,000 Services need no 30,000 Pod objects. The endpoints are addresses no packet reaches, except the last-created Service's: three server namespaces on the node. Each proxy runs alone, in turn, in a fresh node namespace (the machine's own namespace is never touched), client and servers attached by routed veths:
 
 - full sync: proxy start → the last-created Service answers a TCP connection from the client namespace (tried every 10 ms), then checked against \`nft list ruleset\`: every Service's ClusterIP must be there (if not, the time the listing was complete);
@@ -383,14 +401,22 @@ async function main(): Promise<void> {
     const skipped = PROXIES.filter((p) => p.unavailable);
     for (const s of skipped) say(`${s.id}: not run: ${s.unavailable}`);
     const results: RunResult[] = [];
+    // Written after every run: a run cut short still leaves what it measured (and says it is partial).
+    const save = (complete: boolean) => {
+      const fig = figures(results);
+      writeResults("services", fig, { complete, sizes: SIZES, changes: CHANGES, concurrency: CONCURRENCY, rateSeconds: RATE_SECONDS, latencyCount: LATENCY_COUNT, rounds: ROUNDS, reference: REFERENCE, notRun: Object.fromEntries(skipped.map((s) => [s.id, s.unavailable])), runs: results });
+      updateDocSection("services", report(results, fig, skipped, complete));
+      return fig;
+    };
     for (const size of SIZES) {
       const target = await growTo(w, size, serverPods);
-      for (const p of runnable) results.push(await measure(w, p, size, target));
+      for (const p of runnable) {
+        results.push(await measure(w, p, size, target));
+        save(false);
+      }
     }
-    const fig = figures(results);
+    const fig = save(true);
     for (const [k, v] of Object.entries(fig).filter(([k]) => k.startsWith("ratio "))) say(`${k}: ${v.value}`);
-    writeResults("services", fig, { sizes: SIZES, changes: CHANGES, concurrency: CONCURRENCY, rateSeconds: RATE_SECONDS, latencyCount: LATENCY_COUNT, rounds: ROUNDS, reference: REFERENCE, notRun: Object.fromEntries(skipped.map((s) => [s.id, s.unavailable])), runs: results });
-    updateDocSection("services", report(results, fig, skipped));
     say("results in bench-results/services.json and docs/benchmarks.md");
   } finally {
     for (const s of servers) s.kill();
