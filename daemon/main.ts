@@ -17,6 +17,8 @@ import { PolicyController } from "./policy/controller.ts";
 import { startNoticeServer } from "./policy/notice-server.ts";
 import { watchPolicyInputs } from "./policy/watches.ts";
 import { ServiceProxy } from "./proxy/controller.ts";
+import { removeProxyTable } from "./proxy/disabled.ts";
+import { LoadBalancerAllocator } from "./proxy/lb-allocator.ts";
 import { watchProxyInputs } from "./proxy/watches.ts";
 
 const { values } = parseArgs({
@@ -56,9 +58,11 @@ try {
     ? new PolicyController({ nodeName: node.nodeName, watches: watchPolicyInputs(kc, log, () => metrics.watchErrors.inc()), log, metrics, failClosed: cfg.policyFailClosed, podCidrs, ipamDir: node.ipamDir, resyncSeconds: node.resyncSeconds })
     : undefined;
   // The service proxy, when enabled in the ConfigMap (kube-proxy removed).
-  const proxy = cfg.serviceProxy
-    ? new ServiceProxy({ nodeName: node.nodeName, watches: watchProxyInputs(kc, log, () => metrics.watchErrors.inc()), nodes: watch, clusterCIDR: cfg.clusterCIDR, log, resyncSeconds: node.resyncSeconds })
-    : undefined;
+  const proxyWatches = cfg.serviceProxy ? watchProxyInputs(kc, log, () => metrics.watchErrors.inc()) : undefined;
+  const proxy = proxyWatches ? new ServiceProxy({ nodeName: node.nodeName, watches: proxyWatches, nodes: watch, clusterCIDR: cfg.clusterCIDR, log, resyncSeconds: node.resyncSeconds }) : undefined;
+  // LoadBalancer addresses from Twill's pools, with the proxy that answers them.
+  const lbAllocator = proxyWatches ? new LoadBalancerAllocator({ kc, nodeName: node.nodeName, nodes: watch, services: proxyWatches.services, log, onWatchError: () => metrics.watchErrors.inc() }) : undefined;
+  if (!proxy) await removeProxyTable(log);
   // The CNI plugin's pod notices (policy/notices.ts), beside the node file that names the socket; before the
   // agent writes that file, so the plugin never finds a socket named that nobody serves.
   const notices = policy ? await startNoticeServer(join(dirname(node.nodeFile), DAEMON_SOCKET_NAME), (n) => policy.notice(n), log) : undefined;
@@ -67,6 +71,7 @@ try {
   agent.start();
   policy?.start();
   proxy?.start();
+  lbAllocator?.start();
   log.info({ node: node.nodeName, backend: backend.name, clusterCIDR: cfg.clusterCIDR, serviceProxy: cfg.serviceProxy }, "twill daemon started");
   const shutdown = () => {
     // Leave the dataplane as it is: pods keep working while the daemon is away.
@@ -74,6 +79,7 @@ try {
     notices?.close();
     policy?.stop();
     proxy?.stop();
+    lbAllocator?.stop();
     log.info({}, "twill daemon stopped; dataplane left in place");
     process.exit(0);
   };

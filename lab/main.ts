@@ -9,7 +9,7 @@ import { destroyLab, staleLabs, startLab, type Backend, type LabOptions, type Ru
 import { allPairs, matrixPasses, probeMatrix, renderMatrix, sameNodeOnly } from "./matrix.ts";
 import { probeTcpMatrix, TCP_PROBE_PORT } from "./tcp-probe.ts";
 import { PROXY_MODES, TWILL_PROXY, type ProxyMode } from "./addons/kube-proxy.ts";
-import { clusterStatus, probeClusterIps, probeNodePorts, renderServiceTable, serviceTablePasses } from "./services.ts";
+import { clusterStatus, probeClusterIps, probeFromNodes, probeNodePorts, renderServiceTable, serviceTablePasses } from "./services.ts";
 
 const say = (m: string) => console.log(`[lab] ${m}`);
 
@@ -128,7 +128,7 @@ async function main(): Promise<number> {
     console.log(renderMatrix(s.pods, tcp));
     ok &&= matrixPasses(probes) && matrixPasses(tcp);
     if (s.addons && s.bin && lab.kubeconfig) {
-      for (const table of [await probeClusterIps(s.bin, lab.kubeconfig, s.pods), await probeNodePorts(s.name, lab.kc, s.nodes)]) {
+      for (const table of [await probeClusterIps(s.bin, lab.kubeconfig, s.pods), await probeNodePorts(s.name, lab.kc, s.nodes), await probeFromNodes(lab.kc, s.nodes)]) {
         console.log(`\n${table.title}:\n`);
         console.log(renderServiceTable(table));
         ok &&= serviceTablePasses(table);

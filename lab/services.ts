@@ -129,6 +129,33 @@ export async function probeNodePorts(lab: string, kc: KubeConfig, nodes: LabNode
   };
 }
 
+/** The echo page fetched from a node's own network namespace (a host process, not a pod). */
+export async function echoFromNode(node: LabNode, url: string): Promise<Echo | undefined> {
+  return parseEcho((await execIn(node.ns, ["curl", "-s", "-m", "3", url], { allowFailure: true })).stdout);
+}
+
+/**
+ * (c) from every node itself: the echo ClusterIP and the node's own NodePorts, Cluster and Local (a node's own
+ * traffic is never "external": Local answers on every node, as kube-proxy does it).
+ */
+export async function probeFromNodes(kc: KubeConfig, nodes: LabNode[]): Promise<ServiceTable> {
+  const svc = await kc.makeApiClient(CoreV1Api).readNamespacedService({ name: "echo", namespace: ECHO_NAMESPACE });
+  const vip = svc.spec?.clusterIP ?? "";
+  const cell = (e: Echo | undefined): Cell => (e ? { text: `ok ${e.server} saw ${e.client}`, pass: true } : { text: "FAIL", pass: false });
+  const rows = await Promise.all(
+    nodes.map(async (n) => {
+      const replies = await Promise.all([echoFromNode(n, echoUrl(vip)), echoFromNode(n, echoUrl(n.ip, ECHO_NODEPORT_CLUSTER)), echoFromNode(n, echoUrl(n.ip, ECHO_NODEPORT_LOCAL))]);
+      return { name: `${n.name} ${n.ip}`, cells: replies.map(cell) };
+    }),
+  );
+  return {
+    title: "node → Service (from each node's own namespace: the echo ClusterIP, and the node's own NodePorts)",
+    corner: "from node",
+    columns: [`echo ${vip}:${ECHO_PORT}`, `own address :${ECHO_NODEPORT_CLUSTER} (Cluster)`, `own address :${ECHO_NODEPORT_LOCAL} (Local)`],
+    rows,
+  };
+}
+
 export function renderServiceTable(t: ServiceTable): string {
   return renderTable(t.corner, t.columns, t.rows.map((r) => ({ name: r.name, cells: r.cells.map((c) => c.text) })));
 }

@@ -9,18 +9,19 @@ import type { Chosen } from "./select.ts";
 // `services` chain looks the destination up in two verdict maps, keyed by
 // (address . protocol . port) for ClusterIPs and external addresses and by
 // (protocol . port) on this node's own addresses for NodePorts. The verdict
-// jumps to the Service port's chain, which picks an endpoint with
-// `numgen random` (a verdict map again, so one rule whatever the endpoint
-// count) and its endpoint chain DNATs. Nothing per Service sits on the path
-// of a packet to another Service.
+// jumps to the Service port's chain, which DNATs to an endpoint picked with
+// `numgen random` from an anonymous map (one rule whatever the endpoint
+// count; ClientIP affinity adds a chain per endpoint). Nothing per Service
+// sits on the path of a packet to another Service.
 //
 // Only a connection's first packet runs nat chains (conntrack keeps the
 // mapping), so established connections are unaffected by any change here.
 //
 // Masquerade follows kube-proxy's --cluster-cidr logic: traffic to a ClusterIP
-// from outside the cluster CIDR, all external traffic with policy Cluster,
-// and a pod reaching itself through its Service (hairpin) get the mark;
-// postrouting masquerades marked packets. A port with no endpoint at all is
+// from outside the cluster CIDR and all external traffic with policy Cluster
+// get the mark; postrouting masquerades marked packets, and a pod that
+// reached itself through its Service (hairpin: source = destination after
+// DNAT, one set lookup). A port with no endpoint at all is
 // in `no-endpoint-services`/`no-endpoint-nodeports`, which filter chains ahead
 // of NAT answer with a reject (ICMP port unreachable): never a black hole.
 
@@ -31,6 +32,8 @@ export const MASQ_MARK = "0x00004000";
 export interface Fragment {
   chains: NftChain[];
   sets: NftSet[];
+  /** `ip . ip` of this node's endpoints: a pod reaching itself through its Service is masqueraded (hairpin). */
+  hairpin: string[];
   clusterIps: string[];
   nodePorts: string[];
   noEndpointServices: string[];
@@ -58,10 +61,19 @@ export function nftDuration(seconds: number): string {
   return out || "0s";
 }
 
-/** Rules that pick one of `eps` (affinity first, then at random); `drop` when there is none. */
+/**
+ * Rules that pick one of `eps`; `drop` when there is none. Without affinity the Service port's own chain
+ * DNATs through an anonymous map indexed by `numgen random`: one rule, no chain per endpoint (a table of
+ * 10,000 Services with 3 endpoints each holds 10,000 such chains, not 40,000). ClientIP affinity needs to
+ * remember which endpoint a client got, so there each endpoint has a chain that records the client in its set.
+ */
 function dispatch(p: ServicePort, eps: Endpoint[]): string[] {
   if (eps.length === 0) return ["drop"];
-  const rules = p.affinitySeconds ? eps.map((e) => `ip saddr @${affinitySet(p.id, e)} goto ${epChain(p.id, e)}`) : [];
+  if (!p.affinitySeconds) {
+    if (eps.length === 1) return [`meta l4proto ${p.protocol} dnat ip to ${eps[0]!.ip}:${eps[0]!.port}`];
+    return [`meta l4proto ${p.protocol} dnat ip to numgen random mod ${eps.length} map { ${eps.map((e, i) => `${i} : ${e.ip} . ${e.port}`).join(", ")} }`];
+  }
+  const rules = eps.map((e) => `ip saddr @${affinitySet(p.id, e)} goto ${epChain(p.id, e)}`);
   if (eps.length === 1) rules.push(`goto ${epChain(p.id, eps[0]!)}`);
   else rules.push(`numgen random mod ${eps.length} vmap { ${eps.map((e, i) => `${i} : goto ${epChain(p.id, e)}`).join(", ")} }`);
   return rules;
@@ -69,8 +81,9 @@ function dispatch(p: ServicePort, eps: Endpoint[]): string[] {
 
 const masqRule = "jump mark-for-masquerade";
 
-export function compilePort(p: ServicePort, chosen: Chosen, clusterCIDR: string): Fragment {
-  const f: Fragment = { chains: [], sets: [], clusterIps: [], nodePorts: [], noEndpointServices: [], noEndpointNodePorts: [] };
+/** One Service port's part of the table; `node` is this node's name (its endpoints can hairpin). */
+export function compilePort(p: ServicePort, chosen: Chosen, clusterCIDR: string, node?: string): Fragment {
+  const f: Fragment = { chains: [], sets: [], hairpin: [], clusterIps: [], nodePorts: [], noEndpointServices: [], noEndpointNodePorts: [] };
   const vips = p.clusterIPs;
   const key = (ip: string) => `${ip} . ${p.protocol} . ${p.port}`;
   const nodePortKey = `${p.protocol} . ${p.nodePort}`;
@@ -99,21 +112,18 @@ export function compilePort(p: ServicePort, chosen: Chosen, clusterCIDR: string)
     f.chains.push({ name: extChain(p.id), rules });
   }
   const eps = new Map<string, Endpoint>();
-  for (const e of [...chosen.cluster, ...chosen.local]) eps.set(epChain(p.id, e), e);
-  for (const [name, e] of eps) {
+  for (const e of [...chosen.cluster, ...chosen.local]) eps.set(`${e.ip}:${e.port}`, e);
+  for (const e of eps.values()) if (e.node === undefined || e.node === node) f.hairpin.push(`${e.ip} . ${e.ip}`);
+  for (const e of p.affinitySeconds ? eps.values() : []) {
     f.chains.push({
-      name,
+      name: epChain(p.id, e),
       rules: [
-        // Hairpin: a pod reaching itself through its Service must see the reply come from elsewhere.
-        `ip saddr ${e.ip} ${masqRule}`,
-        ...(p.affinitySeconds ? [`update @${affinitySet(p.id, e)} { ip saddr }`] : []),
+        `update @${affinitySet(p.id, e)} { ip saddr }`,
         `meta l4proto ${p.protocol} dnat ip to ${e.ip}:${e.port}`,
       ],
     });
-    if (p.affinitySeconds) {
-      // nft lists a dynamic set's declaration in this order; verify compares the lines.
-      f.sets.push({ kind: "set", name: affinitySet(p.id, e), type: "ipv4_addr", extra: ["size 65535", "flags dynamic,timeout", `timeout ${nftDuration(p.affinitySeconds)}`], dynamic: true, elements: [] });
-    }
+    // nft lists a dynamic set's declaration in this order; verify compares the lines.
+    f.sets.push({ kind: "set", name: affinitySet(p.id, e), type: "ipv4_addr", extra: ["size 65535", "flags dynamic,timeout", `timeout ${nftDuration(p.affinitySeconds!)}`], dynamic: true, elements: [] });
   }
   for (const ip of vips) f.clusterIps.push(`${key(ip)} : goto ${svcChain(p.id)}`);
   for (const ip of p.externalIPs) f.clusterIps.push(`${key(ip)} : goto ${extChain(p.id)}`);
@@ -130,7 +140,8 @@ function baseChains(): NftChain[] {
   return [
     { name: "nat-prerouting", hook: "type nat hook prerouting priority dstnat; policy accept;", rules: ["jump services"] },
     { name: "nat-output", hook: "type nat hook output priority -100; policy accept;", rules: ["jump services"] },
-    { name: "nat-postrouting", hook: "type nat hook postrouting priority srcnat; policy accept;", rules: ["jump masquerading"] },
+    // After DNAT: a connection whose source is its own destination is a pod that reached itself through a Service.
+    { name: "nat-postrouting", hook: "type nat hook postrouting priority srcnat; policy accept;", rules: ["ip saddr . ip daddr @hairpin masquerade fully-random", "jump masquerading"] },
     // Ahead of NAT (-100), as kube-proxy's: a port without endpoints still has its Service's address here.
     { name: "filter-forward", hook: "type filter hook forward priority -110; policy accept;", rules: check },
     { name: "filter-input", hook: "type filter hook input priority -110; policy accept;", rules: check },
@@ -147,6 +158,7 @@ function baseChains(): NftChain[] {
 export function describeProxy(fragments: Iterable<Fragment>, nodeIps: string[]): NftDescription {
   const chains = baseChains();
   const sets: NftSet[] = [];
+  const hairpin = new Set<string>();
   const clusterIps: string[] = [];
   const nodePorts: string[] = [];
   const noEp: string[] = [];
@@ -154,6 +166,7 @@ export function describeProxy(fragments: Iterable<Fragment>, nodeIps: string[]):
   for (const f of fragments) {
     for (const c of f.chains) chains.push(c);
     for (const s of f.sets) sets.push(s);
+    for (const e of f.hairpin) hairpin.add(e);
     for (const e of f.clusterIps) clusterIps.push(e);
     for (const e of f.nodePorts) nodePorts.push(e);
     for (const e of f.noEndpointServices) noEp.push(e);
@@ -167,6 +180,7 @@ export function describeProxy(fragments: Iterable<Fragment>, nodeIps: string[]):
       { kind: "map", name: "no-endpoint-services", type: KEY3, elements: noEp },
       { kind: "map", name: "no-endpoint-nodeports", type: KEY2, elements: noEpNodePorts },
       { kind: "set", name: "node-ips", type: "ipv4_addr", elements: [...nodeIps] },
+      { kind: "set", name: "hairpin", type: "ipv4_addr . ipv4_addr", elements: [...hairpin] },
       ...sets,
     ],
     chains,

@@ -17,7 +17,8 @@ export function slimService(s: V1Service): V1Service {
   const labels = s.metadata?.labels?.[SERVICE_PROXY_NAME] ? { [SERVICE_PROXY_NAME]: s.metadata.labels[SERVICE_PROXY_NAME] } : undefined;
   const ingress = s.status?.loadBalancer?.ingress?.map((i) => ({ ...(i.ip ? { ip: i.ip } : {}) }));
   return {
-    metadata: { name: s.metadata?.name ?? "", namespace: s.metadata?.namespace ?? "", ...(labels ? { labels } : {}) },
+    // creationTimestamp: LoadBalancer pools give the older Service an address first.
+    metadata: { name: s.metadata?.name ?? "", namespace: s.metadata?.namespace ?? "", ...(s.metadata?.creationTimestamp ? { creationTimestamp: s.metadata.creationTimestamp } : {}), ...(labels ? { labels } : {}) },
     spec: s.spec ?? {},
     ...(ingress?.length ? { status: { loadBalancer: { ingress } } } : {}),
   };

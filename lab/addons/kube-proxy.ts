@@ -114,8 +114,14 @@ export async function proxyRules(netns: string, mode: ProxyMode): Promise<string
   return (await execIn(netns, argv, { allowFailure: true })).stdout;
 }
 
-/** An endpoint as the proxy's DNAT names it: kube-proxy's nftables mode maps to `ip . port` (numgen into a map), iptables to `ip:port`, Twill's endpoint chains end in `dnat ip to ip:port`. */
-export const dnatTarget = (mode: ProxyMode, ip: string, port: number) => (mode === "twill" ? `dnat ip to ${ip}:${port}\n` : mode === "nftables" ? `${ip} . ${port}` : `${ip}:${port}`);
+/**
+ * An endpoint as the proxy's DNAT names it: kube-proxy's nftables mode maps to `ip . port` (numgen into a map),
+ * iptables to `ip:port`; Twill's chains have `ip . port` in their numgen map, or `dnat ip to ip:port` alone.
+ */
+export const dnatTargets = (mode: ProxyMode, ip: string, port: number): string[] => (mode === "twill" ? [` ${ip} . ${port}`, `dnat ip to ${ip}:${port}\n`] : mode === "nftables" ? [`${ip} . ${port}`] : [`${ip}:${port}`]);
+
+/** Whether a listing of the proxy's rules (proxyRules) DNATs to this endpoint. */
+export const programsEndpoint = (rules: string, mode: ProxyMode, ip: string, port: number) => dnatTargets(mode, ip, port).some((t) => rules.includes(t));
 
 /**
  * Waits until every node's kube-proxy has programmed these endpoints. A Deployment is Available once its pods
@@ -123,13 +129,12 @@ export const dnatTarget = (mode: ProxyMode, ip: string, port: number) => (mode =
  */
 export async function waitEndpointsProgrammed(nodes: { name: string; ns: string }[], mode: ProxyMode, endpoints: { ip: string; port: number }[], timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const wanted = endpoints.map((e) => dnatTarget(mode, e.ip, e.port));
   for (const n of nodes) {
     for (;;) {
       const rules = await proxyRules(n.ns, mode);
-      const missing = wanted.filter((e) => !rules.includes(e));
+      const missing = endpoints.filter((e) => !programsEndpoint(rules, mode, e.ip, e.port)).map((e) => `${e.ip}:${e.port}`);
       if (!missing.length) break;
-      if (Date.now() > deadline) throw new TwillError("LAB_KUBE_PROXY", `kube-proxy on ${n.name} did not program ${missing.join(", ")} within ${timeoutMs / 1000} s`, rules.slice(0, 3000));
+      if (Date.now() > deadline) throw new TwillError("LAB_KUBE_PROXY", `the Service proxy on ${n.name} did not program ${missing.join(", ")} within ${timeoutMs / 1000} s`, rules.slice(0, 3000));
       await new Promise((r) => setTimeout(r, 200));
     }
   }

@@ -65,7 +65,7 @@ describe("manifests/twill.yaml", () => {
 
 describe("the daemon's ServiceAccount (least privilege)", () => {
   it("can read what the daemon uses", async () => {
-    for (const path of ["/api/v1/nodes", "/api/v1/pods", "/api/v1/namespaces", "/apis/networking.k8s.io/v1/networkpolicies", "/apis/twill.dev/v1alpha1/bgppeers"]) {
+    for (const path of ["/api/v1/nodes", "/api/v1/pods", "/api/v1/namespaces", "/apis/networking.k8s.io/v1/networkpolicies", "/apis/twill.dev/v1alpha1/bgppeers", "/api/v1/services", "/apis/discovery.k8s.io/v1/endpointslices", "/apis/twill.dev/v1alpha1/loadbalancerpools"]) {
       expect((await asDaemon("GET", path)).status, path).toBe(200);
     }
   });

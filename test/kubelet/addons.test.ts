@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { corefile, corednsObjects } from "../../lab/addons/coredns.ts";
 import { echoObjects, echoReplicas } from "../../lab/addons/echo.ts";
-import { dnatTarget, kubeProxyConfig } from "../../lab/addons/kube-proxy.ts";
+import { kubeProxyConfig, programsEndpoint } from "../../lab/addons/kube-proxy.ts";
 import { archiveDigest, seedKey } from "../../lab/kubelet/image-seed.ts";
 import { ociArchive, tar } from "../../lab/kubelet/images.ts";
 import { parseEcho, parseNslookup } from "../../lab/services.ts";
@@ -29,8 +29,12 @@ describe("kube-proxy's configuration", () => {
   });
 
   it("finds an endpoint the way each mode's DNAT rules spell it", () => {
-    expect(dnatTarget("nftables", "10.244.1.1", 8080)).toBe("10.244.1.1 . 8080");
-    expect(dnatTarget("iptables", "10.244.1.1", 8080)).toBe("10.244.1.1:8080");
+    expect(programsEndpoint("numgen random mod 2 vmap { 0 : 10.244.1.1 . 8080 }", "nftables", "10.244.1.1", 8080)).toBe(true);
+    expect(programsEndpoint("-A KUBE-SEP-X -p tcp -j DNAT --to-destination 10.244.1.1:8080", "iptables", "10.244.1.1", 8080)).toBe(true);
+    // Twill's proxy: in a numgen map, or alone; 10.244.1.1:80 is not 10.244.1.1:8080.
+    expect(programsEndpoint("dnat ip to numgen random mod 2 map { 0 : 10.244.1.1 . 8080, 1 : 10.244.1.2 . 8080 }\n", "twill", "10.244.1.2", 8080)).toBe(true);
+    expect(programsEndpoint("meta l4proto tcp dnat ip to 10.244.1.1:8080\n", "twill", "10.244.1.1", 8080)).toBe(true);
+    expect(programsEndpoint("meta l4proto tcp dnat ip to 10.244.1.1:8080\n", "twill", "10.244.1.1", 80)).toBe(false);
   });
 });
 

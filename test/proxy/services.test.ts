@@ -1,11 +1,11 @@
-import { AppsV1Api, CoreV1Api, DiscoveryV1Api, PatchStrategy, setHeaderOptions, type V1Service } from "@kubernetes/client-node";
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, DiscoveryV1Api, PatchStrategy, setHeaderOptions, type V1Service } from "@kubernetes/client-node";
 import { spawn, type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execIn } from "../../lib/kernel/netns.ts";
 import type { LabNode, LabPod } from "../../lab/cluster.ts";
 import { startLab, type RunningLab } from "../../lab/lab.ts";
 import { ECHO_NODEPORT_CLUSTER, ECHO_NODEPORT_LOCAL, ECHO_TARGET_PORT, echoContainer } from "../../lab/addons/echo.ts";
-import { proxyRules } from "../../lab/addons/kube-proxy.ts";
+import { programsEndpoint, proxyRules } from "../../lab/addons/kube-proxy.ts";
 import { ECHO_PATH } from "../../lab/kubelet/images.ts";
 import { createKubeletPod, deleteKubeletPod } from "../../lab/kubelet/pods.ts";
 import { echoNodes, echoUrl, parseEcho, type Echo } from "../../lab/services.ts";
@@ -57,8 +57,8 @@ async function get(ns: string, url: string, timeoutSeconds = 3): Promise<Reply> 
   return { code: r.code, ...(echo ? { echo } : {}) };
 }
 
-async function createService(name: string, spec: V1Service["spec"]): Promise<V1Service> {
-  return core().createNamespacedService({ namespace: NS, body: { metadata: { name, namespace: NS }, spec } });
+async function createService(name: string, spec: V1Service["spec"], namespace = NS): Promise<V1Service> {
+  return core().createNamespacedService({ namespace, body: { metadata: { name, namespace }, spec } });
 }
 
 const webPort = { name: "http", protocol: "TCP", port: 80, targetPort: "http" as unknown as number };
@@ -66,6 +66,11 @@ const webPort = { name: "http", protocol: "TCP", port: 80, targetPort: "http" as
 /** Both nodes' tables hold this text (an element, a rule). */
 async function programmed(text: string, timeoutMs = 30_000): Promise<void> {
   for (const n of nodes) await until(`${n.name}'s twill-proxy table holds "${text.trim()}"`, async () => (await proxyRules(n.ns, "twill")).includes(text), timeoutMs);
+}
+
+/** Both nodes' tables DNAT to this endpoint (`present`), or neither does. */
+async function endpointProgrammed(ip: string, port: number, present = true, timeoutMs = 30_000): Promise<void> {
+  for (const n of nodes) await until(`${n.name}'s twill-proxy table ${present ? "DNATs" : "no longer DNATs"} to ${ip}:${port}`, async () => programsEndpoint(await proxyRules(n.ns, "twill"), "twill", ip, port) === present, timeoutMs);
 }
 
 /** Servers that answered `count` requests to `url` from `ns`, one at a time. */
@@ -94,15 +99,19 @@ describe("ClusterIP and NodePort", () => {
       if (withEcho.has(n.name)) expect(local.echo?.client, `Local on ${n.name}`).toBe(ROUTER_IP);
       else expect(local.code, `Local on ${n.name} (no endpoint: dropped)`).toBe(28);
     }
-    // Pods and nodes reach a Local NodePort on any node, as they reach its ClusterIP.
+    // A pod reaches a Local NodePort on its own node's address, endpoint there or not, as it reaches the
+    // ClusterIP (kube-proxy's short-circuit); so does the node itself.
     for (const n of nodes) {
-      expect((await get(clients[0]!.ns, echoUrl(n.ip, ECHO_NODEPORT_LOCAL))).echo, `pod → Local on ${n.name}`).toBeDefined();
+      const pod = clients.find((c) => c.node === n.name)!;
+      expect((await get(pod.ns, echoUrl(n.ip, ECHO_NODEPORT_LOCAL))).echo?.client, `${pod.name} → Local on ${n.name}`).toBe(pod.ip);
+      expect((await get(n.ns, echoUrl(n.ip, ECHO_NODEPORT_LOCAL))).echo, `${n.name} → its own Local NodePort`).toBeDefined();
       expect((await get(n.ns, echoUrl(n.ip, ECHO_NODEPORT_CLUSTER))).echo, `${n.name} → its own Cluster NodePort`).toBeDefined();
     }
   });
 
   it("serves healthCheckNodePort: 200 with the local endpoint count where one runs, 503 elsewhere", async () => {
-    const svc = await createService("lb-local", { type: "LoadBalancer", externalTrafficPolicy: "Local", selector: { app: "echo" }, ports: [{ name: "http", protocol: "TCP", port: 80, targetPort: ECHO_TARGET_PORT }] });
+    // Beside the echo pods it selects (a selector matches in its own namespace).
+    const svc = await createService("lb-local", { type: "LoadBalancer", externalTrafficPolicy: "Local", selector: { app: "echo" }, ports: [{ name: "http", protocol: "TCP", port: 80, targetPort: ECHO_TARGET_PORT }] }, "default");
     const hc = svc.spec!.healthCheckNodePort!;
     const withEcho = await echoNodes(lab.kc);
     for (const n of nodes) {
@@ -113,17 +122,47 @@ describe("ClusterIP and NodePort", () => {
         last = r.stdout;
         return r.stdout.endsWith(want);
       });
-      expect(JSON.parse(last.slice(0, last.lastIndexOf(" ")))).toEqual({ service: { namespace: NS, name: "lb-local" }, localEndpoints: withEcho.has(n.name) ? 1 : 0, serviceProxyHealthy: true });
+      expect(JSON.parse(last.slice(0, last.lastIndexOf(" ")))).toEqual({ service: { namespace: "default", name: "lb-local" }, localEndpoints: withEcho.has(n.name) ? 1 : 0, serviceProxyHealthy: true });
     }
   });
 
   it("rejects connections to a Service without endpoints (refused, not a timeout), by ClusterIP and NodePort", async () => {
     const svc = await createService("empty", { type: "NodePort", selector: { role: "nobody" }, ports: [webPort] });
     const ip = svc.spec!.clusterIP!;
-    await programmed(`${ip} . tcp . 80 : goto reject-chain`);
+    await programmed(`${ip} . tcp . 80 : `);
     expect((await get(clients[0]!.ns, `http://${ip}/`, 5)).code).toBe(7);
     expect((await get(nodes[1]!.ns, `http://${ip}/`, 5)).code).toBe(7);
     expect((await get(routerNs(lab.state.name), `http://${nodes[0]!.ip}:${svc.spec!.ports![0]!.nodePort}/`, 5)).code).toBe(7);
+  });
+});
+
+describe("LoadBalancer", () => {
+  it("gets an address from a Twill pool, answered on every node; another loadBalancerClass is left alone", async () => {
+    const custom = lab.kc.makeApiClient(CustomObjectsApi);
+    // TEST-NET-3: only ever routed inside the lab's router namespace.
+    await custom.createClusterCustomObject({ group: "twill.dev", version: "v1alpha1", plural: "loadbalancerpools", body: { apiVersion: "twill.dev/v1alpha1", kind: "LoadBalancerPool", metadata: { name: "proxy-test" }, spec: { cidrs: ["203.0.113.0/30"] } } });
+    const ports = [{ name: "http", protocol: "TCP", port: 80, targetPort: ECHO_TARGET_PORT }];
+    await createService("lb", { type: "LoadBalancer", selector: { app: "echo" }, ports }, "default");
+    await createService("lb-other", { type: "LoadBalancer", loadBalancerClass: "example.com/other", selector: { app: "echo" }, ports }, "default");
+    let ip = "";
+    await until("lb gets an ingress address", async () => {
+      ip = (await core().readNamespacedService({ name: "lb", namespace: "default" })).status?.loadBalancer?.ingress?.[0]?.ip ?? "";
+      return ip !== "";
+    });
+    // lb-local (above) is a LoadBalancer too, and older: it holds the pool's first address, lb the second.
+    expect(ip).toBe("203.0.113.2");
+    expect((await core().readNamespacedService({ name: "lb-local", namespace: "default" })).status?.loadBalancer?.ingress?.[0]?.ip).toBe("203.0.113.1");
+    await programmed(`${ip} . tcp . 80 : goto ext-default/lb/tcp/http`);
+    const rt = routerNs(lab.state.name);
+    try {
+      for (const n of nodes) {
+        await execIn(rt, ["ip", "route", "replace", `${ip}/32`, "via", n.ip]);
+        expect((await get(rt, echoUrl(ip))).echo, `${ip} through ${n.name}`).toBeDefined();
+      }
+    } finally {
+      await execIn(rt, ["ip", "route", "del", `${ip}/32`], { allowFailure: true });
+    }
+    expect((await core().readNamespacedService({ name: "lb-other", namespace: "default" })).status?.loadBalancer?.ingress ?? []).toEqual([]);
   });
 });
 
@@ -132,7 +171,7 @@ describe("endpoint choice", () => {
     const sticky = await createService("sticky", { selector: { role: "web" }, sessionAffinity: "ClientIP", ports: [webPort] });
     const spread = await createService("spread", { selector: { role: "web" }, ports: [webPort] });
     for (const s of [sticky, spread]) await programmed(`${s.spec!.clusterIP} . tcp . 80 : goto svc-${NS}/${s.metadata!.name}/tcp/http`);
-    for (const w of web) await programmed(`ep-${NS}/spread/tcp/http__${w.ip}/${ECHO_TARGET_PORT} {`);
+    for (const w of web) await endpointProgrammed(w.ip, ECHO_TARGET_PORT);
     const a = await servers(clients[0]!.ns, echoUrl(sticky.spec!.clusterIP!), 12);
     expect(new Set(a).size, a.join(", ")).toBe(1);
     expect(web.map((w) => w.name)).toContain(a[0]);
@@ -154,7 +193,8 @@ describe("endpoint choice", () => {
   it("programs SCTP ports (no SCTP sockets in this kernel: checked in the rules)", async () => {
     const svc = await createService("sctp", { selector: { role: "web" }, ports: [{ name: "s", protocol: "SCTP", port: 9999, targetPort: 9999 }] });
     await programmed(`${svc.spec!.clusterIP} . sctp . 9999 : goto svc-${NS}/sctp/sctp/s`);
-    for (const w of web) await programmed(`meta l4proto sctp dnat ip to ${w.ip}:9999\n`);
+    await programmed(`meta l4proto sctp dnat ip to numgen random mod 3 map {`);
+    for (const w of web) await endpointProgrammed(w.ip, 9999);
   });
 });
 
@@ -240,33 +280,33 @@ describe("changes under traffic", () => {
     const discovery = lab.kc.makeApiClient(DiscoveryV1Api);
     const slice = (w: LabPod) => ({ metadata: { name: "udp-manual", namespace: NS, labels: { "kubernetes.io/service-name": "udp", "endpointslice.kubernetes.io/managed-by": "proxy-test" } }, addressType: "IPv4", ports: [{ name: "dns", protocol: "UDP", port: 5353 }], endpoints: [{ addresses: [w.ip], conditions: { ready: true } }] });
     await discovery.createNamespacedEndpointSlice({ namespace: NS, body: slice(web[0]!) });
-    await programmed(`dnat ip to ${web[0]!.ip}:5353\n`);
+    await endpointProgrammed(web[0]!.ip, 5353);
     // One client socket (fixed source port): one conntrack entry for every datagram it sends.
     const ask = async () => (await execIn(clients[0]!.ns, ["socat", "-T", "2", "-", `UDP4:${svc.spec!.clusterIP}:53,sourceport=40053`], { input: "hi\n", allowFailure: true })).stdout.trim();
     await until("web-1 answers through the ClusterIP", async () => (await ask()) === "web-1");
     await discovery.replaceNamespacedEndpointSlice({ name: "udp-manual", namespace: NS, body: slice(web[1]!) });
-    await programmed(`dnat ip to ${web[1]!.ip}:5353\n`);
-    for (const n of nodes) await until(`${n.name} dropped web-1 from udp`, async () => !(await proxyRules(n.ns, "twill")).includes(`${NS}/udp/udp/dns__${web[0]!.ip}`));
+    await endpointProgrammed(web[1]!.ip, 5353);
+    await endpointProgrammed(web[0]!.ip, 5353, false);
     // web-1 still answers on its own address: only a flushed entry lets the datagram reach web-2.
     expect(await ask()).toBe("web-2");
   });
 });
 
 describe("the table heals", () => {
-  it("a flushed map and a deleted chain are put back within a resync", async () => {
+  it("a flushed map and a flushed chain are put back (verified every third resync)", async () => {
     const n = nodes[0]!;
     const svc = await core().readNamespacedService({ name: "echo", namespace: "default" });
     const client = clients.find((c) => c.node === n.name)!;
     await execIn(n.ns, ["nft", "flush", "map", "inet", "twill-proxy", "cluster-ips"]);
     await execIn(n.ns, ["nft", "flush", "chain", "inet", "twill-proxy", "services"]);
     expect((await get(client.ns, echoUrl(svc.spec!.clusterIP!), 2)).echo).toBeUndefined();
-    await until("echo answers again from node1", async () => !!(await get(client.ns, echoUrl(svc.spec!.clusterIP!), 2)).echo, 30_000);
+    await until("echo answers again from node1", async () => !!(await get(client.ns, echoUrl(svc.spec!.clusterIP!), 2)).echo, 60_000);
   });
 
   it("a removed pod's address leaves every node's table", async () => {
     const gone = web[2]!;
     await deleteKubeletPod(lab.kc, gone);
-    for (const n of nodes) await until(`${n.name} dropped ${gone.ip}`, async () => !(await proxyRules(n.ns, "twill")).includes(`dnat ip to ${gone.ip}:`));
+    await endpointProgrammed(gone.ip, ECHO_TARGET_PORT, false);
     web.pop();
   });
 });

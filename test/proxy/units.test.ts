@@ -5,6 +5,7 @@ import { udpFlushes } from "../../daemon/proxy/controller.ts";
 import { flushArgs } from "../../daemon/proxy/conntrack.ts";
 import { isInvalid, planService, type ServicePlan, type ServicePort } from "../../daemon/proxy/model.ts";
 import { chooseEndpoints } from "../../daemon/proxy/select.ts";
+import { allocate, parsePool, TWILL_LB_CLASS, type LbPool } from "../../daemon/proxy/lb-pool.ts";
 
 // The service proxy's pure parts: Service + slices → plans, which endpoints a
 // node uses, what the table says, which UDP entries go. The kernel and the
@@ -102,15 +103,16 @@ describe("compilePort", () => {
     expect([f.chains, f.clusterIps, f.nodePorts]).toEqual([[], [], []]);
   });
 
-  it("picks among endpoints with numgen, masquerades off-cluster clients and hairpins", () => {
-    const p = onePort(service({ ports: HTTP }), [slice([{ ip: "10.244.1.2" }, { ip: "10.244.2.2" }])]);
-    const f = compilePort(p, chooseEndpoints(p, node), CIDR);
-    const svc = f.chains.find((c) => c.name === "svc-ns/web/tcp/http")!;
-    expect(svc.rules).toEqual([
-      "ip daddr 10.96.0.5 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
-      "numgen random mod 2 vmap { 0 : goto ep-ns/web/tcp/http__10.244.1.2/8080, 1 : goto ep-ns/web/tcp/http__10.244.2.2/8080 }",
+  it("picks among endpoints with numgen in one rule, masquerades off-cluster clients, hairpins its own endpoints", () => {
+    const p = onePort(service({ ports: HTTP }), [slice([{ ip: "10.244.1.2", node: "node1" }, { ip: "10.244.2.2", node: "node2" }])]);
+    const f = compilePort(p, chooseEndpoints(p, node), CIDR, "node1");
+    expect(f.chains).toEqual([
+      {
+        name: "svc-ns/web/tcp/http",
+        rules: ["ip daddr 10.96.0.5 ip saddr != 10.244.0.0/16 jump mark-for-masquerade", "meta l4proto tcp dnat ip to numgen random mod 2 map { 0 : 10.244.1.2 . 8080, 1 : 10.244.2.2 . 8080 }"],
+      },
     ]);
-    expect(f.chains.find((c) => c.name === "ep-ns/web/tcp/http__10.244.2.2/8080")!.rules).toEqual(["ip saddr 10.244.2.2 jump mark-for-masquerade", "meta l4proto tcp dnat ip to 10.244.2.2:8080"]);
+    expect(f.hairpin).toEqual(["10.244.1.2 . 10.244.1.2"]);
     expect(f.clusterIps).toEqual(["10.96.0.5 . tcp . 80 : goto svc-ns/web/tcp/http"]);
   });
 
@@ -118,7 +120,8 @@ describe("compilePort", () => {
     const p = onePort(service({ sessionAffinity: "ClientIP", sessionAffinityConfig: { clientIP: { timeoutSeconds: 90 } }, ports: HTTP }), [slice([{ ip: "10.244.1.2" }])]);
     const f = compilePort(p, chooseEndpoints(p, node), CIDR);
     expect(f.sets).toEqual([{ kind: "set", name: "aff-ns/web/tcp/http__10.244.1.2/8080", type: "ipv4_addr", extra: ["size 65535", "flags dynamic,timeout", "timeout 1m30s"], dynamic: true, elements: [] }]);
-    expect(f.chains.find((c) => c.name.startsWith("ep-"))!.rules).toContain("update @aff-ns/web/tcp/http__10.244.1.2/8080 { ip saddr }");
+    expect(f.chains.find((c) => c.name.startsWith("ep-"))!.rules).toEqual(["update @aff-ns/web/tcp/http__10.244.1.2/8080 { ip saddr }", "meta l4proto tcp dnat ip to 10.244.1.2:8080"]);
+    expect(f.chains.find((c) => c.name.startsWith("svc-"))!.rules.slice(1)).toEqual(["ip saddr @aff-ns/web/tcp/http__10.244.1.2/8080 goto ep-ns/web/tcp/http__10.244.1.2/8080", "goto ep-ns/web/tcp/http__10.244.1.2/8080"]);
   });
 
   it("drops ETP Local traffic from outside on a node without a local endpoint, but pods still reach the Service", () => {
@@ -163,5 +166,26 @@ describe("udpFlushes", () => {
   it("clears what a rejecting port left once it gets an endpoint", () => {
     expect(udpFlushes(udp([]), udp([{ ip: "10.244.1.2" }]))).toEqual([{ kind: "vip", vip: "10.96.0.5" }, { kind: "nodeport", nodePort: 30053 }]);
     expect(udpFlushes(udp([{ ip: "10.244.1.2" }]), udp([{ ip: "10.244.1.2" }]))).toEqual([]);
+  });
+});
+
+describe("LoadBalancer pools", () => {
+  const pool = (cidrs: string[], name = "p") => parsePool({ metadata: { name }, spec: { cidrs } }) as LbPool;
+  const lb = (name: string, created: string, o: { cls?: string; ip?: string } = {}): V1Service => ({
+    metadata: { name, namespace: "ns", creationTimestamp: new Date(created) },
+    spec: { type: "LoadBalancer", ...(o.cls ? { loadBalancerClass: o.cls } : {}) },
+    ...(o.ip ? { status: { loadBalancer: { ingress: [{ ip: o.ip }] } } } : {}),
+  });
+  it("keeps held addresses, gives the oldest Service the lowest free one, skips network and broadcast", () => {
+    const got = allocate([pool(["203.0.113.0/30"])], [lb("b", "2026-01-02"), lb("a", "2026-01-03"), lb("held", "2026-01-04", { ip: "203.0.113.1" })]);
+    expect(Object.fromEntries(got)).toEqual({ "ns/held": "203.0.113.1", "ns/b": "203.0.113.2" });
+  });
+  it("leaves Services of another loadBalancerClass alone and takes back an address outside every pool", () => {
+    const got = allocate([pool(["203.0.113.8/32"])], [lb("other", "2026-01-01", { cls: "example.com/lb" }), lb("moved", "2026-01-02", { ip: "198.51.100.7" }), lb("twill", "2026-01-03", { cls: TWILL_LB_CLASS })]);
+    expect(Object.fromEntries(got)).toEqual({ "ns/moved": "203.0.113.8" });
+  });
+  it("says what is wrong with a pool", () => {
+    expect(parsePool({ metadata: { name: "x" }, spec: { cidrs: ["2001:db8::/64"] } })).toEqual({ name: "x", error: "2001:db8::/64: only IPv4 pools are served so far" });
+    expect(parsePool({ metadata: { name: "y" }, spec: {} })).toMatchObject({ error: "spec.cidrs must list at least one IPv4 CIDR" });
   });
 });
