@@ -27,10 +27,11 @@ import { addNetns, deleteNetns, execIn } from "../lib/kernel/netns.ts";
 import { formatIp, parseCidr } from "../lib/net/cidr.ts";
 import { startNftMonitor } from "./support/nft-monitor.ts";
 import { ALL_PROXIES, REFERENCE, type BenchContext, type ProxyUnderTest } from "./support/proxies.ts";
-import { barChart, REPO, updateDocSection, writeResults, type Figure } from "./support/report.ts";
+import { REPO, updateDocSection, writeResults } from "./support/report.ts";
+import { figures, report, type Params, type RunResult } from "./support/services-report.ts";
 import { addressesPresent, countRuleset, firstWith, transactions, type RulesetCounts } from "./support/ruleset.ts";
 import { BENCH_NAMESPACE, benchService, benchSlice, changedEndpoint, fakeEndpoints, SERVICE_PORT, serviceName, sliceName, TARGET_PORT } from "./support/service-objects.ts";
-import { median, percentile, round } from "./support/stats.ts";
+import { median, percentile } from "./support/stats.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -41,6 +42,8 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "5" },
     "rate-seconds": { type: "string", default: "3" },
     concurrency: { type: "string", default: "8" },
+    /** Render bench-results/services.json again (figures and docs/benchmarks.md) without measuring. */
+    report: { type: "boolean", default: false },
   },
 });
 const SIZES = args.sizes.split(",").map(Number).sort((a, b) => a - b);
@@ -128,24 +131,6 @@ async function startServer(pod: BenchPod): Promise<ChildProcess> {
   return child;
 }
 
-interface RunResult {
-  proxy: string;
-  size: number;
-  error?: string;
-  syncS?: number;
-  /** Whether the listing held every Service's ClusterIP when the last-created one first answered. */
-  syncConfirmedAtProbe?: boolean;
-  changeMs?: number[];
-  changeApiMs?: number[];
-  /** Events (nft monitor lines) in each change's transaction: how big a one-endpoint change is in the kernel. */
-  changeEvents?: number[];
-  counts?: RulesetCounts;
-  rssSyncMiB?: number;
-  rssChangesMiB?: number;
-  firstPacketUs?: { roundMedians: number[]; p50: number; p99: number };
-  connPerSec?: number[];
-  load: Record<string, string>;
-}
 
 interface World {
   lab: RunningLab;
@@ -289,88 +274,19 @@ async function growTo(w: World, size: number, servers: BenchPod[]): Promise<stri
   return target;
 }
 
-function figures(results: RunResult[]): Record<string, Figure> {
-  const fig: Record<string, Figure> = {};
-  const summary = (r: RunResult): Record<string, Figure> => (r.error || !r.changeMs ? {} : {
-    "full sync": { value: round(r.syncS!, 3), unit: "s" },
-    "one EndpointSlice change → kernel p50": { value: round(percentile(r.changeMs, 50), 1), unit: "ms" },
-    "one EndpointSlice change → kernel p99": { value: round(percentile(r.changeMs, 99), 1), unit: "ms" },
-    "kernel events per change (median)": { value: median(r.changeEvents!), unit: "events" },
-    "nft rules": { value: r.counts!.rules, unit: "rules" },
-    "nft chains": { value: r.counts!.chains, unit: "chains" },
-    "nft sets and maps": { value: r.counts!.sets + r.counts!.maps, unit: "sets" },
-    "nft set and map elements": { value: r.counts!.elements, unit: "elements" },
-    "RSS after full sync": { value: round(r.rssSyncMiB!, 1), unit: "MiB" },
-    "RSS after changes": { value: round(r.rssChangesMiB!, 1), unit: "MiB" },
-    "new connections per second": { value: round(median(r.connPerSec!), 0), unit: "connections/s" },
-    "first-packet latency p50": { value: round(r.firstPacketUs!.p50, 0), unit: "µs" },
-    "first-packet latency p99": { value: round(r.firstPacketUs!.p99, 0), unit: "µs" },
-  });
-  for (const r of results) for (const [k, v] of Object.entries(summary(r))) fig[`${r.proxy}, ${r.size} Services: ${k}`] = v;
-  for (const r of results) {
-    const ref = results.find((x) => x.proxy === REFERENCE && x.size === r.size);
-    if (!ref || r.proxy === REFERENCE) continue;
-    const a = summary(r);
-    const b = summary(ref);
-    for (const k of Object.keys(a)) if (b[k] && b[k]!.value) fig[`ratio ${r.proxy} ÷ ${REFERENCE}, ${r.size} Services: ${k}`] = { value: round(a[k]!.value / b[k]!.value, 3), unit: "ratio" };
-  }
-  const [lo, hi] = [SIZES[0]!, SIZES[SIZES.length - 1]!];
-  for (const id of new Set(results.map((r) => r.proxy))) {
-    const a = results.find((r) => r.proxy === id && r.size === lo)?.firstPacketUs;
-    const b = results.find((r) => r.proxy === id && r.size === hi)?.firstPacketUs;
-    if (a && b && lo !== hi) fig[`ratio first-packet latency p50 ${hi} ÷ ${lo} Services, ${id}`] = { value: round(b.p50 / a.p50, 3), unit: "ratio" };
-  }
+function publish(results: RunResult[], params: Params, complete: boolean) {
+  const fig = figures(results, params);
+  writeResults("services", fig, { complete, ...params, runs: results });
+  updateDocSection("services", report(results, fig, params, complete));
   return fig;
 }
 
-const GOALS: [string, string, (v: number) => boolean][] = [
-  ["one EndpointSlice change → kernel p99", "≤ 0.5×", (v) => v <= 0.5],
-  ["full sync", "≤ 0.5× (at 10,000)", (v) => v <= 0.5],
-  ["new connections per second", "≥ 1.0×", (v) => v >= 1.0],
-  ["RSS after full sync", "≤ 1.0×", (v) => v <= 1.0],
-];
-
-function report(results: RunResult[], fig: Record<string, Figure>, skipped: ProxyUnderTest[], complete: boolean): string {
-  const sections: string[] = [];
-  for (const size of SIZES) {
-    const rows = results.filter((r) => r.size === size).map((r) => {
-      if (r.error || !r.changeMs) return `| ${r.proxy} | failed: ${r.error ?? "?"} ||||||||||`;
-      const f = (k: string) => fig[`${r.proxy}, ${size} Services: ${k}`]!.value;
-      return `| ${r.proxy} | ${f("full sync")} | ${f("one EndpointSlice change → kernel p50")} / ${f("one EndpointSlice change → kernel p99")} | ${f("kernel events per change (median)")} | ${f("nft rules")} / ${f("nft chains")} | ${f("nft sets and maps")} / ${f("nft set and map elements")} | ${f("RSS after full sync")} / ${f("RSS after changes")} | ${f("new connections per second")} | ${f("first-packet latency p50")} / ${f("first-packet latency p99")} | ${r.load.sync} · ${r.load.changes} · ${r.load.rate} |`;
-    });
-    for (const s of skipped) rows.push(`| ${s.id} | not run: ${s.unavailable} ||||||||||`);
-    sections.push(`### ${size.toLocaleString("en")} Services
-
-| proxy | full sync (s) | change → kernel p50 / p99 (ms) | kernel events per change | rules / chains | sets+maps / elements | RSS sync / after changes (MiB) | new conn/s (median) | first packet p50 / p99 (µs) | load (sync · changes · rate) |
-|---|---|---|---|---|---|---|---|---|---|
-${rows.join("\n")}`);
-  }
-  const ratioRows = Object.entries(fig).filter(([k]) => k.startsWith("ratio ")).map(([k, v]) => {
-    const goal = GOALS.find(([g]) => k.startsWith("ratio Twill") && k.endsWith(`: ${g}`) && (g !== "full sync" || k.includes(`${SIZES[SIZES.length - 1]} Services`)));
-    return `| ${k.slice(6)} | ${v.value}× | ${goal ? `${goal[1]}: ${goal[2](v.value) ? "met" : "not met"}` : ""} |`;
-  });
-  const hi = SIZES[SIZES.length - 1]!;
-  const bars = results.filter((r) => r.size === hi && fig[`${r.proxy}, ${hi} Services: one EndpointSlice change → kernel p99`]).map((r) => ({ label: r.proxy, value: fig[`${r.proxy}, ${hi} Services: one EndpointSlice change → kernel p99`]!.value }));
-  return `## Service proxies (\`npm run bench:services\`)
-${complete ? "" : "\n**Partial: the run did not finish; the rows below are what it measured.**\n"}
-Measured ${new Date().toISOString().slice(0, 10)} on this machine (2 cores, shared with other work: the load columns are /proc/loadavg at the end of each phase). A lab without kubelets (etcd, kube-apiserver, kube-controller-manager) holds ${SIZES.map((s) => s.toLocaleString("en")).join(" then ")} Services of 3 endpoints each. The bench writes the EndpointSlices itself (Services without selectors, slices labelled with the Service's name, as a controller would): a change is then one apiserver write timed from the bench's own request, not kube-controller-manager's batching, and 10,000 Services need no 30,000 Pod objects. The endpoints are addresses no packet reaches, except the last-created Service's: three server namespaces on the node. Each proxy runs alone, in turn, in a fresh node namespace (the machine's own namespace is never touched), client and servers attached by routed veths:
-
-- full sync: proxy start → the last-created Service answers a TCP connection from the client namespace (tried every 10 ms), then checked against \`nft list ruleset\`: every Service's ClusterIP must be there (if not, the time the listing was complete);
-- change → kernel: a PATCH of one random Service's EndpointSlice moving one endpoint to a never-used address, until \`nft monitor\` in the node's namespace shows the committed transaction holding that address (the time its first event was read); ${CHANGES} changes, 1.1–1.6 s apart (longer than kube-proxy's default minSyncPeriod of 1 s, so a default kube-proxy is not rate-limited);
-- counts: \`nft -j list ruleset\` in the node's namespace (iptables-nft rules are nftables rules);
-- RSS: VmRSS of the proxy's process (for Twill the whole node daemon, proxy only: masquerade and NetworkPolicy off);
-- new connections/s: ${CONCURRENCY} connections at a time for ${RATE_SECONDS} s to the last-created Service's ClusterIP (a Node.js loader in the client namespace, each connection reset after its handshake), median of ${ROUNDS} rounds;
-- first packet: the TCP handshake to that ClusterIP, ${LATENCY_COUNT} one after another per round, median of ${ROUNDS} round medians (p99 over all). A new connection's SYN walks the nat chains; iptables mode's KUBE-SERVICES is a linear list (in Go map order, so the target sits at a random place in it).
-
-${sections.join("\n\n")}
-
-Ratios against ${REFERENCE} in the same run (goals of issue 17 for Twill):
-
-| ratio | value | goal |
-|---|---|---|
-${ratioRows.join("\n")}
-
-${bars.length ? barChart(`One EndpointSlice change → kernel, p99 (ms), ${hi.toLocaleString("en")} Services`, "ms", bars) : ""}`;
+/** --report: the saved run rendered again (after a change to the report's layout), nothing measured. */
+function rerender(): void {
+  const saved = JSON.parse(readFileSync(join(REPO, "bench-results/services.json"), "utf8")) as Params & { complete: boolean; runs: RunResult[]; bench?: string; figures?: unknown };
+  const { complete, runs, bench: _bench, figures: _figures, ...params } = saved;
+  publish(runs, params, complete);
+  say("bench-results/services.json and docs/benchmarks.md rendered again from the saved runs");
 }
 
 async function main(): Promise<void> {
@@ -402,12 +318,8 @@ async function main(): Promise<void> {
     for (const s of skipped) say(`${s.id}: not run: ${s.unavailable}`);
     const results: RunResult[] = [];
     // Written after every run: a run cut short still leaves what it measured (and says it is partial).
-    const save = (complete: boolean) => {
-      const fig = figures(results);
-      writeResults("services", fig, { complete, sizes: SIZES, changes: CHANGES, concurrency: CONCURRENCY, rateSeconds: RATE_SECONDS, latencyCount: LATENCY_COUNT, rounds: ROUNDS, reference: REFERENCE, notRun: Object.fromEntries(skipped.map((s) => [s.id, s.unavailable])), runs: results });
-      updateDocSection("services", report(results, fig, skipped, complete));
-      return fig;
-    };
+    const params: Params = { sizes: SIZES, changes: CHANGES, concurrency: CONCURRENCY, rateSeconds: RATE_SECONDS, latencyCount: LATENCY_COUNT, rounds: ROUNDS, reference: REFERENCE, notRun: Object.fromEntries(skipped.map((s) => [s.id, s.unavailable!])), measuredAt: new Date().toISOString() };
+    const save = (complete: boolean) => publish(results, params, complete);
     for (const size of SIZES) {
       const target = await growTo(w, size, serverPods);
       for (const p of runnable) {
@@ -424,4 +336,5 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+if (args.report) rerender();
+else await main();

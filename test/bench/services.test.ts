@@ -3,6 +3,7 @@ import { parse } from "yaml";
 import { kubeProxyConfig } from "../../lab/addons/kube-proxy.ts";
 import { addressesPresent, countRuleset, firstWith, transactions } from "../../bench/support/ruleset.ts";
 import { benchService, benchSlice, changedEndpoint, fakeEndpoints, serviceName, sliceName } from "../../bench/support/service-objects.ts";
+import { figures, report, type Params, type RunResult } from "../../bench/support/services-report.ts";
 
 // `nft -j list ruleset` as this machine's nft 1.0.6 prints it: a kube-proxy-like map with two elements, a chain, and
 // an iptables-nft rule (xt expressions inside).
@@ -99,5 +100,31 @@ describe("kube-proxy tuned", () => {
     const plain = parse(kubeProxyConfig(n, "/k", "nftables", "10.244.0.0/16")) as Record<string, unknown>;
     expect(plain.nftables).toBeUndefined();
     expect(plain.conntrack).toEqual({ maxPerCore: 0, min: 0 });
+  });
+});
+
+describe("bench:services figures", () => {
+  const run = (proxy: string, size: number, syncS: number, changeMs: number[], fp: number, rate: number): RunResult => ({
+    proxy, size, syncS, changeMs, changeEvents: [5, 7, 9], counts: { tables: 1, chains: 10, rules: 20, sets: 1, maps: 2, elements: 30 },
+    rssSyncMiB: 50, rssChangesMiB: 55, firstPacketUs: { roundMedians: [fp], p50: fp, p99: fp * 2 }, connPerSec: [rate, rate * 2, rate / 2], load: {},
+  });
+  const params: Params = { sizes: [1000, 10000], changes: 3, concurrency: 8, rateSeconds: 2, latencyCount: 10, rounds: 3, reference: "ref", notRun: {}, measuredAt: "2026-12-04T00:00:00Z" };
+  const results = [run("ref", 1000, 2, [10, 20, 30], 100, 1000), run("Twill", 1000, 1, [1, 2, 12], 100, 1500), run("ref", 10000, 8, [40, 50, 60], 110, 1000), run("Twill", 10000, 2, [4, 5, 6], 100, 900), { proxy: "broken", size: 1000, error: "exited", load: {} }];
+  const fig = figures(results, params);
+  it("divides every figure by the reference's at the same size, and says 'ratio'", () => {
+    expect(fig["Twill, 1000 Services: one EndpointSlice change → kernel p99"]).toEqual({ value: 12, unit: "ms" });
+    expect(fig["ratio Twill ÷ ref, 1000 Services: one EndpointSlice change → kernel p99"]).toEqual({ value: 0.4, unit: "ratio" });
+    expect(fig["ratio Twill ÷ ref, 10000 Services: full sync"]!.value).toBe(0.25);
+    expect(fig["ratio Twill ÷ ref, 10000 Services: new connections per second"]!.value).toBe(0.9);
+    expect(fig["ratio first-packet latency p50 10000 ÷ 1000 Services, ref"]!.value).toBe(1.1);
+    expect(Object.keys(fig).filter((k) => k.includes("broken"))).toEqual([]);
+    for (const [k, v] of Object.entries(fig)) expect(k.startsWith("ratio ")).toBe(v.unit === "ratio");
+  });
+  it("judges the issue's goals from those ratios and shows a failed run as failed", () => {
+    const md = report(results, fig, params, true);
+    expect(md).toContain("| one EndpointSlice change → kernel p99, 1,000 Services | 0.4× | ≤ 0.5× | met |");
+    expect(md).toContain("| new connections per second, 10,000 Services | 0.9× | ≥ 1.0× | not met |");
+    expect(md).toContain("| broken | failed: exited |");
+    expect(md).not.toContain("Partial");
   });
 });
