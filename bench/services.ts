@@ -85,9 +85,9 @@ async function api(lab: RunningLab, method: string, path: string, body?: unknown
     }
     if (r && r.status < 300) return r;
     const retry = !r || r.status === 429 || r.status >= 500;
-    if (!retry || attempt >= 6) throw new Error(`${method} ${path}: ${r ? `${r.status} ${r.body.slice(0, 300)}` : String(err)}`);
+    if (!retry || attempt >= 20) throw new Error(`${method} ${path}: ${r ? `${r.status} ${r.body.slice(0, 300)}` : String(err)}`);
     say(`${method} ${path}: ${r ? r.status : String(err)}; trying again`);
-    await sleep(500 * attempt);
+    await sleep(Math.min(5000, 500 * attempt));
   }
 }
 
@@ -263,7 +263,7 @@ async function growTo(w: World, size: number, servers: BenchPod[]): Promise<stri
     w.clusterIps.set(name, (JSON.parse(r.body) as { spec: { clusterIP: string } }).spec.clusterIP);
     await api(w.lab, "POST", `/apis/discovery.k8s.io/v1/namespaces/${BENCH_NAMESPACE}/endpointslices`, benchSlice(name, eps));
   };
-  await pool(fakes, 32, async (name) => {
+  await pool(fakes, 16, async (name) => {
     const eps = fakeEndpoints(Number(name.slice(4)));
     await create(name, eps);
     w.fakes.set(name, eps);
