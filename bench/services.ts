@@ -44,6 +44,8 @@ const { values: args } = parseArgs({
     concurrency: { type: "string", default: "8" },
     /** Render bench-results/services.json again (figures and docs/benchmarks.md) without measuring. */
     report: { type: "boolean", default: false },
+    /** With --report: another saved run whose sizes the main one lacks (a 1,000 and a 10,000 run, each with its own reference). */
+    with: { type: "string", multiple: true, default: [] },
   },
 });
 const SIZES = args.sizes.split(",").map(Number).sort((a, b) => a - b);
@@ -283,9 +285,21 @@ function publish(results: RunResult[], params: Params, complete: boolean) {
 
 /** --report: the saved run rendered again (after a change to the report's layout), nothing measured. */
 function rerender(): void {
-  const saved = JSON.parse(readFileSync(join(REPO, "bench-results/services.json"), "utf8")) as Params & { complete: boolean; runs: RunResult[]; bench?: string; figures?: unknown };
-  const { complete, runs, bench: _bench, figures: _figures, ...params } = saved;
-  publish(runs, params, complete);
+  type Saved = Params & { complete: boolean; runs: RunResult[]; bench?: string; figures?: unknown };
+  const read = (path: string) => JSON.parse(readFileSync(path, "utf8")) as Saved;
+  const { complete, runs, bench: _bench, figures: _figures, ...params } = read(join(REPO, "bench-results/services.json"));
+  const parts = [{ measuredAt: params.measuredAt, sizes: params.sizes }, ...(params.parts ?? []).slice(1)];
+  for (const path of args.with) {
+    const other = read(path);
+    const sizes = other.sizes.filter((s) => !params.sizes.includes(s));
+    runs.push(...other.runs.filter((r) => sizes.includes(r.size)));
+    params.sizes = [...params.sizes, ...sizes].sort((a, b) => a - b);
+    parts.push({ measuredAt: other.measuredAt, sizes });
+  }
+  // Complete when every size has a run of every proxy that ran at any size.
+  const ids = new Set(runs.map((r) => r.proxy));
+  const whole = params.sizes.every((size) => [...ids].every((id) => runs.some((r) => r.proxy === id && r.size === size)));
+  publish(runs, { ...params, ...(parts.length > 1 ? { parts } : {}) }, args.with.length ? whole : complete);
   say("bench-results/services.json and docs/benchmarks.md rendered again from the saved runs");
 }
 
