@@ -12,7 +12,8 @@
 // ClusterIP and first-packet (handshake) latency to the last-created Service.
 // Ratios against kube-proxy nftables tuned.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
+import { cpSync, mkdirSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { controlPlaneBinaries } from "../lab/binaries.ts";
@@ -244,6 +245,12 @@ async function measure(w: World, proxy: ProxyUnderTest, size: number, target: st
     say(`${proxy.id}, ${size}: first packet p50 ${res.firstPacketUs.p50.toFixed(0)} µs p99 ${res.firstPacketUs.p99.toFixed(0)} µs; ${median(res.connPerSec).toFixed(0)} connections/s at ${CONCURRENCY}; load ${res.load.rate}`);
   } catch (err) {
     res.error = String(err instanceof Error ? err.message : err).split("\n")[0];
+    // The lab's directory goes with the lab: keep the failed proxy's log where it can be read afterwards.
+    if (proc) {
+      const kept = join(tmpdir(), `twill-bench-services-${proxy.id.replaceAll(" ", "-")}-${size}.log`);
+      cpSync(proc.log, kept);
+      res.error += ` (its log: ${kept})`;
+    }
     say(`${proxy.id}, ${size}: FAILED: ${String(err)}`);
   } finally {
     if (proc) {

@@ -56,23 +56,30 @@ const K = {
   fp99: "first-packet latency p99",
 } as const;
 
+/** What a run measured; a run that failed part-way keeps the figures of the phases it finished. */
 function summary(r: RunResult): Record<string, Figure> {
-  if (r.error || !r.changeMs?.length || !r.counts || !r.firstPacketUs || !r.connPerSec) return {};
-  return {
-    [K.sync]: { value: round(r.syncS!, 3), unit: "s" },
-    [K.p50]: { value: round(percentile(r.changeMs, 50), 1), unit: "ms" },
-    [K.p99]: { value: round(percentile(r.changeMs, 99), 1), unit: "ms" },
-    ...(r.changeEvents?.length ? { [K.events]: { value: median(r.changeEvents), unit: "events" } } : {}),
-    [K.rules]: { value: r.counts.rules, unit: "rules" },
-    [K.chains]: { value: r.counts.chains, unit: "chains" },
-    [K.sets]: { value: r.counts.sets + r.counts.maps, unit: "sets" },
-    [K.elements]: { value: r.counts.elements, unit: "elements" },
-    [K.rss]: { value: round(r.rssSyncMiB!, 1), unit: "MiB" },
-    [K.rssChanges]: { value: round(r.rssChangesMiB!, 1), unit: "MiB" },
-    [K.rate]: { value: round(median(r.connPerSec), 0), unit: "connections/s" },
-    [K.fp50]: { value: round(r.firstPacketUs.p50, 0), unit: "µs" },
-    [K.fp99]: { value: round(r.firstPacketUs.p99, 0), unit: "µs" },
-  };
+  const f: Record<string, Figure> = {};
+  if (r.syncS !== undefined) f[K.sync] = { value: round(r.syncS, 3), unit: "s" };
+  if (r.counts) {
+    f[K.rules] = { value: r.counts.rules, unit: "rules" };
+    f[K.chains] = { value: r.counts.chains, unit: "chains" };
+    f[K.sets] = { value: r.counts.sets + r.counts.maps, unit: "sets" };
+    f[K.elements] = { value: r.counts.elements, unit: "elements" };
+  }
+  if (r.rssSyncMiB !== undefined) f[K.rss] = { value: round(r.rssSyncMiB, 1), unit: "MiB" };
+  // The changes count only when all of them reached the kernel (a failed one would leave its latency out).
+  if (r.changeMs?.length && r.rssChangesMiB !== undefined) {
+    f[K.p50] = { value: round(percentile(r.changeMs, 50), 1), unit: "ms" };
+    f[K.p99] = { value: round(percentile(r.changeMs, 99), 1), unit: "ms" };
+    if (r.changeEvents?.length) f[K.events] = { value: median(r.changeEvents), unit: "events" };
+    f[K.rssChanges] = { value: round(r.rssChangesMiB, 1), unit: "MiB" };
+  }
+  if (r.connPerSec?.length) f[K.rate] = { value: round(median(r.connPerSec), 0), unit: "connections/s" };
+  if (r.firstPacketUs) {
+    f[K.fp50] = { value: round(r.firstPacketUs.p50, 0), unit: "µs" };
+    f[K.fp99] = { value: round(r.firstPacketUs.p99, 0), unit: "µs" };
+  }
+  return f;
 }
 
 const figureName = (proxy: string, size: number, k: string) => `${proxy}, ${size} Services: ${k}`;
@@ -118,7 +125,7 @@ export function report(results: RunResult[], fig: Record<string, Figure>, p: Par
     const rows = results.filter((r) => r.size === size).map((r) => {
       if (!Object.keys(summary(r)).length) return `| ${r.proxy} | failed: ${r.error ?? "no samples"} |||||||||`;
       const f = (k: string) => n(fig[figureName(r.proxy, size, k)]?.value);
-      return `| ${r.proxy} | ${f(K.sync)} | ${f(K.p50)} / ${f(K.p99)} | ${f(K.events)} | ${f(K.rules)} / ${f(K.chains)} | ${f(K.sets)} / ${f(K.elements)} | ${f(K.rss)} / ${f(K.rssChanges)} | ${f(K.rate)} | ${f(K.fp50)} / ${f(K.fp99)} | ${r.load.sync} · ${r.load.changes} · ${r.load.rate} |`;
+      return `| ${r.proxy}${r.error ? ` (failed after the phases shown: ${r.error})` : ""} | ${f(K.sync)} | ${f(K.p50)} / ${f(K.p99)} | ${f(K.events)} | ${f(K.rules)} / ${f(K.chains)} | ${f(K.sets)} / ${f(K.elements)} | ${f(K.rss)} / ${f(K.rssChanges)} | ${f(K.rate)} | ${f(K.fp50)} / ${f(K.fp99)} | ${r.load.sync ?? "–"} · ${r.load.changes ?? "–"} · ${r.load.rate ?? "–"} |`;
     });
     for (const [id, why] of notRun) rows.push(`| ${id} | not run: ${why} |||||||||`);
     return `### ${size.toLocaleString("en")} Services
@@ -129,7 +136,7 @@ ${rows.join("\n")}`;
   });
   const cols = [K.sync, K.p50, K.p99, K.rules, K.elements, K.rss, K.rate, K.fp50] as const;
   const others = [...new Set(results.map((r) => r.proxy))].filter((id) => id !== reference);
-  const ratioRows = sizes.flatMap((size) => others.filter((id) => fig[ratioName(id, reference, size, K.sync)]).map((id) => `| ${id}, ${size.toLocaleString("en")} | ${cols.map((k) => n(fig[ratioName(id, reference, size, k)]?.value)).join(" | ")} |`));
+  const ratioRows = sizes.flatMap((size) => others.filter((id) => cols.some((k) => fig[ratioName(id, reference, size, k)])).map((id) => `| ${id}, ${size.toLocaleString("en")} | ${cols.map((k) => n(fig[ratioName(id, reference, size, k)]?.value)).join(" | ")} |`));
   const goalRows = GOALS.flatMap((g) => (g.only ? [hi] : sizes).map((size) => {
     const v = fig[ratioName("Twill", reference, size, g.k)]?.value;
     return `| ${g.k}, ${size.toLocaleString("en")} Services | ${v === undefined ? "not measured" : `${v}×`} | ${g.text} | ${v === undefined ? "–" : g.met(v) ? "met" : "not met"} |`;
