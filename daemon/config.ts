@@ -22,6 +22,8 @@ export interface BgpConfig {
   mesh: boolean;
   /** Seconds peers keep Twill's routes while it restarts (RFC 4724). */
   restartTime: number;
+  /** With serviceProxy: announce Services' ClusterIP, externalIP and LoadBalancer /32s (ETP Local: only while a local endpoint exists). */
+  advertiseServices: boolean;
 }
 
 export interface DaemonConfig {
@@ -42,7 +44,7 @@ export interface DaemonConfig {
   bgp?: BgpConfig;
 }
 
-export const DEFAULT_BGP: BgpConfig = { asn: 64512, port: 179, mesh: true, restartTime: 120 };
+export const DEFAULT_BGP: BgpConfig = { asn: 64512, port: 179, mesh: true, restartTime: 120, advertiseServices: false };
 
 function parseBgp(v: unknown, source: string): BgpConfig {
   const b = (v ?? {}) as Record<string, unknown>;
@@ -50,8 +52,9 @@ function parseBgp(v: unknown, source: string): BgpConfig {
   if (!Number.isInteger(out.asn) || out.asn < 1 || out.asn > 0xffffffff) throw bad(`${source}: bgp.asn must be 1..4294967295`);
   if (!Number.isInteger(out.port) || out.port < 1 || out.port > 65535) throw bad(`${source}: bgp.port must be 1..65535`);
   if (typeof out.mesh !== "boolean") throw bad(`${source}: bgp.mesh must be true or false`);
+  if (typeof out.advertiseServices !== "boolean") throw bad(`${source}: bgp.advertiseServices must be true or false`);
   if (!Number.isInteger(out.restartTime) || out.restartTime < 0 || out.restartTime > 4095) throw bad(`${source}: bgp.restartTime must be 0..4095 seconds`);
-  return { asn: out.asn, port: out.port, mesh: out.mesh, restartTime: out.restartTime };
+  return { asn: out.asn, port: out.port, mesh: out.mesh, restartTime: out.restartTime, advertiseServices: out.advertiseServices };
 }
 
 function bad(msg: string, details?: string): TwillError {

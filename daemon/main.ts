@@ -59,7 +59,9 @@ try {
     : undefined;
   // The service proxy, when enabled in the ConfigMap (kube-proxy removed).
   const proxyWatches = cfg.serviceProxy ? watchProxyInputs(kc, log, () => metrics.watchErrors.inc()) : undefined;
-  const proxy = proxyWatches ? new ServiceProxy({ nodeName: node.nodeName, watches: proxyWatches, nodes: watch, clusterCIDR: cfg.clusterCIDR, log, resyncSeconds: node.resyncSeconds }) : undefined;
+  // bgp.advertiseServices: the backend announces what the proxy serves (a backend without routes to announce has no advertise).
+  const onAdvertise = cfg.bgp?.advertiseServices && backend.advertise ? (p: string[]) => backend.advertise!(p) : undefined;
+  const proxy = proxyWatches ? new ServiceProxy({ nodeName: node.nodeName, watches: proxyWatches, nodes: watch, clusterCIDR: cfg.clusterCIDR, log, resyncSeconds: node.resyncSeconds, ...(onAdvertise ? { onAdvertise } : {}), metrics }) : undefined;
   // LoadBalancer addresses from Twill's pools, with the proxy that answers them.
   const lbAllocator = proxyWatches ? new LoadBalancerAllocator({ kc, nodeName: node.nodeName, nodes: watch, services: proxyWatches.services, log, onWatchError: () => metrics.watchErrors.inc() }) : undefined;
   if (!proxy) await removeProxyTable(log);
@@ -67,7 +69,9 @@ try {
   // agent writes that file, so the plugin never finds a socket named that nobody serves.
   const notices = policy ? await startNoticeServer(join(dirname(node.nodeFile), DAEMON_SOCKET_NAME), (n) => policy.notice(n), log) : undefined;
   const agent = new Agent({ cfg, node, kc, backend, watch, log, metrics, ...(notices ? { daemonSocket: DAEMON_SOCKET_NAME } : {}) });
-  await startHealthServer(node.healthAddress, node.healthPort, agent, metrics);
+  // Ready once the dataplane is programmed and, with the proxy on, Services too: a rolling update (or a
+  // migration from kube-proxy) moves to the next node only when this one proxies.
+  await startHealthServer(node.healthAddress, node.healthPort, { live: () => agent.live(), ready: () => agent.ready() && (proxy?.programmed() ?? true) }, metrics);
   agent.start();
   policy?.start();
   proxy?.start();

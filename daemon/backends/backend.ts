@@ -29,6 +29,11 @@ export interface Backend {
   desired(view: ClusterView, local: LocalNode, podMtu: number): DesiredState;
   /** For backends whose state also changes on its own (bgp: learned routes): call back to get reconciled. */
   watch?(onChange: () => void): void;
+  /**
+   * Addresses this node originates besides its pod CIDRs (the service proxy's Service /32s, docs/services.md),
+   * for backends that announce routes (bgp); the others have no such method.
+   */
+  advertise?(prefixes: string[]): void;
 }
 
 /** What the daemon gives a backend that reads more of the cluster than Nodes (bgp: its CRDs). */

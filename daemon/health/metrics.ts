@@ -15,6 +15,8 @@ export function createMetrics() {
     lastSync: new Gauge({ name: "twill_last_successful_sync_timestamp_seconds", help: "When the dataplane last matched the cluster view", registers: [registry] }),
     policyApply: new Histogram({ name: "twill_policy_apply_duration_seconds", help: "Time from a NetworkPolicy input change being seen to its nft transaction committed", buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [registry] }),
     policyReady: new Histogram({ name: "twill_policy_ready_seconds", help: "Time from a pod's CNI ADD (its address allocated) to its NetworkPolicy being in the kernel (fail-closed lifted)", buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry] }),
+    proxyApply: new Histogram({ name: "twill_proxy_apply_duration_seconds", help: "Service proxy: time from a Service/EndpointSlice change being seen to its nft transaction committed", buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10], registers: [registry] }),
+    proxyServices: new Gauge({ name: "twill_proxy_service_ports", help: "Service proxy: Service ports programmed, and Services left out as invalid", labelNames: ["state"], registers: [registry] }),
     nodesSkipped: new Gauge({ name: "twill_nodes_skipped", help: "Nodes left out of the dataplane (no pod CIDR yet, broken annotations, a conflicting VTEP MAC)", registers: [registry] }),
   };
 }

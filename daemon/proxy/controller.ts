@@ -1,5 +1,6 @@
 import type { V1EndpointSlice, V1Node, V1Service } from "@kubernetes/client-node";
 import type { Logger } from "../../lib/log.ts";
+import type { Metrics } from "../health/metrics.ts";
 import type { ResourceWatch } from "../cluster/resource-watch.ts";
 import { PolicyTable } from "../policy/nft.ts";
 import { compilePort, describeProxy, type Fragment } from "./compile.ts";
@@ -28,6 +29,10 @@ export interface ProxyDeps {
   netns?: string;
   /** Serve healthCheckNodePorts and :10256/healthz on this node (off in tests that run several proxies in one process). */
   serveHealth?: boolean;
+  /** Told the Service /32s this node should originate whenever they change (the bgp backend announces them). */
+  onAdvertise?: (prefixes: string[]) => void;
+  /** The daemon's metrics (apply duration, programmed and invalid Service ports). */
+  metrics?: Pick<Metrics, "proxyApply" | "proxyServices">;
   /** Told after every apply (the bench measures event → kernel). */
   onApplied?: (r: { commands: number; mode: string; ms: number; changed: number }) => void;
 }
@@ -188,8 +193,14 @@ export class ServiceProxy {
       const desc = describeProxy(this.fragments(), this.node.ips);
       const r = await this.table.apply(desc);
       this.updateHealth();
+      let ports = 0;
+      for (const p of this.planned.values()) ports += p.ports.length;
+      this.d.metrics?.proxyServices.set({ state: "programmed" }, ports);
+      this.d.metrics?.proxyServices.set({ state: "invalid" }, this.invalid.size);
+      this.d.onAdvertise?.(advertised(this.planned.values()));
       const ms = performance.now() - t0;
       if (r.mode !== "none") {
+        this.d.metrics?.proxyApply.observe(ms / 1000);
         this.d.onApplied?.({ commands: r.commands, mode: r.mode, ms, changed: keys.size });
         log.debug({ mode: r.mode, commands: r.commands, services: keys.size, ms: Math.round(ms) }, "service proxy table applied");
       }
@@ -223,6 +234,22 @@ export class ServiceProxy {
     }
     this.health.update(want);
   }
+}
+
+/**
+ * Service addresses this node announces: ClusterIPs, externalIPs and LoadBalancer addresses of every proxied
+ * port; under externalTrafficPolicy Local only while this node has a local endpoint (upstream routers then send
+ * the traffic only where it is served, and the client's address survives), as Calico and MetalLB do.
+ */
+export function advertised(planned: Iterable<{ ports: { port: ServicePort; chosen: Chosen }[] }>): string[] {
+  const out = new Set<string>();
+  for (const p of planned) {
+    for (const { port, chosen } of p.ports) {
+      if (port.externalLocal && chosen.local.length === 0) continue;
+      for (const ip of [...port.clusterIPs, ...port.externalIPs]) out.add(`${ip}/32`);
+    }
+  }
+  return [...out].sort();
 }
 
 const epKey = (e: Endpoint) => `${e.ip}:${e.port}`;

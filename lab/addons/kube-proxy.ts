@@ -116,9 +116,9 @@ export async function proxyRules(netns: string, mode: ProxyMode): Promise<string
 
 /**
  * An endpoint as the proxy's DNAT names it: kube-proxy's nftables mode maps to `ip . port` (numgen into a map),
- * iptables to `ip:port`; Twill's chains have `ip . port` in their numgen map, or `dnat ip to ip:port` alone.
+ * iptables to `ip:port`; Twill's rules end in `dnat ip to ip:port`.
  */
-export const dnatTargets = (mode: ProxyMode, ip: string, port: number): string[] => (mode === "twill" ? [` ${ip} . ${port}`, `dnat ip to ${ip}:${port}\n`] : mode === "nftables" ? [`${ip} . ${port}`] : [`${ip}:${port}`]);
+export const dnatTargets = (mode: ProxyMode, ip: string, port: number): string[] => (mode === "twill" ? [`dnat ip to ${ip}:${port}\n`] : mode === "nftables" ? [`${ip} . ${port}`] : [`${ip}:${port}`]);
 
 /** Whether a listing of the proxy's rules (proxyRules) DNATs to this endpoint. */
 export const programsEndpoint = (rules: string, mode: ProxyMode, ip: string, port: number) => dnatTargets(mode, ip, port).some((t) => rules.includes(t));

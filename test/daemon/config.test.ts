@@ -59,8 +59,12 @@ describe("daemon configuration errors", () => {
       policy: true,
       policyFailClosed: true,
       bigTcp: true,
+      serviceProxy: false,
       vxlan: { vni: 1, port: 8472, directRouting: false },
     });
+    expect(parseConfig("clusterCIDR: 10.244.0.0/16\nserviceProxy: true\n").serviceProxy).toBe(true);
+    expect(() => parseConfig("clusterCIDR: 10.244.0.0/16\nserviceProxy: 1\n")).toThrow(/serviceProxy must be true or false/);
+    expect(parseConfig("clusterCIDR: 10.244.0.0/16\nbgp: { advertiseServices: true }\n").bgp?.advertiseServices).toBe(true);
     expect(parseConfig("clusterCIDR: 10.244.0.0/16\nbigTcp: false\n").bigTcp).toBe(false);
     expect(() => parseConfig("clusterCIDR: 10.244.0.0/16\nbigTcp: yes please\n")).toThrow(/bigTcp must be true or false/);
   });

@@ -31,8 +31,8 @@ describe("kube-proxy's configuration", () => {
   it("finds an endpoint the way each mode's DNAT rules spell it", () => {
     expect(programsEndpoint("numgen random mod 2 vmap { 0 : 10.244.1.1 . 8080 }", "nftables", "10.244.1.1", 8080)).toBe(true);
     expect(programsEndpoint("-A KUBE-SEP-X -p tcp -j DNAT --to-destination 10.244.1.1:8080", "iptables", "10.244.1.1", 8080)).toBe(true);
-    // Twill's proxy: in a numgen map, or alone; 10.244.1.1:80 is not 10.244.1.1:8080.
-    expect(programsEndpoint("dnat ip to numgen random mod 2 map { 0 : 10.244.1.1 . 8080, 1 : 10.244.1.2 . 8080 }\n", "twill", "10.244.1.2", 8080)).toBe(true);
+    // Twill's proxy: a rule's DNAT; 10.244.1.1:80 is not 10.244.1.1:8080.
+    expect(programsEndpoint("numgen random mod 2 0 meta l4proto tcp dnat ip to 10.244.1.2:8080\n", "twill", "10.244.1.2", 8080)).toBe(true);
     expect(programsEndpoint("meta l4proto tcp dnat ip to 10.244.1.1:8080\n", "twill", "10.244.1.1", 8080)).toBe(true);
     expect(programsEndpoint("meta l4proto tcp dnat ip to 10.244.1.1:8080\n", "twill", "10.244.1.1", 80)).toBe(false);
   });

@@ -193,7 +193,7 @@ describe("endpoint choice", () => {
   it("programs SCTP ports (no SCTP sockets in this kernel: checked in the rules)", async () => {
     const svc = await createService("sctp", { selector: { role: "web" }, ports: [{ name: "s", protocol: "SCTP", port: 9999, targetPort: 9999 }] });
     await programmed(`${svc.spec!.clusterIP} . sctp . 9999 : goto svc-${NS}/sctp/sctp/s`);
-    await programmed(`meta l4proto sctp dnat ip to numgen random mod 3 map {`);
+    await programmed(`numgen random mod 3 0 meta l4proto sctp dnat ip to `);
     for (const w of web) await endpointProgrammed(w.ip, 9999);
   });
 });

@@ -1,10 +1,12 @@
 import type { V1EndpointSlice, V1Service } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { compilePort, describeProxy, nftDuration } from "../../daemon/proxy/compile.ts";
-import { udpFlushes } from "../../daemon/proxy/controller.ts";
+import { advertised, udpFlushes } from "../../daemon/proxy/controller.ts";
 import { flushArgs } from "../../daemon/proxy/conntrack.ts";
 import { isInvalid, planService, type ServicePlan, type ServicePort } from "../../daemon/proxy/model.ts";
 import { chooseEndpoints } from "../../daemon/proxy/select.ts";
+import { exportRoute, SERVICE_ROUTE_COMMUNITY } from "../../daemon/bgp/rib/export.ts";
+import { LOCAL, type Route } from "../../daemon/bgp/rib/route.ts";
 import { allocate, parsePool, TWILL_LB_CLASS, type LbPool } from "../../daemon/proxy/lb-pool.ts";
 
 // The service proxy's pure parts: Service + slices → plans, which endpoints a
@@ -103,13 +105,18 @@ describe("compilePort", () => {
     expect([f.chains, f.clusterIps, f.nodePorts]).toEqual([[], [], []]);
   });
 
-  it("picks among endpoints with numgen in one rule, masquerades off-cluster clients, hairpins its own endpoints", () => {
-    const p = onePort(service({ ports: HTTP }), [slice([{ ip: "10.244.1.2", node: "node1" }, { ip: "10.244.2.2", node: "node2" }])]);
+  it("picks among endpoints with a numgen cascade (1/3, 1/2, the rest), masquerades off-cluster clients, hairpins its own endpoints", () => {
+    const p = onePort(service({ ports: HTTP }), [slice([{ ip: "10.244.1.2", node: "node1" }, { ip: "10.244.2.2", node: "node2" }, { ip: "10.244.2.3", node: "node2" }])]);
     const f = compilePort(p, chooseEndpoints(p, node), CIDR, "node1");
     expect(f.chains).toEqual([
       {
         name: "svc-ns/web/tcp/http",
-        rules: ["ip daddr 10.96.0.5 ip saddr != 10.244.0.0/16 jump mark-for-masquerade", "meta l4proto tcp dnat ip to numgen random mod 2 map { 0 : 10.244.1.2 . 8080, 1 : 10.244.2.2 . 8080 }"],
+        rules: [
+          "ip daddr 10.96.0.5 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
+          "numgen random mod 3 0 meta l4proto tcp dnat ip to 10.244.1.2:8080",
+          "numgen random mod 2 0 meta l4proto tcp dnat ip to 10.244.2.2:8080",
+          "meta l4proto tcp dnat ip to 10.244.2.3:8080",
+        ],
       },
     ]);
     expect(f.hairpin).toEqual(["10.244.1.2 . 10.244.1.2"]);
@@ -187,5 +194,32 @@ describe("LoadBalancer pools", () => {
   it("says what is wrong with a pool", () => {
     expect(parsePool({ metadata: { name: "x" }, spec: { cidrs: ["2001:db8::/64"] } })).toEqual({ name: "x", error: "2001:db8::/64: only IPv4 pools are served so far" });
     expect(parsePool({ metadata: { name: "y" }, spec: {} })).toMatchObject({ error: "spec.cidrs must list at least one IPv4 CIDR" });
+  });
+});
+
+describe("advertised", () => {
+  it("announces ClusterIPs and external addresses; under ETP Local only while this node has a local endpoint", () => {
+    const etpLocal = service({ type: "LoadBalancer", externalTrafficPolicy: "Local", externalIPs: ["192.0.2.7"], ports: [{ ...HTTP[0]!, nodePort: 30080 }] });
+    const eps = [slice([{ ip: "10.244.2.2", node: "node2" }])];
+    const planned = (svc: V1Service, node: string) => [{ ports: (planService(svc, eps) as ServicePlan).ports.map((port) => ({ port, chosen: chooseEndpoints(port, { name: node }) })) }];
+    expect(advertised(planned(etpLocal, "node2"))).toEqual(["10.96.0.5/32", "192.0.2.7/32"]);
+    expect(advertised(planned(etpLocal, "node1"))).toEqual([]);
+    expect(advertised(planned(service({ ports: HTTP }), "node1"))).toEqual(["10.96.0.5/32"]);
+  });
+});
+
+describe("Service routes over BGP", () => {
+  const local = { asn: 64512, routerId: 1, clusterId: undefined };
+  const peer = (id: string, internal: boolean) => ({ id, address: 1n, asn: internal ? 64512 : 64513, bgpId: 2, internal, rrClient: false });
+  const route = (from: string, communities?: number[]): Route => ({ prefix: "203.0.113.17/32", peer: from, attrs: { origin: 0, ...(communities ? { communities } : {}) }, nextHop: "172.30.0.11", stale: false });
+  it("a node's own Service /32 goes to other ASes without the mark; one learned from another node does not go on", () => {
+    // As decoded off the wire: an unsigned 32-bit value.
+    const mark = 4227865789;
+    expect(SERVICE_ROUTE_COMMUNITY).toBe(mark);
+    const own = exportRoute(route(LOCAL, [SERVICE_ROUTE_COMMUNITY]), undefined, peer("router", false), local);
+    expect(own?.attrs.communities).toBeUndefined();
+    expect(exportRoute(route(LOCAL, [SERVICE_ROUTE_COMMUNITY]), undefined, peer("node2", true), local)?.attrs.communities).toEqual([mark]);
+    expect(exportRoute(route("node1", [mark]), peer("node1", true), peer("router", false), local)).toBeUndefined();
+    expect(exportRoute(route("node1"), peer("node1", true), peer("router", false), local)).toBeDefined();
   });
 });

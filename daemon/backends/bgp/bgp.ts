@@ -2,6 +2,8 @@ import { TwillError } from "../../../lib/errors.ts";
 import { createLogger, type Logger } from "../../../lib/log.ts";
 import type { Route } from "../../bgp/rib/route.ts";
 import { LOCAL } from "../../bgp/rib/route.ts";
+import { SERVICE_ROUTE_COMMUNITY } from "../../bgp/rib/export.ts";
+import type { PathAttrs } from "../../bgp/codec/update-types.ts";
 import type { PeerConfig, SpeakerConfig } from "../../bgp/speaker/config.ts";
 import { Speaker, type SpeakerEvents } from "../../bgp/speaker/speaker.ts";
 import type { ClusterView } from "../../cluster/view.ts";
@@ -25,7 +27,7 @@ export interface SpeakerLike {
   addPeer(cfg: PeerConfig): unknown;
   removePeer(address: string): void;
   peerAddresses(): string[];
-  announce(prefix: string): void;
+  announce(prefix: string, attrs?: PathAttrs): void;
   withdraw(prefix: string): void;
   routes(): Route[];
   converged(): boolean;
@@ -55,6 +57,8 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
   let speaker: SpeakerLike | undefined;
   let onChange: (() => void) | undefined;
   const announced = new Set<string>();
+  /** Service /32s the proxy asks this node to originate (advertise). */
+  let services: string[] = [];
   let started: Settings | undefined;
   let identityWarned = "";
   const peerCfgs = new Map<string, PeerConfig>();
@@ -148,8 +152,10 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
       for (const [addr, pc] of want) if (!have.has(addr)) (s.addPeer(pc), peerCfgs.set(addr, pc));
 
       const own = local.info.podCIDRs.filter(isV4);
-      for (const p of own) if (!announced.has(p)) (s.announce(p), announced.add(p));
-      for (const p of [...announced]) if (!own.includes(p)) (s.withdraw(p), announced.delete(p));
+      const originated = new Set([...own, ...services]);
+      const serviceOnly = new Set(services.filter((p) => !own.includes(p)));
+      for (const p of originated) if (!announced.has(p)) (s.announce(p, serviceOnly.has(p) ? { origin: 0, communities: [SERVICE_ROUTE_COMMUNITY] } : undefined), announced.add(p));
+      for (const p of [...announced]) if (!originated.has(p)) (s.withdraw(p), announced.delete(p));
 
       // Graceful restart: the routes from before the restart stay until the peers have re-sent theirs.
       if (holdUntil && !s.converged() && now() < holdUntil) {
@@ -162,7 +168,8 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
       // Many routes share a next hop: "on our L2?" is decided once per next hop, not per route (100k per pass).
       const reachable = new Map<string, boolean>();
       const onL2 = (ip: string) => reachable.get(ip) ?? reachable.set(ip, onSameL2(local, ip)).get(ip)!;
-      const ownSet = new Set(own);
+      // What this node originates is never installed from a peer (others announce the same Service /32s).
+      const ownSet = originated;
       for (const r of s.routes()) {
         const spec = learnedRoute(r, local, ownSet, onL2);
         if (spec) state.routes.push(spec);
@@ -172,6 +179,12 @@ export function bgpBackend(cfg: DaemonConfig, deps: BgpBackendDeps = {}): Backen
     },
     watch(cb: () => void): void {
       onChange = cb;
+    },
+    advertise(prefixes: string[]): void {
+      const next = [...new Set(prefixes.filter(isV4))].sort();
+      if (next.join() === services.join()) return;
+      services = next;
+      kick();
     },
   };
 }

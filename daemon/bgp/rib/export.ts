@@ -10,10 +10,20 @@ export interface Export {
   nextHopSelf: boolean;
 }
 
+/**
+ * Marks a Service address a node originates (docs/services.md): each node decides for itself whether to
+ * announce it (externalTrafficPolicy Local: only with a local endpoint), so one learned from another node is
+ * never passed on to another AS, and the mark itself stays inside ours. 64512:7357 (a private ASN's value).
+ */
+export const SERVICE_ROUTE_COMMUNITY = ((64512 << 16) | 7357) >>> 0;
+
 /** What `to` should receive for `route`, or undefined when nothing (then any earlier announcement is withdrawn). */
 export function exportRoute(route: Route, from: PeerInfo | undefined, to: PeerInfo, local: LocalSpeaker): Export | undefined {
   if (route.peer === to.id) return undefined; // never back to where it came from
-  const { mpReach: _r, mpUnreach: _u, ...a } = route.attrs;
+  const { mpReach: _r, mpUnreach: _u, ...marked } = route.attrs;
+  const service = marked.communities?.includes(SERVICE_ROUTE_COMMUNITY) ?? false;
+  if (service && !to.internal && route.peer !== LOCAL) return undefined;
+  const a = service && !to.internal ? withoutServiceMark(marked) : marked;
   if (!to.internal) {
     // To another AS: prepend ours, our address as next hop; LOCAL_PREF and the
     // reflection attributes stay inside the AS, a neighbour's MED is not passed on.
@@ -37,6 +47,12 @@ export function exportRoute(route: Route, from: PeerInfo | undefined, to: PeerIn
     attrs: { ...a, localPref, originatorId: a.originatorId ?? from.bgpId, clusterList: [local.clusterId, ...(a.clusterList ?? [])], unknown: passAlong(a) },
     nextHopSelf: false,
   };
+}
+
+function withoutServiceMark(a: PathAttrs): PathAttrs {
+  const communities = a.communities!.filter((c) => c !== SERVICE_ROUTE_COMMUNITY);
+  const { communities: _c, ...rest } = a;
+  return communities.length ? { ...rest, communities } : rest;
 }
 
 /** Unknown optional transitive attributes go on with the Partial bit set (RFC 4271 §5). */
