@@ -295,7 +295,7 @@ function rerender(): void {
   type Saved = Params & { complete: boolean; runs: RunResult[]; bench?: string; figures?: unknown };
   const read = (path: string) => JSON.parse(readFileSync(path, "utf8")) as Saved;
   const { complete, runs, bench: _bench, figures: _figures, ...params } = read(join(REPO, "bench-results/services.json"));
-  const parts = [{ measuredAt: params.measuredAt, sizes: params.sizes }, ...(params.parts ?? []).slice(1)];
+  const parts = params.parts ?? [{ measuredAt: params.measuredAt, sizes: params.sizes }];
   for (const path of args.with) {
     const other = read(path);
     const sizes = other.sizes.filter((s) => !params.sizes.includes(s));
