@@ -58,7 +58,8 @@ export function writeDaemonFiles(labDir: string, ca: string, token: string, opts
   return { config, kubeconfig };
 }
 
-export function startDaemon(node: LabNode, files: { config: string; kubeconfig: string }): LabProcess {
+/** `resyncSeconds`: the lab's 5 s heals faster than the daemon's own default (10 s, what the manifest runs). */
+export function startDaemon(node: LabNode, files: { config: string; kubeconfig: string }, resyncSeconds = 5): LabProcess {
   return startIn(node.ns, `twill-daemon on ${node.name}`, [
     process.execPath,
     ...DAEMON_NODE_FLAGS,
@@ -67,7 +68,7 @@ export function startDaemon(node: LabNode, files: { config: string; kubeconfig: 
     "--kubeconfig", files.kubeconfig,
     "--node-name", node.name,
     "--node-file", node.nodeFile,
-    "--resync-seconds", "5",
+    "--resync-seconds", String(resyncSeconds),
     "--ipam-dir", node.ipamDir,
     // The repo's build (npm test builds it), as the image has /opt/twill/bin/twill.
     "--twill-binary", join(REPO, "dist/cni/twill"),

@@ -25,12 +25,12 @@ async function openssl(args: string[]): Promise<void> {
   await exec(["openssl", ...args]);
 }
 
+/** Where a lab's CA keeps its files (createCa writes them; a running lab's PKI is found again from its directory). */
+export const pkiFiles = (dir: string): Pki => ({ dir, ca: join(dir, "ca.crt"), caKey: join(dir, "ca.key"), saKey: join(dir, "sa.key"), saPub: join(dir, "sa.pub") });
+
 export async function createCa(dir: string): Promise<Pki> {
-  const ca = join(dir, "ca.crt");
-  const caKey = join(dir, "ca.key");
+  const { ca, caKey, saKey, saPub } = pkiFiles(dir);
   await openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", caKey, "-out", ca, "-days", "7", "-subj", "/CN=twill-lab-ca"]);
-  const saKey = join(dir, "sa.key");
-  const saPub = join(dir, "sa.pub");
   await openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", saKey]);
   await openssl(["pkey", "-in", saKey, "-pubout", "-out", saPub]);
   return { dir, ca, caKey, saKey, saPub };

@@ -57,7 +57,7 @@ case "$step" in
     shift
     case "$name" in
       cni|bgp) ;;
-      pods) TWILL_BUILD_KUBELET=1 bash scripts/build-controlplane.sh >/dev/null ;;
+      pods|services) TWILL_BUILD_KUBELET=1 bash scripts/build-controlplane.sh >/dev/null ;;
       *) bash scripts/build-controlplane.sh >/dev/null ;;
     esac
     exec node "bench/$name.ts" "$@"

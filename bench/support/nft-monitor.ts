@@ -21,9 +21,10 @@ export interface NftMonitor {
   stop(): Promise<void>;
 }
 
-export async function startNftMonitor(netns: string): Promise<NftMonitor> {
+/** `events`: what nft monitor prints (default new elements; "" for every event and each commit's "new generation" line). */
+export async function startNftMonitor(netns: string, events = "new elements"): Promise<NftMonitor> {
   const stamp = `chrt -f 50 perl -MTime::HiRes=time -ne 'BEGIN { $| = 1 } printf("%.3f %s", time() * 1000, $_)'`;
-  const child = spawn("ip", ["netns", "exec", netns, "sh", "-c", `chrt -f 50 stdbuf -oL nft monitor new elements | ${stamp}`], {
+  const child = spawn("ip", ["netns", "exec", netns, "sh", "-c", `chrt -f 50 stdbuf -oL nft monitor ${events} | ${stamp}`], {
     stdio: ["ignore", "pipe", "pipe"],
     // Its own process group: stop() ends the shell, nft and perl together, by this group's id.
     detached: true,

@@ -54,8 +54,11 @@ export interface KubeProxyFiles {
  *   machine. The TCP timeouts kube-proxy sets (established 24 h, close-wait 1 h) stay at its defaults: those
  *   net.netfilter sysctls belong to the node's network namespace.
  * - oomScoreAdj: 0: kube-proxy's -999 cannot be set without CAP_SYS_RESOURCE, which this machine lacks.
+ * - minSyncPeriod (only when given): the mode's rate limit between syncs; upstream's default is 1 s,
+ *   bench:services also runs it at 0 (kube-proxy at its fastest).
  */
-export function kubeProxyConfig(n: KubeProxyNode, kubeconfig: string, mode: ProxyMode, clusterCIDR: string): string {
+export function kubeProxyConfig(n: KubeProxyNode, kubeconfig: string, mode: ProxyMode, clusterCIDR: string, minSyncPeriod?: string): string {
+  const tuning = minSyncPeriod === undefined ? "" : `${mode}:\n  minSyncPeriod: ${minSyncPeriod}\n`;
   return `apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection:
@@ -71,22 +74,23 @@ oomScoreAdj: 0
 conntrack:
   maxPerCore: 0
   min: 0
-`;
+${tuning}`;
 }
 
-export async function writeKubeProxyFiles(pki: Pki, n: KubeProxyNode, mode: ProxyMode, clusterCIDR: string): Promise<KubeProxyFiles> {
+export async function writeKubeProxyFiles(pki: Pki, n: KubeProxyNode, mode: ProxyMode, clusterCIDR: string, minSyncPeriod?: string): Promise<KubeProxyFiles> {
   const dir = join(n.dir, "kube-proxy");
   mkdirSync(dir, { recursive: true });
   const cert = await issue(pki, { name: `kube-proxy-${n.name}`, commonName: "system:kube-proxy", usage: "client" });
   const kubeconfig = join(dir, "kubeconfig");
   writeFileSync(kubeconfig, underlayKubeconfig(pki.ca, "kube-proxy", `{client-certificate: "${cert.cert}", client-key: "${cert.key}"}`), { mode: 0o600 });
   const config = join(dir, "config.yaml");
-  writeFileSync(config, kubeProxyConfig(n, kubeconfig, mode, clusterCIDR));
+  writeFileSync(config, kubeProxyConfig(n, kubeconfig, mode, clusterCIDR, minSyncPeriod));
   return { config, kubeconfig, log: join(n.dir, "kube-proxy.log") };
 }
 
-export function startKubeProxy(bin: string, netns: string, mountNs: string, n: KubeProxyNode, f: KubeProxyFiles): LabProcess {
-  return startIn(netns, `kube-proxy on ${n.name}`, [`--mount=${mountNs}`, join(bin, "kube-proxy"), `--config=${f.config}`, "--v=1"], f.log);
+/** In the node's network namespace; in its mount namespace too when it has one (a kubelet node). */
+export function startKubeProxy(bin: string, netns: string, mountNs: string | undefined, n: KubeProxyNode, f: KubeProxyFiles): LabProcess {
+  return startIn(netns, `kube-proxy on ${n.name}`, [...(mountNs ? [`--mount=${mountNs}`] : []), join(bin, "kube-proxy"), `--config=${f.config}`, "--v=1"], f.log);
 }
 
 /** kube-proxy's /healthz answers 200 once it has programmed the node's rules from the API at least once. */
